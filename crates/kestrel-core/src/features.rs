@@ -1,0 +1,144 @@
+//! Per-request features: typed values in every request's extensions, in
+//! place of Kestrel's `IHttp…Feature` interfaces.
+//!
+//! | Type | Mirrors |
+//! |---|---|
+//! | [`ConnectionInfo`] | `IHttpConnectionFeature` (id, local and remote address) plus the connection's own features (e.g. TLS) |
+//! | [`ServerAddresses`] | `IServerAddressesFeature` |
+
+use std::fmt;
+use std::sync::Arc;
+
+use kestrel_transport::{Address, TransportKind};
+
+use crate::connection::ConnectionId;
+use crate::endpoint::BoundAddress;
+
+/// The connection a request arrived on (Kestrel's `IHttpConnectionFeature`).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct ConnectionInfo {
+    inner: Arc<ConnectionInner>,
+}
+
+struct ConnectionInner {
+    id: ConnectionId,
+    local_addr: Address,
+    remote_addr: Address,
+    transport: TransportKind,
+    endpoint: Option<BoundAddress>,
+    features: http::Extensions,
+}
+
+impl ConnectionInfo {
+    /// Describe a connection. `features` are what connection middleware recorded.
+    pub fn new(
+        id: ConnectionId,
+        local_addr: Address,
+        remote_addr: Address,
+        transport: TransportKind,
+        endpoint: Option<BoundAddress>,
+        features: http::Extensions,
+    ) -> Self {
+        ConnectionInfo {
+            inner: Arc::new(ConnectionInner {
+                id,
+                local_addr,
+                remote_addr,
+                transport,
+                endpoint,
+                features,
+            }),
+        }
+    }
+
+    /// The connection id.
+    pub fn id(&self) -> ConnectionId {
+        self.inner.id
+    }
+
+    /// The server's address on this connection.
+    pub fn local_addr(&self) -> &Address {
+        &self.inner.local_addr
+    }
+
+    /// The client's address.
+    pub fn remote_addr(&self) -> &Address {
+        &self.inner.remote_addr
+    }
+
+    /// The transport kind (tcp, unix, memory).
+    pub fn transport(&self) -> TransportKind {
+        self.inner.transport
+    }
+
+    /// The endpoint that accepted the connection, in display form.
+    pub fn endpoint(&self) -> Option<&BoundAddress> {
+        self.inner.endpoint.as_ref()
+    }
+
+    /// Typed values that connection middleware recorded (e.g. the TLS handshake).
+    pub fn features(&self) -> &http::Extensions {
+        &self.inner.features
+    }
+}
+
+impl fmt::Debug for ConnectionInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionInfo")
+            .field("id", &self.inner.id)
+            .field("local_addr", &self.inner.local_addr)
+            .field("remote_addr", &self.inner.remote_addr)
+            .field("transport", &self.inner.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The addresses the server listens on, in display form (Kestrel's
+/// `IServerAddressesFeature`): filled after binding, read-only afterwards.
+#[derive(Clone, Default)]
+pub struct ServerAddresses {
+    list: Arc<[BoundAddress]>,
+}
+
+impl ServerAddresses {
+    /// The given list.
+    pub fn new(list: Vec<BoundAddress>) -> Self {
+        ServerAddresses { list: list.into() }
+    }
+
+    /// The addresses.
+    pub fn iter(&self) -> impl Iterator<Item = &BoundAddress> {
+        self.list.iter()
+    }
+
+    /// How many addresses.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+impl fmt::Debug for ServerAddresses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.list.iter().map(|a| a.as_str()))
+            .finish()
+    }
+}
+
+impl fmt::Display for ServerAddresses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.list.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(a.as_str())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! # kestrel-core
+//!
+//! The protocol-independent heart of Kestrel for Rust:
+//!
+//! * [`options`] and [`limits`]: `KestrelServerOptions`, `ListenOptions`,
+//!   `ServerLimits` and `Http2Limits` with Kestrel's defaults, validated at start-up;
+//! * [`endpoint`]: Kestrel's URL forms (`http://localhost:5000`, `http://*:80`,
+//!   `http://unix:/path`, …) and the display names of bound addresses;
+//! * [`connection`]: connection ids, the concurrent-connection limit, per-connection
+//!   deadlines and shutdown signals; [`heartbeat`]: the 1 s tick and the cached `Date`;
+//! * [`app`]: the [`Application`] trait; [`body`]: [`RequestBody`];
+//!   [`features`]: typed per-request features;
+//! * [`middleware`]: connection middleware (`ListenOptions::use_middleware`).
+//!
+//! This crate must not depend on any protocol crate (`kestrel-http1`,
+//! `kestrel-http2`), TLS or hosting: they depend on it. Its only `kestrel-*`
+//! dependency is `kestrel-transport`.
+
+pub mod app;
+pub mod body;
+pub mod connection;
+pub mod endpoint;
+pub mod features;
+pub mod heartbeat;
+pub mod limits;
+pub mod middleware;
+pub mod options;
+pub mod protocols;
+
+pub use app::{Application, IntoAppResult};
+pub use body::{BodyError, BodySource, BoxError, RequestBody};
+pub use endpoint::{BindTarget, BoundAddress, Scheme, ServerUrl, UrlError};
+pub use features::{ConnectionInfo, ServerAddresses};
+pub use limits::{Http2Limits, MinDataRate, ServerLimits};
+pub use options::{Http1Options, KestrelServerOptions, ListenOptions, OptionsError};
+pub use protocols::HttpProtocols;

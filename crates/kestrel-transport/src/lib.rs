@@ -1,0 +1,30 @@
+//! # kestrel-transport
+//!
+//! The lowest layer of Kestrel for Rust: how connections arrive. It defines the
+//! [`Listener`] trait (bind once, accept duplex byte streams with their local and
+//! remote [`Address`]) and ships the transports Kestrel has:
+//!
+//! * [`tcp`]: TCP on tokio, socket options through `socket2` (`TCP_NODELAY` on,
+//!   listen backlog 512, `SO_REUSEADDR`, dual-mode `[::]`), and listeners built
+//!   from inherited file descriptors (systemd socket activation, `ListenHandle`);
+//! * [`unix`]: Unix domain sockets (absolute paths only, stale socket files
+//!   replaced, the file removed when the listener is dropped, optional mode);
+//! * [`memory`]: an in-memory transport for tests and embedding.
+//!
+//! Anyone can bring a transport of their own by implementing [`Listener`].
+//!
+//! This crate knows nothing of HTTP, TLS, options or limits: it must not depend on
+//! any other `kestrel-*` crate.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod address;
+mod io;
+mod listener;
+pub mod memory;
+pub mod tcp;
+#[cfg(all(unix, feature = "unix"))]
+pub mod unix;
+
+pub use address::{Address, TransportKind};
+pub use io::{BoxIo, Io};
+pub use listener::{Connection, Listener, ListenerExt};
