@@ -1,0 +1,699 @@
+//! The HTTP/1 connection driver: one request at a time, in order, with the
+//! application run inline in the connection's task.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body::Body;
+use kestrel_core::app::CatchUnwind;
+use kestrel_core::connection::{ConnectionHandle, Signal, TimeoutReason};
+use kestrel_core::heartbeat::{Clock, DateSlot};
+use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody, ServerAddresses};
+use kestrel_transport::BoxIo;
+
+use crate::codec::{
+    encode_chunk_header, encode_last_chunk, encode_response_head, BodyKind, ChunkedDecoder,
+    ConnectionHeader, LengthDecoder, RequestHead, RequestRejection, ResponseHead, CHUNK_SUFFIX,
+};
+use crate::config::Http1Config;
+use crate::io::{BodyState, Decoder, Shared, WriteBuf};
+use crate::response::{plan, Framing, RequestFacts};
+
+/// Data frames smaller than this are copied into the output buffer (and
+/// batched); larger ones are written straight from the app's buffer.
+const COPY_THRESHOLD: usize = 16 * 1024;
+/// Output buffered before a write waits, when `max_response_buffer_size` is unlimited.
+const UNLIMITED_RESPONSE_BUFFER: usize = 1024 * 1024;
+
+/// Why a connection ended other than by a clean close.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Http1Error {
+    /// A request was rejected (the client got the matching status, then the connection closed).
+    #[error("bad request: {0}")]
+    BadRequest(RequestRejection),
+    /// The socket failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The server aborted the connection (shutdown timeout, or a write deadline).
+    #[error("the connection was aborted by the server")]
+    Aborted,
+    /// The application failed after its response had started, so the response was cut short.
+    #[error("the response was aborted after it started: {0}")]
+    ResponseAborted(BoxError),
+}
+
+/// An HTTP/1.x connection, ready to serve an [`Application`].
+pub struct Http1Connection {
+    io: BoxIo,
+    read_buf: BytesMut,
+    config: Arc<Http1Config>,
+    handle: Arc<ConnectionHandle>,
+    clock: Arc<Clock>,
+    info: Option<ConnectionInfo>,
+    addresses: Option<ServerAddresses>,
+}
+
+impl Http1Connection {
+    /// A connection over `io`, obeying `handle`'s signals and deadlines, with
+    /// time from `clock` (whose heartbeat must be running for timeouts to fire).
+    pub fn new(
+        io: BoxIo,
+        config: Arc<Http1Config>,
+        handle: Arc<ConnectionHandle>,
+        clock: Arc<Clock>,
+    ) -> Self {
+        Http1Connection {
+            io,
+            read_buf: BytesMut::new(),
+            config,
+            handle,
+            clock,
+            info: None,
+            addresses: None,
+        }
+    }
+
+    /// Bytes already read from the connection (e.g. while sniffing the protocol).
+    pub fn with_read_buffer(mut self, buf: BytesMut) -> Self {
+        self.read_buf = buf;
+        self
+    }
+
+    /// Put this connection's info into every request's extensions.
+    pub fn with_connection_info(mut self, info: ConnectionInfo) -> Self {
+        self.info = Some(info);
+        self
+    }
+
+    /// Put the server's addresses into every request's extensions.
+    pub fn with_server_addresses(mut self, addresses: ServerAddresses) -> Self {
+        self.addresses = Some(addresses);
+        self
+    }
+
+    /// Serve requests until the connection closes.
+    pub async fn serve<A: Application>(self, app: &A) -> Result<(), Http1Error> {
+        let shared = Shared::new(self.io, self.read_buf, self.handle.clone());
+        let mut driver = Driver {
+            date: DateSlot::new(self.clock.date()),
+            shared,
+            config: self.config,
+            handle: self.handle,
+            clock: self.clock,
+            info: self.info,
+            addresses: self.addresses,
+            wb: WriteBuf::new(),
+            linger: false,
+        };
+        let result = driver.run(app).await;
+        driver
+            .close(result.is_ok() || matches!(result, Err(Http1Error::BadRequest(_))))
+            .await;
+        result
+    }
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    config: Arc<Http1Config>,
+    handle: Arc<ConnectionHandle>,
+    clock: Arc<Clock>,
+    date: DateSlot,
+    info: Option<ConnectionInfo>,
+    addresses: Option<ServerAddresses>,
+    wb: WriteBuf,
+    /// Unread input may remain at close: shut down our side and drain before closing.
+    linger: bool,
+}
+
+// Returned once per request and moved straight out: boxing the head would
+// cost an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+enum HeadOutcome {
+    Head(RequestHead),
+    Closed,
+    Reject(RequestRejection),
+}
+
+enum AppOutcome<B> {
+    Response(Response<B>),
+    Failed(BoxError),
+}
+
+impl Driver {
+    async fn run<A: Application>(&mut self, app: &A) -> Result<(), Http1Error> {
+        let mut token = 0u64;
+        loop {
+            let head = match self.read_head().await? {
+                HeadOutcome::Head(h) => h,
+                HeadOutcome::Closed => return Ok(()),
+                HeadOutcome::Reject(r) => {
+                    self.write_rejection(r);
+                    return Err(Http1Error::BadRequest(r));
+                }
+            };
+            token = token.wrapping_add(1);
+            let keep_alive = self.serve_request(app, head, token).await?;
+            if !keep_alive {
+                return Ok(());
+            }
+        }
+    }
+
+    fn arm(&self, reason: TimeoutReason, timeout: Duration) {
+        self.handle
+            .timeout()
+            .set(reason, timeout, self.clock.ticks(), self.clock.interval());
+    }
+
+    /// Read until a whole request head is parsed, the connection closes
+    /// quietly (EOF, keep-alive timeout, shutdown while idle), or the head is rejected.
+    async fn read_head(&mut self) -> Result<HeadOutcome, Http1Error> {
+        let mut armed: Option<TimeoutReason> = None;
+        loop {
+            let buffered = {
+                let mut c = self.shared.lock();
+                if !c.read_buf.is_empty() {
+                    match self.config.parser.parse(&mut c.read_buf) {
+                        Ok(Some(head)) => {
+                            self.handle.timeout().cancel();
+                            return Ok(HeadOutcome::Head(head));
+                        }
+                        Ok(None) => {}
+                        Err(r) => {
+                            self.handle.timeout().cancel();
+                            return Ok(HeadOutcome::Reject(r));
+                        }
+                    }
+                }
+                if c.eof {
+                    if !c.read_buf.is_empty() {
+                        tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "the client closed the connection in the middle of a request head");
+                    }
+                    return Ok(HeadOutcome::Closed);
+                }
+                !c.read_buf.is_empty()
+            };
+            // The headers timer starts at the first byte of a request; before
+            // that the connection is idle and the keep-alive timer runs.
+            let want = if buffered {
+                TimeoutReason::RequestHeaders
+            } else {
+                TimeoutReason::KeepAlive
+            };
+            if armed != Some(want) {
+                let timeout = match want {
+                    TimeoutReason::RequestHeaders => self.config.request_headers_timeout,
+                    _ => self.config.keep_alive_timeout,
+                };
+                self.arm(want, timeout);
+                armed = Some(want);
+            }
+            // Before waiting for input, send what earlier (pipelined) requests produced.
+            self.flush().await?;
+            let shared = &self.shared;
+            let event = poll_fn(|cx| {
+                match shared.handle.poll_signal(cx) {
+                    Poll::Ready(Signal::Aborted) => return Poll::Ready(Err(Http1Error::Aborted)),
+                    Poll::Ready(Signal::TimedOut(r)) => return Poll::Ready(Ok(Some(r))),
+                    Poll::Ready(Signal::CloseRequested) if !buffered => {
+                        return Poll::Ready(Ok(Some(TimeoutReason::None)));
+                    }
+                    _ => {}
+                }
+                shared
+                    .lock()
+                    .poll_fill(cx)
+                    .map(|r| r.map(|_| None).map_err(Http1Error::Io))
+            })
+            .await?;
+            match event {
+                None => {}
+                Some(TimeoutReason::RequestHeaders) => {
+                    return Ok(HeadOutcome::Reject(RequestRejection::RequestHeadersTimeout))
+                }
+                Some(TimeoutReason::KeepAlive) => {
+                    tracing::debug!(target: "kestrel::connections", event_id = 9u32, event_name = "ConnectionKeepAlive", connection_id = %self.handle.id(), "keep-alive timeout: closing the idle connection");
+                    return Ok(HeadOutcome::Closed);
+                }
+                Some(_) => return Ok(HeadOutcome::Closed),
+            }
+        }
+    }
+
+    async fn serve_request<A: Application>(
+        &mut self,
+        app: &A,
+        head: RequestHead,
+        token: u64,
+    ) -> Result<bool, Http1Error> {
+        let RequestHead {
+            method,
+            uri,
+            version,
+            headers,
+            body,
+            keep_alive,
+            expect_continue,
+            ..
+        } = head;
+        let is_head = method == Method::HEAD;
+        {
+            let parser = &self.config.parser;
+            let mut c = self.shared.lock();
+            c.body = BodyState {
+                token,
+                active: true,
+                decoder: match body {
+                    BodyKind::Empty => None,
+                    BodyKind::Length(n) => Some(Decoder::Length(LengthDecoder::new(n))),
+                    BodyKind::Chunked => Some(Decoder::Chunked(ChunkedDecoder::new(
+                        parser.max_request_headers_total_size,
+                        parser.max_request_header_count,
+                    ))),
+                },
+                done: body == BodyKind::Empty,
+                started: false,
+                expect_continue,
+                continue_written: None,
+                limit: self.config.max_request_body_size,
+                declared_len: match body {
+                    BodyKind::Length(n) => Some(n),
+                    _ => None,
+                },
+                received: 0,
+                rejection: None,
+            };
+        }
+        let req_body = if body == BodyKind::Empty {
+            RequestBody::empty()
+        } else {
+            RequestBody::from_source(self.shared.clone(), token)
+        };
+        let mut request = Request::new(req_body);
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = version;
+        *request.headers_mut() = headers;
+        if let Some(info) = &self.info {
+            request.extensions_mut().insert(info.clone());
+        }
+        if let Some(a) = &self.addresses {
+            request.extensions_mut().insert(a.clone());
+        }
+
+        let outcome = self.run_app(app, request).await?;
+
+        let rejection = self.shared.lock().body.rejection;
+        if let Some(r) = rejection {
+            // The body was malformed or too large: that decides the answer,
+            // whatever the app made of it.
+            self.end_request();
+            self.write_rejection(r);
+            return Err(Http1Error::BadRequest(r));
+        }
+        let facts = RequestFacts {
+            is_head,
+            version,
+            keep_alive: keep_alive && !self.handle.is_close_requested(),
+        };
+        let mut keep_alive = match outcome {
+            AppOutcome::Response(resp) => self.write_response(resp, &facts).await?,
+            AppOutcome::Failed(e) => {
+                self.log_app_error(&e);
+                self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, &facts, None)
+            }
+        };
+        let continue_unanswered = {
+            let c = self.shared.lock();
+            c.body.expect_continue && !c.body.started && !c.body.is_complete()
+        };
+        if continue_unanswered {
+            // The client may still be waiting for `100 Continue` before it
+            // sends the body; the connection cannot be reused.
+            keep_alive = false;
+        } else if keep_alive && !self.shared.lock().body.is_complete() {
+            keep_alive = self.drain_body().await?;
+        }
+        if !self.shared.lock().body.is_complete() {
+            self.linger = true;
+        }
+        self.end_request();
+        Ok(keep_alive && !self.handle.is_close_requested())
+    }
+
+    fn end_request(&self) {
+        self.shared.lock().body.active = false;
+    }
+
+    /// Run the app; while it is pending, keep flushing earlier responses and
+    /// watch for an abort.
+    async fn run_app<A: Application>(
+        &mut self,
+        app: &A,
+        request: Request<RequestBody>,
+    ) -> Result<AppOutcome<A::Body>, Http1Error> {
+        let mut fut = pin!(CatchUnwind::new(app.call(request)));
+        let shared = &self.shared;
+        let wb = &mut self.wb;
+        let result = poll_fn(|cx| {
+            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            if let Poll::Ready(Signal::Aborted) = shared.handle.poll_signal(cx) {
+                return Poll::Ready(None);
+            }
+            if !wb.buf.is_empty() {
+                // Errors surface at the next write.
+                let _ = shared.lock().poll_write_buf(cx, wb, &mut Bytes::new());
+            }
+            Poll::Pending
+        })
+        .await;
+        match result {
+            None => Err(Http1Error::Aborted),
+            Some(Ok(Ok(resp))) => Ok(AppOutcome::Response(resp)),
+            Some(Ok(Err(e))) => Ok(AppOutcome::Failed(e)),
+            Some(Err(panic)) => Ok(AppOutcome::Failed(Box::new(panic))),
+        }
+    }
+
+    fn log_app_error(&self, e: &BoxError) {
+        tracing::error!(
+            target: "kestrel",
+            event_id = 13u32,
+            event_name = "ApplicationError",
+            connection_id = %self.handle.id(),
+            error = %e,
+            "an unhandled error was raised by the application"
+        );
+    }
+
+    fn encode_head(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        content_length: Option<u64>,
+        chunked: bool,
+        connection: Option<ConnectionHeader>,
+    ) {
+        let date = self.date.get(self.clock.date());
+        let head = ResponseHead {
+            status,
+            headers,
+            date: Some(date.as_bytes()),
+            server: self.config.add_server_header.then_some(&b"Kestrel"[..]),
+            content_length,
+            chunked,
+            connection,
+        };
+        encode_response_head(&head, &mut self.wb.buf);
+    }
+
+    /// Answer with an empty body; returns whether the connection stays open.
+    fn write_simple(
+        &mut self,
+        status: StatusCode,
+        facts: &RequestFacts,
+        allow: Option<&'static str>,
+    ) -> bool {
+        let keep_alive = facts.keep_alive;
+        let connection = if !keep_alive {
+            Some(ConnectionHeader::Close)
+        } else if facts.version == Version::HTTP_10 {
+            Some(ConnectionHeader::KeepAlive)
+        } else {
+            None
+        };
+        let mut headers = HeaderMap::new();
+        if let Some(allow) = allow {
+            headers.insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+        }
+        let content_length = (!facts.is_head).then_some(0);
+        self.encode_head(status, &headers, content_length, false, connection);
+        keep_alive
+    }
+
+    /// Answer a rejected request with its status; the connection then closes.
+    fn write_rejection(&mut self, r: RequestRejection) {
+        tracing::debug!(
+            target: "kestrel::bad_requests",
+            event_id = 17u32,
+            event_name = "ConnectionBadRequest",
+            connection_id = %self.handle.id(),
+            reason = r.name(),
+            status = r.status().as_u16(),
+            "bad request: {r}"
+        );
+        self.wb.begin_response();
+        let facts = RequestFacts {
+            is_head: false,
+            version: Version::HTTP_11,
+            keep_alive: false,
+        };
+        self.write_simple(r.status(), &facts, r.allow());
+        self.linger = true;
+    }
+
+    /// Frame and write the app's response; returns whether the connection stays open.
+    async fn write_response<B>(
+        &mut self,
+        resp: Response<B>,
+        facts: &RequestFacts,
+    ) -> Result<bool, Http1Error>
+    where
+        B: Body<Data = Bytes, Error: Into<BoxError>>,
+    {
+        let (parts, body) = resp.into_parts();
+        let mut headers = parts.headers;
+        let status = parts.status;
+        self.wb.begin_response();
+        let plan = match plan(facts, status, &mut headers, &body.size_hint()) {
+            Ok(p) => p,
+            Err(e) => {
+                self.log_app_error(&e.into());
+                return Ok(self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, facts, None));
+            }
+        };
+        self.encode_head(
+            status,
+            &headers,
+            plan.content_length,
+            plan.chunked_header,
+            plan.connection,
+        );
+        if plan.framing == Framing::NoBody {
+            return Ok(plan.keep_alive);
+        }
+        let mut keep_alive = plan.keep_alive;
+        let limit = self
+            .config
+            .max_response_buffer_size
+            .unwrap_or(UNLIMITED_RESPONSE_BUFFER);
+        let mut body = pin!(body);
+        let mut written: u64 = 0;
+        let mut trailers: Option<HeaderMap> = None;
+        loop {
+            let shared = &self.shared;
+            let wb = &mut self.wb;
+            let frame = poll_fn(|cx| {
+                match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll_frame(cx))) {
+                    Ok(Poll::Ready(None)) => Poll::Ready(Ok(None)),
+                    Ok(Poll::Ready(Some(Ok(f)))) => Poll::Ready(Ok(Some(f))),
+                    Ok(Poll::Ready(Some(Err(e)))) => Poll::Ready(Err(Some(e.into()))),
+                    Err(p) => Poll::Ready(Err(Some(Box::new(
+                        kestrel_core::app::PanicError::from_payload(p),
+                    ) as BoxError))),
+                    Ok(Poll::Pending) => {
+                        if let Poll::Ready(Signal::Aborted | Signal::TimedOut(_)) =
+                            shared.handle.poll_signal(cx)
+                        {
+                            return Poll::Ready(Err(None));
+                        }
+                        // The body is not ready: let the client see what we have.
+                        if !wb.buf.is_empty() {
+                            match shared.lock().poll_write_buf(cx, wb, &mut Bytes::new()) {
+                                Poll::Ready(Err(e)) => return Poll::Ready(Err(Some(e.into()))),
+                                Poll::Ready(Ok(())) | Poll::Pending => {}
+                            }
+                        }
+                        Poll::Pending
+                    }
+                }
+            })
+            .await;
+            let frame = match frame {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(None) => return Err(Http1Error::Aborted),
+                Err(Some(e)) => return self.fail_response(e, facts),
+            };
+            let mut data = match frame.into_data() {
+                Ok(d) => d,
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        trailers = Some(t);
+                    }
+                    continue;
+                }
+            };
+            match plan.framing {
+                Framing::Length(n) => {
+                    let remaining = n - written;
+                    let overflow = data.len() as u64 > remaining;
+                    if overflow {
+                        tracing::error!(target: "kestrel", connection_id = %self.handle.id(), content_length = n, "response body is longer than its Content-Length; closing the connection");
+                        data.truncate(remaining as usize);
+                        keep_alive = false;
+                    }
+                    written += data.len() as u64;
+                    self.push_data(data, limit).await?;
+                    if overflow {
+                        break;
+                    }
+                }
+                Framing::Chunked => {
+                    if !data.is_empty() {
+                        encode_chunk_header(data.len(), &mut self.wb.buf);
+                        self.push_data(data, limit).await?;
+                        self.wb.buf.extend_from_slice(CHUNK_SUFFIX);
+                    }
+                }
+                Framing::CloseDelimited => {
+                    written += data.len() as u64;
+                    self.push_data(data, limit).await?;
+                }
+                Framing::NoBody => {}
+            }
+        }
+        match plan.framing {
+            Framing::Length(n) if written < n => {
+                let e: BoxError =
+                    format!("response body ended after {written} of its {n} Content-Length bytes")
+                        .into();
+                return self.fail_response(e, facts);
+            }
+            Framing::Chunked => encode_last_chunk(trailers.as_ref(), &mut self.wb.buf),
+            _ => {}
+        }
+        Ok(keep_alive)
+    }
+
+    /// The response failed: replace it by a 500 if none of it was sent, else abort.
+    fn fail_response(&mut self, e: BoxError, facts: &RequestFacts) -> Result<bool, Http1Error> {
+        self.log_app_error(&e);
+        if self.wb.rollback() {
+            Ok(self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, facts, None))
+        } else {
+            Err(Http1Error::ResponseAborted(e))
+        }
+    }
+
+    /// Queue `data`; write when the buffer is over `limit` or the data is large.
+    async fn push_data(&mut self, data: Bytes, limit: usize) -> Result<(), Http1Error> {
+        if data.len() < COPY_THRESHOLD
+            && self.wb.buf.len() + data.len() <= limit.max(COPY_THRESHOLD)
+        {
+            self.wb.buf.extend_from_slice(&data);
+            if self.wb.buf.len() < limit {
+                return Ok(());
+            }
+            return self.write_out(Bytes::new()).await;
+        }
+        self.write_out(data).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Http1Error> {
+        if self.wb.buf.is_empty() {
+            return Ok(());
+        }
+        self.write_out(Bytes::new()).await
+    }
+
+    /// Write the buffer and then `tail`, flushing; a server abort or an
+    /// expired deadline interrupts it.
+    async fn write_out(&mut self, mut tail: Bytes) -> Result<(), Http1Error> {
+        let shared = &self.shared;
+        let wb = &mut self.wb;
+        poll_fn(|cx| {
+            if let Poll::Ready(Signal::Aborted | Signal::TimedOut(_)) =
+                shared.handle.poll_signal(cx)
+            {
+                return Poll::Ready(Err(Http1Error::Aborted));
+            }
+            let mut c = shared.lock();
+            std::task::ready!(c.poll_write_buf(cx, wb, &mut tail))?;
+            c.poll_flush(cx).map_err(Http1Error::Io)
+        })
+        .await
+    }
+
+    /// Read and discard what the app left of the request body, within the
+    /// drain timeout; returns whether the connection can stay open.
+    async fn drain_body(&mut self) -> Result<bool, Http1Error> {
+        let too_large = {
+            let c = self.shared.lock();
+            matches!((c.body.limit, c.body.declared_len), (Some(l), Some(n)) if n > l)
+        };
+        if too_large {
+            return Ok(false);
+        }
+        self.flush().await?;
+        self.arm(
+            TimeoutReason::RequestBodyDrain,
+            self.config.request_body_drain_timeout,
+        );
+        let shared = &self.shared;
+        let drained = poll_fn(|cx| loop {
+            if let Poll::Ready(Signal::Aborted | Signal::TimedOut(_)) = shared.handle.poll_signal(cx) {
+                return Poll::Ready(false);
+            }
+            let mut c = shared.lock();
+            match std::task::ready!(c.poll_body_frame(cx, &shared.handle)) {
+                None => return Poll::Ready(true),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) => return Poll::Ready(false),
+            }
+        })
+        .await;
+        self.handle.timeout().cancel();
+        if !drained {
+            tracing::debug!(target: "kestrel", event_id = 33u32, event_name = "RequestBodyDrainTimedOut", connection_id = %self.handle.id(), "the unread request body could not be drained in time; closing the connection");
+        }
+        Ok(drained)
+    }
+
+    /// Send what is buffered, then close. When input may be left unread, shut
+    /// down our side first and drain the input for a while, so the peer sees
+    /// our last response instead of a reset.
+    async fn close(&mut self, graceful: bool) {
+        if graceful && self.flush().await.is_ok() {
+            let linger = self.linger || !self.shared.lock().read_buf.is_empty();
+            let shared = &self.shared;
+            let _ = poll_fn(|cx| shared.lock().poll_shutdown(cx)).await;
+            if linger {
+                let drain = poll_fn(|cx| loop {
+                    if shared.handle.is_aborted() {
+                        return Poll::Ready(());
+                    }
+                    let mut c = shared.lock();
+                    c.read_buf.clear();
+                    match std::task::ready!(c.poll_fill(cx)) {
+                        Ok(0) | Err(_) => return Poll::Ready(()),
+                        Ok(_) => continue,
+                    }
+                });
+                let _ = tokio::time::timeout(self.config.request_body_drain_timeout, drain).await;
+            }
+        }
+        self.shared.lock().io = None;
+    }
+}

@@ -1,0 +1,365 @@
+//! The connection's I/O state, shared between the driver and the request
+//! body the application holds: the socket, the read buffer, and the state of
+//! the current request body. The driver and the body only ever lock it for
+//! one poll, never across an `.await`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use kestrel_core::connection::ConnectionHandle;
+use kestrel_core::{BodyError, BodySource};
+use kestrel_transport::BoxIo;
+use tokio::io::AsyncWrite;
+
+use crate::codec::{ChunkedDecoder, ChunkedEvent, LengthDecoder, RequestRejection, CONTINUE_100};
+
+/// Bytes reserved in the read buffer before each read.
+pub(crate) const READ_CHUNK: usize = 8 * 1024;
+
+pub(crate) enum Decoder {
+    Length(LengthDecoder),
+    Chunked(ChunkedDecoder),
+}
+
+/// The current request's body, as the driver and the app see it.
+pub(crate) struct BodyState {
+    pub token: u64,
+    pub active: bool,
+    pub decoder: Option<Decoder>,
+    pub done: bool,
+    pub started: bool,
+    pub expect_continue: bool,
+    /// `Some(n)`: writing `100 Continue`, `n` bytes of it written so far.
+    pub continue_written: Option<usize>,
+    pub limit: Option<u64>,
+    pub declared_len: Option<u64>,
+    pub received: u64,
+    pub rejection: Option<RequestRejection>,
+}
+
+impl BodyState {
+    pub fn idle() -> Self {
+        BodyState {
+            token: 0,
+            active: false,
+            decoder: None,
+            done: true,
+            started: false,
+            expect_continue: false,
+            continue_written: None,
+            limit: None,
+            declared_len: None,
+            received: 0,
+            rejection: None,
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.done || self.decoder.is_none()
+    }
+}
+
+pub(crate) struct ConnIo {
+    pub io: Option<BoxIo>,
+    pub read_buf: BytesMut,
+    pub eof: bool,
+    pub body: BodyState,
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection closed")
+}
+
+impl ConnIo {
+    fn io(&mut self) -> io::Result<Pin<&mut BoxIo>> {
+        self.io.as_mut().map(Pin::new).ok_or_else(closed)
+    }
+
+    /// Read more bytes into the read buffer; `Ok(0)` at end of stream.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.eof {
+            return Poll::Ready(Ok(0));
+        }
+        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
+            self.read_buf.reserve(READ_CHUNK);
+        }
+        let io = self.io.as_mut().ok_or_else(closed)?;
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(io),
+            cx,
+            &mut self.read_buf
+        ))?;
+        if n == 0 {
+            self.eof = true;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Write all of `buf[*pos..]`, advancing `pos`.
+    pub fn poll_write_all(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        pos: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        while *pos < buf.len() {
+            let n = ready!(self.io()?.poll_write(cx, &buf[*pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *pos += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Write all of `wb` and then `tail` (vectored when the stream supports
+    /// it), consuming what was written from both.
+    pub fn poll_write_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        wb: &mut WriteBuf,
+        tail: &mut Bytes,
+    ) -> Poll<io::Result<()>> {
+        use bytes::Buf;
+        while !wb.buf.is_empty() || !tail.is_empty() {
+            let n = if tail.is_empty() {
+                ready!(self.io()?.poll_write(cx, &wb.buf))?
+            } else {
+                let slices = [io::IoSlice::new(&wb.buf), io::IoSlice::new(tail)];
+                ready!(self.io()?.poll_write_vectored(cx, &slices))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let from_head = n.min(wb.buf.len());
+            wb.consume(from_head);
+            if n > from_head {
+                wb.started = true;
+                tail.advance(n - from_head);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io()?.poll_flush(cx)
+    }
+
+    pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io()?.poll_shutdown(cx)
+    }
+
+    /// Poll the next frame of the current request body.
+    pub fn poll_body_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        handle: &ConnectionHandle,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(r) = self.body.rejection {
+            return Poll::Ready(Some(Err(body_error(r, self.body.limit))));
+        }
+        if self.body.is_complete() {
+            return Poll::Ready(None);
+        }
+        if !self.body.started {
+            self.body.started = true;
+            if let (Some(limit), Some(len)) = (self.body.limit, self.body.declared_len) {
+                if len > limit {
+                    return Poll::Ready(Some(Err(
+                        self.reject(RequestRejection::RequestBodyTooLarge)
+                    )));
+                }
+            }
+            if self.body.expect_continue && self.read_buf.is_empty() {
+                self.body.continue_written = Some(0);
+            }
+        }
+        if let Some(mut pos) = self.body.continue_written {
+            let r = self.poll_write_all(cx, CONTINUE_100, &mut pos);
+            self.body.continue_written = Some(pos);
+            match ready!(r).and_then(|()| match self.poll_flush(cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => Ok(()),
+            }) {
+                Ok(()) => self.body.continue_written = None,
+                Err(e) => return Poll::Ready(Some(Err(BodyError::Io(e)))),
+            }
+        }
+        loop {
+            let Some(decoder) = self.body.decoder.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match decoder {
+                Decoder::Length(d) => {
+                    if let Some(data) = d.decode(&mut self.read_buf) {
+                        self.body.received += data.len() as u64;
+                        self.body.done = d.is_done();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    if d.is_done() {
+                        self.body.done = true;
+                        return Poll::Ready(None);
+                    }
+                }
+                Decoder::Chunked(d) => match d.decode(&mut self.read_buf) {
+                    Ok(Some(ChunkedEvent::Data(data))) => {
+                        self.body.received += data.len() as u64;
+                        if self.body.limit.is_some_and(|l| self.body.received > l) {
+                            return Poll::Ready(Some(Err(
+                                self.reject(RequestRejection::RequestBodyTooLarge)
+                            )));
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(Some(ChunkedEvent::Trailers(t))) => {
+                        return Poll::Ready(Some(Ok(Frame::trailers(t))))
+                    }
+                    Ok(Some(ChunkedEvent::End)) => {
+                        self.body.done = true;
+                        return Poll::Ready(None);
+                    }
+                    Ok(None) => {}
+                    Err(r) => return Poll::Ready(Some(Err(self.reject(r)))),
+                },
+            }
+            if self.eof {
+                self.body.rejection = Some(RequestRejection::UnexpectedEndOfRequestContent);
+                return Poll::Ready(Some(Err(BodyError::ConnectionAborted)));
+            }
+            if handle.is_aborted() {
+                return Poll::Ready(Some(Err(BodyError::ConnectionAborted)));
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(BodyError::Io(e)))),
+            }
+        }
+    }
+
+    fn reject(&mut self, r: RequestRejection) -> BodyError {
+        self.body.rejection = Some(r);
+        body_error(r, self.body.limit)
+    }
+}
+
+fn body_error(r: RequestRejection, limit: Option<u64>) -> BodyError {
+    match r {
+        RequestRejection::RequestBodyTooLarge => BodyError::TooLarge {
+            limit: limit.unwrap_or(0),
+        },
+        RequestRejection::UnexpectedEndOfRequestContent => BodyError::ConnectionAborted,
+        RequestRejection::RequestBodyTimeout => BodyError::Timeout,
+        RequestRejection::BadChunkSuffix => BodyError::Malformed("bad chunk suffix"),
+        RequestRejection::BadChunkSizeData => BodyError::Malformed("bad chunk size"),
+        _ => BodyError::Malformed("malformed chunked body"),
+    }
+}
+
+/// The driver's output buffer. It remembers where the current response
+/// begins, so that a response that has not reached the wire yet can be
+/// replaced (by a 500) when the app fails.
+pub(crate) struct WriteBuf {
+    pub buf: BytesMut,
+    mark: Option<usize>,
+    /// Some byte of the current response was written to the socket.
+    pub started: bool,
+}
+
+impl WriteBuf {
+    pub fn new() -> Self {
+        WriteBuf {
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            mark: None,
+            started: false,
+        }
+    }
+
+    /// The current response starts at the end of what is buffered.
+    pub fn begin_response(&mut self) {
+        self.mark = Some(self.buf.len());
+        self.started = false;
+    }
+
+    fn consume(&mut self, n: usize) {
+        use bytes::Buf;
+        self.buf.advance(n);
+        if let Some(m) = self.mark {
+            if n > m {
+                self.mark = Some(0);
+                self.started = true;
+            } else {
+                self.mark = Some(m - n);
+            }
+        }
+    }
+
+    /// Drop the current response if none of it was written; false if it was.
+    pub fn rollback(&mut self) -> bool {
+        match self.mark {
+            Some(m) if !self.started => {
+                self.buf.truncate(m);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The state shared between the driver and the application's request body.
+pub(crate) struct Shared {
+    conn: Mutex<ConnIo>,
+    pub handle: Arc<ConnectionHandle>,
+}
+
+impl Shared {
+    pub fn new(io: BoxIo, read_buf: BytesMut, handle: Arc<ConnectionHandle>) -> Arc<Self> {
+        Arc::new(Shared {
+            conn: Mutex::new(ConnIo {
+                io: Some(io),
+                read_buf,
+                eof: false,
+                body: BodyState::idle(),
+            }),
+            handle,
+        })
+    }
+
+    /// Lock the I/O state (a poisoned lock is still usable: every field stays consistent per poll).
+    pub fn lock(&self) -> MutexGuard<'_, ConnIo> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl BodySource for Shared {
+    fn poll_frame(
+        &self,
+        token: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut conn = self.lock();
+        if !conn.body.active || conn.body.token != token {
+            return Poll::Ready(Some(Err(BodyError::RequestCompleted)));
+        }
+        conn.poll_body_frame(cx, &self.handle)
+    }
+
+    fn is_end_stream(&self, token: u64) -> bool {
+        let conn = self.lock();
+        conn.body.token != token || conn.body.is_complete()
+    }
+
+    fn size_hint(&self, token: u64) -> SizeHint {
+        let conn = self.lock();
+        if conn.body.token != token || conn.body.is_complete() {
+            return SizeHint::with_exact(0);
+        }
+        match &conn.body.decoder {
+            Some(Decoder::Length(d)) => SizeHint::with_exact(d.remaining()),
+            _ => SizeHint::default(),
+        }
+    }
+}

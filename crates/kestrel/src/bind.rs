@@ -1,0 +1,181 @@
+//! Binding endpoints (Kestrel's `AddressBinder`): which endpoints win, and how
+//! each kind of address becomes one or more listeners.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use kestrel_core::endpoint::DEFAULT_URL;
+use kestrel_core::{
+    BindTarget, BoundAddress, KestrelServerOptions, ListenOptions, Scheme, ServerUrl,
+};
+use kestrel_transport::tcp::{bind_tcp, TcpOptions};
+use kestrel_transport::Listener;
+
+use crate::error::StartError;
+
+/// An endpoint to bind: its options and scheme.
+pub(crate) struct EndpointPlan {
+    pub options: ListenOptions,
+    pub scheme: Scheme,
+}
+
+/// One bound listener, with the endpoint it belongs to.
+pub(crate) struct BoundListener {
+    pub listener: Box<dyn Listener>,
+    pub endpoint: Arc<ListenOptions>,
+    pub address: BoundAddress,
+}
+
+/// Decide the endpoints, as Kestrel does: code-configured `listen` endpoints
+/// win over URLs (with a warning) unless `prefer_urls`; then the URLs; then
+/// `http://localhost:5000`.
+pub(crate) fn plan_endpoints(
+    options: &KestrelServerOptions,
+    urls: &[String],
+    prefer_urls: bool,
+) -> Result<Vec<EndpointPlan>, StartError> {
+    let from_urls = |list: &[String]| -> Result<Vec<EndpointPlan>, StartError> {
+        let mut plans = Vec::new();
+        for entry in list {
+            for url in ServerUrl::parse_list(entry)? {
+                if url.scheme == Scheme::Https {
+                    return Err(StartError::TlsNotConfigured(url.original));
+                }
+                let mut opts = ListenOptions::new(url.target);
+                options.apply_endpoint_defaults(&mut opts);
+                plans.push(EndpointPlan {
+                    options: opts,
+                    scheme: url.scheme,
+                });
+            }
+        }
+        Ok(plans)
+    };
+    let has_urls = urls.iter().any(|u| !u.trim().is_empty());
+    if has_urls && (prefer_urls || options.listen.is_empty()) {
+        if prefer_urls && !options.listen.is_empty() {
+            tracing::info!(target: "kestrel", "overriding endpoints defined in code: binding to the URLs ({}) because prefer_urls is set", urls.join(";"));
+        }
+        return from_urls(urls);
+    }
+    if !options.listen.is_empty() {
+        if has_urls {
+            tracing::warn!(target: "kestrel", "overriding address(es) '{}': binding to the endpoints configured in code instead", urls.join(";"));
+        }
+        return Ok(options
+            .listen
+            .iter()
+            .map(|o| EndpointPlan {
+                options: o.clone(),
+                scheme: Scheme::Http,
+            })
+            .collect());
+    }
+    tracing::debug!(target: "kestrel", "no URLs or endpoints configured: binding to the default address {DEFAULT_URL}");
+    from_urls(&[DEFAULT_URL.to_string()])
+}
+
+fn bind_err(address: impl Into<String>, source: io::Error) -> StartError {
+    StartError::Bind {
+        address: address.into(),
+        source,
+    }
+}
+
+/// An error that means "this address family is not available here", which
+/// `localhost` and any-IP binding tolerate.
+fn family_unavailable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::AddrNotAvailable | io::ErrorKind::Unsupported
+    ) || matches!(
+        e.raw_os_error(),
+        Some(97 /* EAFNOSUPPORT */) | Some(99 /* EADDRNOTAVAIL */)
+    )
+}
+
+/// Bind one endpoint into one or more listeners.
+pub(crate) fn bind_endpoint(
+    plan: EndpointPlan,
+    tcp: &TcpOptions,
+) -> Result<Vec<BoundListener>, StartError> {
+    let scheme = plan.scheme;
+    let endpoint = Arc::new(plan.options);
+    let mk = |listener: Box<dyn Listener>, address: BoundAddress| BoundListener {
+        listener,
+        endpoint: endpoint.clone(),
+        address,
+    };
+    match endpoint.target.clone() {
+        BindTarget::Ip(addr) => {
+            let l = bind_tcp(addr, tcp)
+                .map_err(|e| bind_err(BoundAddress::ip(scheme, addr).to_string(), e))?;
+            let bound = l.local_socket_addr();
+            Ok(vec![mk(Box::new(l), BoundAddress::ip(scheme, bound))])
+        }
+        BindTarget::Localhost(port) => {
+            let shown = BoundAddress::localhost(scheme, port);
+            let mut out = Vec::new();
+            for ip in [
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ] {
+                let addr = SocketAddr::new(ip, port);
+                match bind_tcp(addr, tcp) {
+                    Ok(l) => out.push(mk(Box::new(l), shown.clone())),
+                    Err(e) if family_unavailable(&e) => {
+                        tracing::warn!(target: "kestrel", "unable to bind to {shown} on the {} loopback interface: {e}", if ip.is_ipv4() { "IPv4" } else { "IPv6" });
+                    }
+                    Err(e) => return Err(bind_err(format!("{shown} ({addr})"), e)),
+                }
+            }
+            if out.is_empty() {
+                return Err(bind_err(
+                    shown.to_string(),
+                    io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        "neither 127.0.0.1 nor ::1 could be bound",
+                    ),
+                ));
+            }
+            Ok(out)
+        }
+        BindTarget::AnyIp(port) => {
+            let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+            let dual = TcpOptions {
+                only_v6: Some(false),
+                ..tcp.clone()
+            };
+            match bind_tcp(v6, &dual) {
+                Ok(l) => {
+                    let bound = l.local_socket_addr();
+                    Ok(vec![mk(Box::new(l), BoundAddress::ip(scheme, bound))])
+                }
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    Err(bind_err(BoundAddress::ip(scheme, v6).to_string(), e))
+                }
+                Err(e) => {
+                    tracing::debug!(target: "kestrel", "binding [::]:{port} failed ({e}); falling back to 0.0.0.0");
+                    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+                    let l = bind_tcp(v4, tcp)
+                        .map_err(|e| bind_err(BoundAddress::ip(scheme, v4).to_string(), e))?;
+                    let bound = l.local_socket_addr();
+                    Ok(vec![mk(Box::new(l), BoundAddress::ip(scheme, bound))])
+                }
+            }
+        }
+        #[cfg(all(unix, feature = "unix"))]
+        BindTarget::Unix(path) => {
+            let display = BoundAddress::unix(scheme, &path);
+            let opts = kestrel_transport::unix::UnixOptions {
+                backlog: tcp.backlog,
+                ..Default::default()
+            };
+            let l = kestrel_transport::unix::bind_unix(&path, &opts)
+                .map_err(|e| bind_err(display.to_string(), e.into()))?;
+            Ok(vec![mk(Box::new(l), display)])
+        }
+        other => Err(StartError::Unsupported(format!("{other:?}"))),
+    }
+}

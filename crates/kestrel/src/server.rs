@@ -1,0 +1,319 @@
+//! `KestrelServer`: binds the endpoints, accepts connections, runs each
+//! through its endpoint's connection middleware and the protocol driver, and
+//! shuts down gracefully.
+
+use std::future::{poll_fn, Future};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kestrel_core::connection::{ConnectionGuard, ConnectionManager};
+use kestrel_core::heartbeat::{spawn_heartbeat, Clock};
+use kestrel_core::limits::HEARTBEAT_INTERVAL;
+use kestrel_core::{
+    Application, BoundAddress, ConnectionInfo, KestrelServerOptions, ListenOptions, ServerAddresses,
+};
+use kestrel_http1::{Http1Config, Http1Connection, Http1Error};
+use kestrel_transport::tcp::TcpOptions;
+use kestrel_transport::{Connection, Listener};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::bind::{bind_endpoint, plan_endpoints, BoundListener};
+use crate::error::StartError;
+
+/// The Kestrel server: options, endpoints and transport settings. Start it
+/// with [`start`](Self::start), which binds and returns a [`RunningServer`].
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use kestrel::{KestrelServer, RequestBody};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = KestrelServer::default()
+///     .urls(["http://127.0.0.1:0"])
+///     .start(|_req: Request<RequestBody>| async {
+///         Response::new(Full::new(Bytes::from_static(b"Hello, World!")))
+///     })
+///     .await?;
+/// println!("listening on {}", server.addresses());
+/// server.stop().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct KestrelServer {
+    options: KestrelServerOptions,
+    urls: Vec<String>,
+    prefer_urls: bool,
+    tcp: TcpOptions,
+    heartbeat_interval: Option<Duration>,
+}
+
+impl KestrelServer {
+    /// A server with these options.
+    pub fn new(options: KestrelServerOptions) -> Self {
+        KestrelServer {
+            options,
+            ..Default::default()
+        }
+    }
+
+    /// The options, to adjust.
+    pub fn options_mut(&mut self) -> &mut KestrelServerOptions {
+        &mut self.options
+    }
+
+    /// Adjust the options in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut KestrelServerOptions)) -> Self {
+        f(&mut self.options);
+        self
+    }
+
+    /// URLs to listen on (ASP.NET Core's `UseUrls`); each entry may hold
+    /// several URLs separated by `;`. Endpoints configured in code win over
+    /// these, with a warning, unless [`prefer_urls`](Self::prefer_urls).
+    pub fn urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Let URLs win over endpoints configured in code (`PreferHostingUrls`).
+    pub fn prefer_urls(mut self, prefer: bool) -> Self {
+        self.prefer_urls = prefer;
+        self
+    }
+
+    /// Socket options of TCP endpoints (backlog, `TCP_NODELAY`, …).
+    pub fn tcp_options(mut self, tcp: TcpOptions) -> Self {
+        self.tcp = tcp;
+        self
+    }
+
+    /// The heartbeat interval (1 s, as in Kestrel). Shorter values make tests
+    /// of timeouts faster; they are not meant for production.
+    #[doc(hidden)]
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = Some(interval);
+        self
+    }
+
+    /// Validate the options, bind every endpoint, and start serving `app`.
+    /// Must be called inside a tokio runtime.
+    pub async fn start<A: Application>(self, app: A) -> Result<RunningServer, StartError> {
+        self.options.validate()?;
+        let plans = plan_endpoints(&self.options, &self.urls, self.prefer_urls)?;
+        let mut bound: Vec<BoundListener> = Vec::new();
+        for plan in plans {
+            bound.extend(bind_endpoint(plan, &self.tcp)?);
+        }
+        let mut addresses: Vec<BoundAddress> = Vec::new();
+        for b in &bound {
+            if !addresses.contains(&b.address) {
+                addresses.push(b.address.clone());
+            }
+        }
+        for a in &addresses {
+            tracing::info!(target: "kestrel", address = %a, "Now listening on: {a}");
+        }
+        let addresses = ServerAddresses::new(addresses);
+
+        let limits = &self.options.limits;
+        let manager = ConnectionManager::new(
+            limits.max_concurrent_connections,
+            limits.max_concurrent_upgraded_connections,
+        );
+        let clock = Clock::new(self.heartbeat_interval.unwrap_or(HEARTBEAT_INTERVAL));
+        clock.tick();
+        let heartbeat = spawn_heartbeat(clock.clone(), manager.clone());
+        let shared = Arc::new(ServerShared {
+            app,
+            http1: Arc::new(Http1Config::from_options(&self.options)),
+            manager: manager.clone(),
+            clock,
+            addresses: addresses.clone(),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut accept_loops = JoinSet::new();
+        for b in bound {
+            accept_loops.spawn(accept_loop(b, shared.clone(), stop_rx.clone()));
+        }
+        Ok(RunningServer {
+            addresses,
+            manager,
+            stop_tx,
+            accept_loops,
+            heartbeat,
+            shutdown_timeout: self.options.shutdown_timeout,
+        })
+    }
+}
+
+struct ServerShared<A> {
+    app: A,
+    http1: Arc<Http1Config>,
+    manager: Arc<ConnectionManager>,
+    clock: Arc<Clock>,
+    addresses: ServerAddresses,
+}
+
+async fn accept_loop<A: Application>(
+    mut bound: BoundListener,
+    shared: Arc<ServerShared<A>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            r = poll_fn(|cx| bound.listener.poll_accept(cx)) => r,
+        };
+        match accepted {
+            Ok(conn) => {
+                let id = shared.manager.next_id();
+                match shared.manager.try_admit(id) {
+                    Ok(guard) => {
+                        tokio::spawn(serve_connection(
+                            guard,
+                            conn,
+                            bound.endpoint.clone(),
+                            bound.address.clone(),
+                            shared.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            target: "kestrel::connections",
+                            event_id = 24u32,
+                            event_name = "ConnectionRejected",
+                            connection_id = %id,
+                            "Connection id \"{id}\" rejected because {e}."
+                        );
+                        drop(conn);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(target: "kestrel::connections", endpoint = %bound.address, error = %e, "accepting a connection failed; retrying shortly");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::debug!(target: "kestrel", endpoint = %bound.address, "stopped accepting connections");
+}
+
+async fn serve_connection<A: Application>(
+    guard: ConnectionGuard,
+    mut conn: Connection,
+    endpoint: Arc<ListenOptions>,
+    address: BoundAddress,
+    shared: Arc<ServerShared<A>>,
+) {
+    let id = guard.id();
+    tracing::debug!(target: "kestrel::connections", event_id = 1u32, event_name = "ConnectionStart", connection_id = %id, remote = %conn.remote_addr, endpoint = %address, "connection started");
+    let mut features = http::Extensions::new();
+    for mw in endpoint.middleware() {
+        match mw.call(conn, &mut features).await {
+            Ok(c) => conn = c,
+            Err(e) => {
+                tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection middleware closed the connection");
+                return;
+            }
+        }
+    }
+    let info = ConnectionInfo::new(
+        id,
+        conn.local_addr,
+        conn.remote_addr,
+        conn.kind,
+        Some(address),
+        features,
+    );
+    let result = Http1Connection::new(
+        conn.io,
+        shared.http1.clone(),
+        guard.handle().clone(),
+        shared.clock.clone(),
+    )
+    .with_connection_info(info)
+    .with_server_addresses(shared.addresses.clone())
+    .serve(&shared.app)
+    .await;
+    match result {
+        Ok(()) | Err(Http1Error::BadRequest(_)) => {}
+        Err(e) => {
+            tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection ended with an error")
+        }
+    }
+    tracing::debug!(target: "kestrel::connections", event_id = 2u32, event_name = "ConnectionStop", connection_id = %id, "connection stopped");
+    drop(guard);
+}
+
+/// A started server: its addresses, and the way to stop it.
+#[derive(Debug)]
+pub struct RunningServer {
+    addresses: ServerAddresses,
+    manager: Arc<ConnectionManager>,
+    stop_tx: watch::Sender<bool>,
+    accept_loops: JoinSet<()>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    shutdown_timeout: Duration,
+}
+
+impl RunningServer {
+    /// The bound addresses in Kestrel's display form (with real ports after port 0).
+    pub fn addresses(&self) -> &ServerAddresses {
+        &self.addresses
+    }
+
+    /// Live connections right now (HTTP and upgraded).
+    pub fn live_connections(&self) -> usize {
+        self.manager.live_connections()
+    }
+
+    /// Connections refused so far under `max_concurrent_connections`.
+    pub fn rejected_connections(&self) -> u64 {
+        self.manager.rejected_connections()
+    }
+
+    /// Stop gracefully within the configured shutdown timeout.
+    pub async fn stop(self) {
+        let timeout = self.shutdown_timeout;
+        self.stop_with_timeout(timeout).await
+    }
+
+    /// Run until `signal` completes, then stop gracefully.
+    pub async fn stop_on(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.stop().await
+    }
+
+    /// Stop gracefully: stop accepting (listeners are closed and Unix socket
+    /// files removed), ask every connection to close after its current
+    /// request (`Connection: close`; idle connections close at once), wait up
+    /// to `timeout` for them, then abort the rest.
+    pub async fn stop_with_timeout(mut self, timeout: Duration) {
+        let _ = self.stop_tx.send(true);
+        while self.accept_loops.join_next().await.is_some() {}
+        self.manager.request_close_all();
+        if tokio::time::timeout(timeout, self.manager.wait_drained())
+            .await
+            .is_err()
+        {
+            let left = self.manager.live_connections();
+            tracing::debug!(target: "kestrel::connections", event_id = 16u32, event_name = "NotAllConnectionsClosedGracefully", remaining = left, "some connections failed to close gracefully during server shutdown");
+            self.manager.abort_all();
+            if tokio::time::timeout(Duration::from_secs(1), self.manager.wait_drained())
+                .await
+                .is_err()
+            {
+                tracing::debug!(target: "kestrel::connections", event_id = 21u32, event_name = "NotAllConnectionsAborted", "some connections failed to abort during server shutdown");
+            }
+        }
+        self.heartbeat.abort();
+    }
+}

@@ -1,0 +1,108 @@
+//! The demo application behind `cargo run --release`: the sample page of
+//! the Kestrel docs, plus an echo endpoint. The binary (`src/main.rs`) hosts
+//! it; the workspace integration tests under `tests/` drive it with real clients.
+//!
+//! * `GET`/`HEAD /`: "Hosted by Kestrel", the listening addresses and the request URL;
+//! * `POST /echo`: echoes the request body as it streams in;
+//! * other methods on those paths: 405 with `Allow`; other paths: 404.
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, HOST};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use kestrel::{RequestBody, ServerAddresses};
+
+/// The demo's response body: a full buffer or the streamed request body.
+pub type DemoBody = Either<Full<Bytes>, RequestBody>;
+
+fn text(status: StatusCode, body: &'static str) -> Response<DemoBody> {
+    let mut r = Response::new(Either::Left(Full::new(Bytes::from_static(body.as_bytes()))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The request URL as ASP.NET Core's `GetDisplayUrl` shows it.
+fn display_url(req: &Request<RequestBody>) -> String {
+    if req.uri().scheme().is_some() {
+        return req.uri().to_string();
+    }
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    format!("http://{host}{path}")
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<DemoBody> {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
+    r.headers_mut()
+        .insert(ALLOW, http::HeaderValue::from_static(allow));
+    r
+}
+
+/// The demo application.
+pub async fn app(req: Request<RequestBody>) -> Response<DemoBody> {
+    match req.uri().path() {
+        "/" => match *req.method() {
+            Method::GET | Method::HEAD => {
+                let addresses = req
+                    .extensions()
+                    .get::<ServerAddresses>()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                let page = format!(
+                    "<!DOCTYPE html>\n<html><head><title>Kestrel for Rust</title></head><body>\n\
+                     <p>Hosted by Kestrel</p>\n\
+                     <p>Listening on the following addresses: {}</p>\n\
+                     <p>Request URL: {}</p>\n</body></html>\n",
+                    escape_html(&addresses),
+                    escape_html(&display_url(&req))
+                );
+                let mut r = Response::new(Either::Left(Full::new(Bytes::from(page))));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                r
+            }
+            _ => method_not_allowed("GET, HEAD"),
+        },
+        "/echo" => match *req.method() {
+            Method::POST => {
+                let content_type = req.headers().get(CONTENT_TYPE).cloned();
+                let mut r = Response::new(Either::Right(req.into_body()));
+                if let Some(ct) = content_type {
+                    r.headers_mut().insert(CONTENT_TYPE, ct);
+                }
+                r
+            }
+            _ => method_not_allowed("POST"),
+        },
+        _ => text(StatusCode::NOT_FOUND, "404 Not Found\n"),
+    }
+}

@@ -1,0 +1,132 @@
+//! Shared helpers for the workspace integration tests: start a server on an
+//! ephemeral port, talk raw bytes to it, and run real clients (curl).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use kestrel::{Application, KestrelServer, KestrelServerOptions, RequestBody, RunningServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Start `app` on `http://127.0.0.1:0` with options adjusted by `configure`
+/// and a fast (50 ms) heartbeat so that configured timeouts elapse quickly.
+pub async fn start<A: Application>(
+    configure: impl FnOnce(&mut KestrelServerOptions),
+    app: A,
+) -> RunningServer {
+    let mut options = KestrelServerOptions::default();
+    configure(&mut options);
+    KestrelServer::new(options)
+        .urls(["http://127.0.0.1:0"])
+        .heartbeat_interval(Duration::from_millis(50))
+        .start(app)
+        .await
+        .expect("server starts")
+}
+
+/// The first bound address as a socket address.
+pub fn addr(server: &RunningServer) -> SocketAddr {
+    let first = server
+        .addresses()
+        .iter()
+        .next()
+        .expect("an address")
+        .as_str()
+        .to_string();
+    first
+        .trim_start_matches("http://")
+        .parse()
+        .expect("an IP address")
+}
+
+/// A plain hello-world app.
+pub async fn hello(_req: Request<RequestBody>) -> Response<Full<Bytes>> {
+    Response::new(Full::new(Bytes::from_static(b"Hello, World!")))
+}
+
+/// Send `bytes`, then read until the server closes (or 10 s pass).
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    read_to_close(&mut s).await
+}
+
+/// Read until EOF (or a reset), failing after 10 s.
+pub async fn read_to_close(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let read = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the server closes the connection within 10 s");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Read from `s` until `needle` has been seen, failing after 10 s.
+pub async fn read_until(s: &mut TcpStream, needle: &str) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let read = async {
+        loop {
+            let text = String::from_utf8_lossy(&out);
+            if text.contains(needle) {
+                return text.into_owned();
+            }
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return String::from_utf8_lossy(&out).into_owned(),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or_else(|_| panic!("did not see {needle:?} within 10 s"))
+}
+
+/// Whether a peer tool is installed. When it is not: under CI (`CI=true`)
+/// that is a failure; on a developer box the test is skipped, loudly.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new(tool).arg("--version").output().is_ok();
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("{tool} is required under CI but is not installed (see .ci/run)");
+        }
+        eprintln!("\n!!! SKIPPING: `{tool}` is not installed; this interop test did not run !!!\n");
+    }
+    found
+}
+
+/// Run curl with `args` off the async runtime's threads.
+pub async fn curl(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "20"])
+            .args(&args)
+            .output()
+            .expect("run curl")
+    })
+    .await
+    .expect("join curl")
+}
+
+/// The status line's code of a raw response.
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"))
+}
