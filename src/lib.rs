@@ -5,6 +5,8 @@
 //! * `GET`/`HEAD /`: "Hosted by Kestrel", the listening addresses and the request URL;
 //! * `POST /echo`: echoes the request body as it streams in;
 //! * other methods on those paths: 405 with `Allow`; other paths: 404.
+//!
+//! [`bench`] holds the payloads of the benchmark servers.
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE, HOST};
@@ -104,5 +106,33 @@ pub async fn app(req: Request<RequestBody>) -> Response<DemoBody> {
             _ => method_not_allowed("POST"),
         },
         _ => text(StatusCode::NOT_FOUND, "404 Not Found\n"),
+    }
+}
+
+pub mod bench {
+    //! Payloads shared by the benchmark servers (`hello-kestrel` and the hyper
+    //! reference), so that both send byte-identical bodies.
+
+    use bytes::Bytes;
+
+    /// The plaintext body.
+    pub const HELLO: &[u8] = b"Hello, World!";
+
+    /// The 4 KiB JSON-ish body of `/json`.
+    pub fn json_body() -> Bytes {
+        let mut s = String::from("{\"items\":[");
+        let mut i = 0;
+        while s.len() < 4096 - 64 {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&format!("{{\"id\":{i},\"name\":\"item-{i}\",\"ok\":true}}"));
+            i += 1;
+        }
+        s.push_str("]}");
+        while s.len() < 4096 {
+            s.push(' ');
+        }
+        Bytes::from(s)
     }
 }

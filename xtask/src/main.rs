@@ -3,8 +3,12 @@
 //! * `ci`: run `.ci/run` (what CI runs);
 //! * `fuzz-build`: build every fuzz target under `fuzz/` (without running
 //!   them), so CI catches fuzz targets that no longer compile;
+//! * `bench [--duration S] [--reps N] [--idle-conns N] [--only case,…]`: the
+//!   side-by-side benchmark against hyper (see `benches/README.md`);
 //! * `fuzz <target> [seconds]`: run one target with cargo-fuzz (needs
 //!   `cargo install cargo-fuzz`; uses `RUSTC_BOOTSTRAP=1` on a stable toolchain).
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -32,7 +36,7 @@ fn run(cmd: &mut Command) -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <ci | fuzz-build | fuzz <target> [seconds]>");
+    eprintln!("usage: cargo xtask <ci | bench [options] | fuzz-build | fuzz <target> [seconds]>");
     ExitCode::from(2)
 }
 
@@ -41,6 +45,11 @@ fn main() -> ExitCode {
     let root = root();
     match args.first().map(String::as_str) {
         Some("ci") => run(Command::new("bash").arg(root.join(".ci/run"))),
+        Some("bench") => bench::bench(&root, &args[1..]),
+        Some("idle-client") => match (args.get(1), args.get(2).and_then(|n| n.parse().ok())) {
+            (Some(addr), Some(n)) => bench::idle_client(addr, n),
+            _ => usage(),
+        },
         Some("fuzz-build") => run(Command::new(env!("CARGO"))
             .args(["build", "--quiet", "--bins", "--manifest-path"])
             .arg(root.join("fuzz/Cargo.toml"))
