@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE, HOST};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use kestrel::{RequestBody, ServerAddresses};
+use kestrel::{ConnectionInfo, RequestBody};
 
 /// The demo's response body: a full buffer or the streamed request body.
 pub type DemoBody = Either<Full<Bytes>, RequestBody>;
@@ -74,8 +74,8 @@ pub async fn app(req: Request<RequestBody>) -> Response<DemoBody> {
             Method::GET | Method::HEAD => {
                 let addresses = req
                     .extensions()
-                    .get::<ServerAddresses>()
-                    .map(|a| a.to_string())
+                    .get::<ConnectionInfo>()
+                    .map(|c| c.server_addresses().to_string())
                     .unwrap_or_default();
                 let page = format!(
                     "<!DOCTYPE html>\n<html><head><title>Kestrel for Rust</title></head><body>\n\

@@ -4,7 +4,10 @@
 //! | Type | Mirrors |
 //! |---|---|
 //! | [`ConnectionInfo`] | `IHttpConnectionFeature` (id, local and remote address) plus the connection's own features (e.g. TLS) |
-//! | [`ServerAddresses`] | `IServerAddressesFeature` |
+//! | [`ServerAddresses`] | `IServerAddressesFeature`, reached through [`ConnectionInfo::server_addresses`] |
+//!
+//! Each extension value costs the request an allocation, so connection-wide
+//! values travel together in the one [`ConnectionInfo`] (an `Arc` clone per request).
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ struct ConnectionInner {
     remote_addr: Address,
     transport: TransportKind,
     endpoint: Option<BoundAddress>,
+    addresses: ServerAddresses,
     features: http::Extensions,
 }
 
@@ -47,9 +51,31 @@ impl ConnectionInfo {
                 remote_addr,
                 transport,
                 endpoint,
+                addresses: ServerAddresses::default(),
                 features,
             }),
         }
+    }
+
+    /// The same, with the server's addresses (Kestrel's `IServerAddressesFeature`).
+    pub fn with_server_addresses(self, addresses: ServerAddresses) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| ConnectionInner {
+            id: shared.id,
+            local_addr: shared.local_addr.clone(),
+            remote_addr: shared.remote_addr.clone(),
+            transport: shared.transport,
+            endpoint: shared.endpoint.clone(),
+            addresses: shared.addresses.clone(),
+            features: shared.features.clone(),
+        });
+        ConnectionInfo {
+            inner: Arc::new(ConnectionInner { addresses, ..inner }),
+        }
+    }
+
+    /// The addresses the server listens on (Kestrel's `IServerAddressesFeature`).
+    pub fn server_addresses(&self) -> &ServerAddresses {
+        &self.inner.addresses
     }
 
     /// The connection id.

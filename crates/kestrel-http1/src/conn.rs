@@ -15,7 +15,7 @@ use http_body::Body;
 use kestrel_core::app::CatchUnwind;
 use kestrel_core::connection::{ConnectionHandle, Signal, TimeoutReason};
 use kestrel_core::heartbeat::{Clock, DateSlot};
-use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody, ServerAddresses};
+use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody};
 use kestrel_transport::BoxIo;
 
 use crate::codec::{
@@ -58,7 +58,6 @@ pub struct Http1Connection {
     handle: Arc<ConnectionHandle>,
     clock: Arc<Clock>,
     info: Option<ConnectionInfo>,
-    addresses: Option<ServerAddresses>,
 }
 
 impl Http1Connection {
@@ -77,7 +76,6 @@ impl Http1Connection {
             handle,
             clock,
             info: None,
-            addresses: None,
         }
     }
 
@@ -87,15 +85,10 @@ impl Http1Connection {
         self
     }
 
-    /// Put this connection's info into every request's extensions.
+    /// Put this connection's info (which carries the server's addresses)
+    /// into every request's extensions.
     pub fn with_connection_info(mut self, info: ConnectionInfo) -> Self {
         self.info = Some(info);
-        self
-    }
-
-    /// Put the server's addresses into every request's extensions.
-    pub fn with_server_addresses(mut self, addresses: ServerAddresses) -> Self {
-        self.addresses = Some(addresses);
         self
     }
 
@@ -109,7 +102,6 @@ impl Http1Connection {
             handle: self.handle,
             clock: self.clock,
             info: self.info,
-            addresses: self.addresses,
             wb: WriteBuf::new(),
             linger: false,
         };
@@ -128,7 +120,6 @@ struct Driver {
     clock: Arc<Clock>,
     date: DateSlot,
     info: Option<ConnectionInfo>,
-    addresses: Option<ServerAddresses>,
     wb: WriteBuf,
     /// Unread input may remain at close: shut down our side and drain before closing.
     linger: bool,
@@ -305,9 +296,6 @@ impl Driver {
         *request.headers_mut() = headers;
         if let Some(info) = &self.info {
             request.extensions_mut().insert(info.clone());
-        }
-        if let Some(a) = &self.addresses {
-            request.extensions_mut().insert(a.clone());
         }
 
         let outcome = self.run_app(app, request).await?;
@@ -653,7 +641,9 @@ impl Driver {
         );
         let shared = &self.shared;
         let drained = poll_fn(|cx| loop {
-            if let Poll::Ready(Signal::Aborted | Signal::TimedOut(_)) = shared.handle.poll_signal(cx) {
+            if let Poll::Ready(Signal::Aborted | Signal::TimedOut(_)) =
+                shared.handle.poll_signal(cx)
+            {
                 return Poll::Ready(false);
             }
             let mut c = shared.lock();

@@ -69,14 +69,23 @@ pub(crate) fn plan(
         return Err(PlanError::InformationalStatus);
     }
     let mut keep_alive = req.keep_alive;
-    for v in headers.get_all(CONNECTION) {
-        if has_token(v.as_bytes(), "close") {
-            keep_alive = false;
+    // One pass over the app's headers (standard names compare by tag, no
+    // hashing); the map is only searched for what is actually there.
+    let (mut has_connection, mut has_length, mut has_te) = (false, false, false);
+    for (name, value) in headers.iter() {
+        if name == CONNECTION {
+            has_connection = true;
+            keep_alive &= !has_token(value.as_bytes(), "close");
+        } else if name == CONTENT_LENGTH {
+            has_length = true;
+        } else if name == TRANSFER_ENCODING {
+            has_te = true;
         }
     }
-    headers.remove(CONNECTION);
-
-    let app_length = match headers.remove(CONTENT_LENGTH) {
+    if has_connection {
+        headers.remove(CONNECTION);
+    }
+    let app_length = match has_length.then(|| headers.remove(CONTENT_LENGTH)).flatten() {
         None => None,
         Some(v) => Some(
             std::str::from_utf8(v.as_bytes())
@@ -103,7 +112,11 @@ pub(crate) fn plan(
     if status == StatusCode::SWITCHING_PROTOCOLS {
         // The connection stops being HTTP/1 after a 101.
         plan.keep_alive = false;
-        headers.remove(TRANSFER_ENCODING);
+        if has_te {
+            if has_te {
+                headers.remove(TRANSFER_ENCODING);
+            }
+        }
         plan.connection = Some(ConnectionHeader::Upgrade);
         return Ok(plan);
     }
@@ -111,7 +124,9 @@ pub(crate) fn plan(
     if no_body {
         if status == StatusCode::NO_CONTENT {
             // RFC 9110 §8.6: no Content-Length in a 204.
-            headers.remove(TRANSFER_ENCODING);
+            if has_te {
+                headers.remove(TRANSFER_ENCODING);
+            }
         } else if req.is_head || status == StatusCode::NOT_MODIFIED {
             // What a GET would have answered, when known.
             plan.content_length = app_length.or_else(|| {
@@ -122,10 +137,12 @@ pub(crate) fn plan(
                 }
             });
             if plan.content_length.is_some() {
-                headers.remove(TRANSFER_ENCODING);
+                if has_te {
+                    headers.remove(TRANSFER_ENCODING);
+                }
             }
         }
-    } else if let Some(te) = headers.get(TRANSFER_ENCODING) {
+    } else if let Some(te) = has_te.then(|| headers.get(TRANSFER_ENCODING)).flatten() {
         // The app chose a transfer coding: keep its header as written.
         let last_is_chunked = te
             .as_bytes()
@@ -138,7 +155,9 @@ pub(crate) fn plan(
             if !last_is_chunked {
                 tracing::debug!(target: "kestrel", "the response's last transfer coding is not chunked; the connection closes to end the body");
             }
-            headers.remove(TRANSFER_ENCODING);
+            if has_te {
+                headers.remove(TRANSFER_ENCODING);
+            }
             plan.framing = Framing::CloseDelimited;
             plan.keep_alive = false;
         }

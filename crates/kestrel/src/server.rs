@@ -232,7 +232,8 @@ async fn serve_connection<A: Application>(
         conn.kind,
         Some(address),
         features,
-    );
+    )
+    .with_server_addresses(shared.addresses.clone());
     let result = Http1Connection::new(
         conn.io,
         shared.http1.clone(),
@@ -240,7 +241,6 @@ async fn serve_connection<A: Application>(
         shared.clock.clone(),
     )
     .with_connection_info(info)
-    .with_server_addresses(shared.addresses.clone())
     .serve(&shared.app)
     .await;
     match result {
