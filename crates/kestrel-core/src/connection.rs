@@ -142,6 +142,10 @@ impl TimeoutControl {
 const CLOSE_REQUESTED: u8 = 1;
 const TIMED_OUT: u8 = 2;
 const ABORTED: u8 = 4;
+/// The connection sat idle (keep-alive) across a heartbeat tick.
+const IDLE: u8 = 8;
+/// The connection holds no buffers while idle: no need to tell it again.
+const RELEASED: u8 = 16;
 
 /// The shared control block of one live connection: its id, deadline, and
 /// the signals the server sends it (graceful close, timeout, abort).
@@ -165,6 +169,10 @@ pub enum Signal {
     TimedOut(TimeoutReason),
     /// Abort now (shutdown timeout elapsed).
     Aborted,
+    /// The connection has been idle (waiting for a request) across a
+    /// heartbeat tick: a good time to release its buffers. Reported once;
+    /// not again until [`ConnectionHandle::set_buffers_released`] is reset.
+    Idle,
 }
 
 impl ConnectionHandle {
@@ -213,10 +221,25 @@ impl ConnectionHandle {
         self.waker.wake();
     }
 
-    /// Check the deadline at `now_ticks` (called by the heartbeat).
+    /// Check the deadline at `now_ticks` (called by the heartbeat), and tell
+    /// a connection idle between requests that it may release its buffers.
     pub fn on_heartbeat(&self, now_ticks: u64) {
         if self.timeout.check(now_ticks).is_some() {
             self.raise(TIMED_OUT);
+        } else if self.timeout.armed() == TimeoutReason::KeepAlive
+            && self.flags.load(Ordering::Acquire) & (RELEASED | IDLE) == 0
+        {
+            self.raise(IDLE);
+        }
+    }
+
+    /// Record whether the connection holds no buffers while idle (so the
+    /// heartbeat does not wake it again to release them).
+    pub fn set_buffers_released(&self, released: bool) {
+        if released {
+            self.flags.fetch_or(RELEASED, Ordering::AcqRel);
+        } else if self.flags.load(Ordering::Relaxed) & RELEASED != 0 {
+            self.flags.fetch_and(!RELEASED, Ordering::AcqRel);
         }
     }
 
@@ -248,6 +271,10 @@ impl ConnectionHandle {
         }
         if flags & CLOSE_REQUESTED != 0 {
             return Some(Signal::CloseRequested);
+        }
+        if flags & IDLE != 0 {
+            self.flags.fetch_and(!IDLE, Ordering::AcqRel);
+            return Some(Signal::Idle);
         }
         None
     }
@@ -546,6 +573,26 @@ mod tests {
         assert_eq!(waiter.await.expect("join"), Signal::CloseRequested);
         m.abort_all();
         assert_eq!(h.check_signal(), Some(Signal::Aborted));
+        let idle = ConnectionHandle::detached(ConnectionId(9));
+        idle.timeout().set(
+            TimeoutReason::KeepAlive,
+            Duration::from_secs(100),
+            0,
+            Duration::ZERO,
+        );
+        idle.on_heartbeat(1);
+        assert_eq!(idle.check_signal(), Some(Signal::Idle));
+        assert_eq!(idle.check_signal(), None, "idle is reported once");
+        idle.set_buffers_released(true);
+        idle.on_heartbeat(2);
+        assert_eq!(
+            idle.check_signal(),
+            None,
+            "a connection without buffers is not woken again"
+        );
+        idle.set_buffers_released(false);
+        idle.on_heartbeat(3);
+        assert_eq!(idle.check_signal(), Some(Signal::Idle));
         let drained = tokio::spawn({
             let m = m.clone();
             async move { m.wait_drained().await }

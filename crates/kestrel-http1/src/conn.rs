@@ -218,6 +218,9 @@ impl Driver {
                     Poll::Ready(Signal::CloseRequested) if !buffered => {
                         return Poll::Ready(Ok(Some(TimeoutReason::None)));
                     }
+                    Poll::Ready(Signal::Idle) if !buffered => {
+                        return Poll::Ready(Ok(Some(TimeoutReason::None)));
+                    }
                     _ => {}
                 }
                 shared
@@ -227,7 +230,15 @@ impl Driver {
             })
             .await?;
             match event {
-                None => {}
+                None => self.handle.set_buffers_released(false),
+                Some(TimeoutReason::None)
+                    if self.handle.check_signal().is_none()
+                        && !self.handle.is_close_requested() =>
+                {
+                    // Idle across a heartbeat: hold no buffers while waiting.
+                    let released = self.shared.lock().release_read_buffer() && self.wb.release();
+                    self.handle.set_buffers_released(released);
+                }
                 Some(TimeoutReason::RequestHeaders) => {
                     return Ok(HeadOutcome::Reject(RequestRejection::RequestHeadersTimeout))
                 }

@@ -13,12 +13,16 @@ use http_body::{Frame, SizeHint};
 use kestrel_core::connection::ConnectionHandle;
 use kestrel_core::{BodyError, BodySource};
 use kestrel_transport::BoxIo;
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::codec::{ChunkedDecoder, ChunkedEvent, LengthDecoder, RequestRejection, CONTINUE_100};
 
 /// Bytes reserved in the read buffer before each read.
 pub(crate) const READ_CHUNK: usize = 8 * 1024;
+/// The stack buffer an idle connection without a read buffer reads into.
+const IDLE_READ: usize = 2 * 1024;
+/// The read buffer allocated when data arrives on a connection without one.
+const FIRST_READ: usize = 4 * 1024;
 
 pub(crate) enum Decoder {
     Length(LengthDecoder),
@@ -80,14 +84,33 @@ impl ConnIo {
     }
 
     /// Read more bytes into the read buffer; `Ok(0)` at end of stream.
+    ///
+    /// A connection that released its buffer while idle waits for data with
+    /// a small stack buffer and allocates only once bytes arrive (Kestrel's
+    /// "wait for data before allocating a buffer").
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.eof {
             return Poll::Ready(Ok(0));
         }
+        let io = self.io.as_mut().ok_or_else(closed)?;
+        if self.read_buf.capacity() == 0 {
+            let mut scratch = [0u8; IDLE_READ];
+            let mut rb = tokio::io::ReadBuf::new(&mut scratch);
+            ready!(Pin::new(io).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            if n == 0 {
+                self.eof = true;
+            } else {
+                // Most request heads fit in this; larger input grows the
+                // buffer in READ_CHUNK steps below.
+                self.read_buf.reserve(FIRST_READ.max(n));
+                self.read_buf.extend_from_slice(rb.filled());
+            }
+            return Poll::Ready(Ok(n));
+        }
         if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
             self.read_buf.reserve(READ_CHUNK);
         }
-        let io = self.io.as_mut().ok_or_else(closed)?;
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(io),
             cx,
@@ -97,6 +120,16 @@ impl ConnIo {
             self.eof = true;
         }
         Poll::Ready(Ok(n))
+    }
+
+    /// Drop the read buffer if it holds nothing (an idle connection).
+    pub fn release_read_buffer(&mut self) -> bool {
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::new();
+            true
+        } else {
+            false
+        }
     }
 
     /// Write all of `buf[*pos..]`, advancing `pos`.
@@ -270,11 +303,23 @@ pub(crate) struct WriteBuf {
 }
 
 impl WriteBuf {
+    /// An empty buffer; it allocates when the first response is encoded.
     pub fn new() -> Self {
         WriteBuf {
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
             mark: None,
             started: false,
+        }
+    }
+
+    /// Drop the allocation if nothing is pending (an idle connection).
+    pub fn release(&mut self) -> bool {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+            self.mark = None;
+            true
+        } else {
+            false
         }
     }
 

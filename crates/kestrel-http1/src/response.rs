@@ -113,9 +113,7 @@ pub(crate) fn plan(
         // The connection stops being HTTP/1 after a 101.
         plan.keep_alive = false;
         if has_te {
-            if has_te {
-                headers.remove(TRANSFER_ENCODING);
-            }
+            headers.remove(TRANSFER_ENCODING);
         }
         plan.connection = Some(ConnectionHeader::Upgrade);
         return Ok(plan);
@@ -136,10 +134,8 @@ pub(crate) fn plan(
                     hint.exact()
                 }
             });
-            if plan.content_length.is_some() {
-                if has_te {
-                    headers.remove(TRANSFER_ENCODING);
-                }
+            if plan.content_length.is_some() && has_te {
+                headers.remove(TRANSFER_ENCODING);
             }
         }
     } else if let Some(te) = has_te.then(|| headers.get(TRANSFER_ENCODING)).flatten() {
@@ -155,9 +151,7 @@ pub(crate) fn plan(
             if !last_is_chunked {
                 tracing::debug!(target: "kestrel", "the response's last transfer coding is not chunked; the connection closes to end the body");
             }
-            if has_te {
-                headers.remove(TRANSFER_ENCODING);
-            }
+            headers.remove(TRANSFER_ENCODING);
             plan.framing = Framing::CloseDelimited;
             plan.keep_alive = false;
         }

@@ -119,6 +119,8 @@ pub struct ChunkedDecoder {
     max_trailer_size: usize,
     max_trailer_count: usize,
     trailers: HeaderMap,
+    /// The error returned before, if any: errors are sticky.
+    failed: Option<RequestRejection>,
 }
 
 impl ChunkedDecoder {
@@ -140,10 +142,12 @@ impl ChunkedDecoder {
             max_trailer_size,
             max_trailer_count,
             trailers: HeaderMap::new(),
+            failed: None,
         }
     }
 
-    /// Whether the body is complete (the final CRLF was consumed).
+    /// Whether the body is complete: the final CRLF was consumed and the
+    /// trailers (if any) were handed out.
     pub fn is_done(&self) -> bool {
         self.state == State::End && self.trailers.is_empty()
     }
@@ -155,7 +159,22 @@ impl ChunkedDecoder {
     /// line stays in `buf`). After the last chunk: [`ChunkedEvent::Trailers`]
     /// first if there were trailer fields, then [`ChunkedEvent::End`], which
     /// is returned again by every later call without consuming anything.
+    /// An error is final: later calls return it again.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<ChunkedEvent>, RequestRejection> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let result = self.decode_inner(buf);
+        if let Err(e) = result {
+            self.failed = Some(e);
+        }
+        result
+    }
+
+    fn decode_inner(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<ChunkedEvent>, RequestRejection> {
         loop {
             match self.state {
                 State::End => {
@@ -215,7 +234,7 @@ impl ChunkedDecoder {
             (State::Size, _) if b.is_ascii_hexdigit() => {
                 let digit = hex_value(b);
                 if self.remaining != 0 || digit != 0 {
-                    self.significant += 1;
+                    self.significant = self.significant.saturating_add(1);
                     if self.significant > MAX_CHUNK_SIZE_DIGITS {
                         return Err(bad_size);
                     }

@@ -64,16 +64,18 @@ const SERVER: &[u8] = b"server: ";
 /// order, then Date, Server, Content-Length, Transfer-Encoding and
 /// Connection as requested, then the empty line. Reserves space once.
 pub fn encode_response_head(head: &ResponseHead<'_>, dst: &mut BytesMut) {
-    let has_date = head.date.is_some() && head.headers.contains_key(header::DATE);
-    let has_server = head.server.is_some() && head.headers.contains_key(header::SERVER);
-    let date = head.date.filter(|_| !has_date);
-    let server = head.server.filter(|_| !has_server);
-
     // Status line (at most "HTTP/1.1 999 " + reason + CRLF) and the end.
+    // One pass sizes the app's headers and notices a Date or Server it set
+    // (standard names compare by tag: no hashing).
     let mut size = 15 + 2 + 40;
+    let (mut has_date, mut has_server) = (false, false);
     for (name, value) in head.headers {
         size += name.as_str().len() + value.len() + 4;
+        has_date |= name == header::DATE;
+        has_server |= name == header::SERVER;
     }
+    let date = head.date.filter(|_| !has_date);
+    let server = head.server.filter(|_| !has_server);
     if let Some(date) = date {
         size += DATE.len() + date.len() + 2;
     }

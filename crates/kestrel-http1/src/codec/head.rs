@@ -104,13 +104,24 @@ pub struct RequestHead {
     pub upgrade: bool,
 }
 
-/// Byte offsets of one header field inside the head.
+/// Byte offsets of one header field inside the head (u32 to keep the
+/// per-parse stack array small; a head is far below 4 GiB).
 #[derive(Debug, Clone, Copy, Default)]
 struct Span {
-    name_start: usize,
-    name_end: usize,
-    value_start: usize,
-    value_end: usize,
+    name_start: u32,
+    name_end: u32,
+    value_start: u32,
+    value_end: u32,
+}
+
+impl Span {
+    fn name(&self) -> std::ops::Range<usize> {
+        self.name_start as usize..self.name_end as usize
+    }
+
+    fn value(&self) -> std::ops::Range<usize> {
+        self.value_start as usize..self.value_end as usize
+    }
 }
 
 /// What `httparse` found, as offsets into the scanned input.
@@ -145,12 +156,15 @@ impl HeadParser {
     /// * `Ok(None)`: the head is incomplete and no limit is exceeded yet;
     ///   nothing was consumed except empty lines preceding the request line
     ///   (RFC 9112 §2.2), which are always skipped and consumed so that they
-    ///   cannot pile up.
+    ///   cannot pile up. (An `HTTP/1.x` version with x ≥ 2 may have been
+    ///   rewritten to `HTTP/1.1` in place, RFC 9110 §2.5.)
     /// * `Err(reason)`: the request must be rejected with `reason.status()`
     ///   and the connection closed.
     pub fn parse(&self, buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestRejection> {
         self.skip_empty_lines(buf)?;
-        if buf.is_empty() {
+        // A lone CR may still become an empty line: undecided, whatever the
+        // limits.
+        if buf.is_empty() || &buf[..] == b"\r" {
             return Ok(None);
         }
         // The second round only happens after an HTTP/1.2+ version was
@@ -279,13 +293,12 @@ impl HeadParser {
             .map_err(|_| RequestRejection::TooManyHeaders)?;
         let mut info = HeaderInfo::default();
         for span in spans.iter().take(scanned.header_count) {
-            let name = HeaderName::from_bytes(&head[span.name_start..span.name_end])
+            let name = HeaderName::from_bytes(&head[span.name()])
                 .map_err(|_| RequestRejection::InvalidCharactersInHeaderName)?;
-            let raw = &head[span.value_start..span.value_end];
-            info.observe(&name, raw, span.value_start..span.value_end);
-            let value =
-                HeaderValue::from_maybe_shared(head.slice(span.value_start..span.value_end))
-                    .map_err(|_| RequestRejection::InvalidRequestHeader)?;
+            let raw = &head[span.value()];
+            info.observe(&name, raw, span.value());
+            let value = HeaderValue::from_maybe_shared(head.slice(span.value()))
+                .map_err(|_| RequestRejection::InvalidRequestHeader)?;
             headers
                 .try_append(name, value)
                 .map_err(|_| RequestRejection::TooManyHeaders)?;
@@ -442,10 +455,14 @@ fn scan_with<'b>(
     if header_count > spans.len() {
         return Scan::Error(httparse::Error::TooManyHeaders);
     }
+    let narrow = |(start, end): (usize, usize)| -> Option<(u32, u32)> {
+        Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+    };
     for (h, span) in req.headers.iter().zip(spans.iter_mut()) {
-        let (Some((name_start, name_end)), Some((value_start, value_end))) =
-            (offset(h.name.as_bytes()), offset(h.value))
-        else {
+        let (Some((name_start, name_end)), Some((value_start, value_end))) = (
+            offset(h.name.as_bytes()).and_then(narrow),
+            offset(h.value).and_then(narrow),
+        ) else {
             return Scan::Error(httparse::Error::HeaderValue);
         };
         *span = Span {
@@ -541,25 +558,35 @@ fn map_error(e: httparse::Error, input: &[u8], line_len: Option<usize>) -> Reque
         httparse::Error::HeaderValue => RequestRejection::InvalidRequestHeader,
         httparse::Error::HeaderName => classify_header_name_error(input, line_len),
         httparse::Error::Token => classify_token_error(input),
-        httparse::Error::NewLine => match line_len {
-            // The request line ended correctly, so the bad line ending is in
-            // the header section (e.g. the final CR not followed by LF).
-            Some(n) if request_line_terminated(&input[..n]) => {
+        httparse::Error::NewLine => {
+            if request_line_terminated(input) {
+                // The bad line ending is in the header section (e.g. the
+                // final CR not followed by LF).
                 RequestRejection::InvalidRequestHeader
+            } else {
+                RequestRejection::InvalidRequestLine
             }
-            _ => RequestRejection::InvalidRequestLine,
-        },
+        }
         httparse::Error::Status | httparse::Error::Version => RequestRejection::InvalidRequestLine,
     }
 }
 
-fn request_line_terminated(line: &[u8]) -> bool {
-    let line = line
-        .strip_suffix(b"\r\n")
-        .or_else(|| line.strip_suffix(b"\n"))
-        .unwrap_or(line);
-    line.first().is_some_and(|&b| is_tchar(b))
-        && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0"))
+/// Whether `input` starts with a complete, well-terminated request line
+/// `method SP target SP HTTP/1.x (CRLF | LF)`. Positional, so that the answer
+/// does not depend on how much input follows.
+fn request_line_terminated(input: &[u8]) -> bool {
+    if !input.first().is_some_and(|&b| is_tchar(b)) {
+        return false;
+    }
+    let Some(sp1) = memchr(b' ', input) else {
+        return false;
+    };
+    let Some(sp2) = memchr(b' ', &input[sp1 + 1..]).map(|i| i + sp1 + 1) else {
+        return false;
+    };
+    let rest = &input[sp2 + 1..];
+    (rest.starts_with(b"HTTP/1.1") || rest.starts_with(b"HTTP/1.0"))
+        && (rest[8..].starts_with(b"\r\n") || rest[8..].starts_with(b"\n"))
 }
 
 /// httparse's `Token` error: the method or the target is bad.

@@ -182,6 +182,29 @@ mod head {
         check_splits(&small, b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n");
     }
 
+    /// Regressions found by `fuzz/` (request_head target).
+    #[test]
+    fn fuzz_regressions() {
+        let lenient = HeadParser {
+            allow_bare_lf: true,
+            allow_host_header_override: true,
+            ..HeadParser::default()
+        };
+        // A NewLine error right after the version must be classified the
+        // same whether or not the line's LF has arrived.
+        let input = b"CONST / HTTP/1.0x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n";
+        assert_eq!(err_with(&lenient, input), R::InvalidRequestLine);
+        check_splits(&lenient, input);
+        check_splits(&HeadParser::default(), input);
+        // A CR that may begin an empty line does not count against limits.
+        let tiny = HeadParser {
+            max_request_line_size: 0,
+            ..HeadParser::default()
+        };
+        check_splits(&tiny, b"\r\n\r\n");
+        assert_eq!(err_with(&tiny, b"\r\n\r\nG"), R::RequestLineTooLong);
+    }
+
     #[test]
     fn pipelined_requests() {
         let input = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /4";
@@ -1073,6 +1096,20 @@ mod decode {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn errors_are_sticky() {
+        let mut dec = ChunkedDecoder::new(1024, 10);
+        let mut buf = BytesMut::from(&b"fffffffffffffffff"[..]);
+        assert_eq!(dec.decode(&mut buf).unwrap_err(), R::BadChunkSizeData);
+        for _ in 0..300 {
+            buf.extend_from_slice(b"f");
+            assert_eq!(dec.decode(&mut buf).unwrap_err(), R::BadChunkSizeData);
+        }
+        buf.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert_eq!(dec.decode(&mut buf).unwrap_err(), R::BadChunkSizeData);
+        assert!(!dec.is_done());
     }
 
     #[test]
