@@ -30,7 +30,7 @@ pub mod protocols;
 pub use app::{Application, IntoAppResult};
 pub use body::{BodyError, BodySource, BoxError, RequestBody};
 pub use endpoint::{BindTarget, BoundAddress, Scheme, ServerUrl, UrlError};
-pub use features::{ConnectionInfo, ServerAddresses};
+pub use features::{ConnectionInfo, ServerAddresses, TlsInfo};
 pub use limits::{Http2Limits, MinDataRate, ServerLimits};
 pub use options::{Http1Options, KestrelServerOptions, ListenOptions, OptionsError};
 pub use protocols::HttpProtocols;
