@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime};
 use atomic_waker::AtomicWaker;
 use tokio::sync::Notify;
 
+use crate::data_rate::DataRateControl;
+
 /// A connection id, shown as Kestrel shows them (13 base-32 characters, e.g. `0HN7Q2L4TV1AB`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub u64);
@@ -56,6 +58,8 @@ pub enum TimeoutReason {
     ReadDataRate = 4,
     /// The client reads the response too slowly.
     WriteDataRate = 5,
+    /// A deadline the app set (Kestrel's `IConnectionTimeoutFeature`).
+    TimeoutFeature = 6,
 }
 
 impl TimeoutReason {
@@ -66,6 +70,7 @@ impl TimeoutReason {
             3 => TimeoutReason::RequestBodyDrain,
             4 => TimeoutReason::ReadDataRate,
             5 => TimeoutReason::WriteDataRate,
+            6 => TimeoutReason::TimeoutFeature,
             _ => TimeoutReason::None,
         }
     }
@@ -133,6 +138,11 @@ impl TimeoutControl {
         None
     }
 
+    /// Record an expiry decided elsewhere (a data rate).
+    pub fn fire(&self, reason: TimeoutReason) {
+        self.fired.store(reason as u8, Ordering::Release);
+    }
+
     /// The reason of the last expiry, taken (reset to none).
     pub fn take_fired(&self) -> TimeoutReason {
         TimeoutReason::from_u8(self.fired.swap(TimeoutReason::None as u8, Ordering::AcqRel))
@@ -146,6 +156,8 @@ const ABORTED: u8 = 4;
 const IDLE: u8 = 8;
 /// The connection holds no buffers while idle: no need to tell it again.
 const RELEASED: u8 = 16;
+/// The connection was upgraded: it counts toward the upgraded connections.
+const UPGRADED: u8 = 32;
 
 /// The shared control block of one live connection: its id, deadline, and
 /// the signals the server sends it (graceful close, timeout, abort).
@@ -158,6 +170,18 @@ pub struct ConnectionHandle {
     flags: AtomicU8,
     waker: AtomicWaker,
     timeout: TimeoutControl,
+    rates: DataRateControl,
+    counters: Arc<Counters>,
+}
+
+/// Connection counts shared by the manager and every handle.
+#[derive(Debug, Default)]
+struct Counters {
+    active: AtomicU64,
+    upgraded: AtomicU64,
+    rejected: AtomicU64,
+    max_connections: Option<u64>,
+    max_upgraded: Option<u64>,
 }
 
 /// A signal delivered to a connection.
@@ -178,12 +202,61 @@ pub enum Signal {
 impl ConnectionHandle {
     /// A handle for a connection that is not tracked by a manager (tests, embedding).
     pub fn detached(id: ConnectionId) -> Arc<Self> {
+        let counters = Arc::new(Counters {
+            active: AtomicU64::new(1),
+            ..Default::default()
+        });
+        Self::with_counters(id, counters)
+    }
+
+    fn with_counters(id: ConnectionId, counters: Arc<Counters>) -> Arc<Self> {
         Arc::new(ConnectionHandle {
             id,
             flags: AtomicU8::new(0),
             waker: AtomicWaker::new(),
             timeout: TimeoutControl::default(),
+            rates: DataRateControl::default(),
+            counters,
         })
+    }
+
+    /// The connection's minimum-data-rate tracking.
+    pub fn rates(&self) -> &DataRateControl {
+        &self.rates
+    }
+
+    /// Move this connection from the normal count to the upgraded count
+    /// (Kestrel's `MaxConcurrentUpgradedConnections`); refused over the limit.
+    pub fn try_upgrade(&self) -> Result<(), ConnectionLimitError> {
+        if self.flags.load(Ordering::Acquire) & UPGRADED != 0 {
+            return Ok(());
+        }
+        let c = &self.counters;
+        if let Some(max) = c.max_upgraded {
+            c.upgraded
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .map_err(|_| ConnectionLimitError::MaxConcurrentUpgradedConnections(max))?;
+        } else {
+            c.upgraded.fetch_add(1, Ordering::AcqRel);
+        }
+        c.active.fetch_sub(1, Ordering::AcqRel);
+        self.flags.fetch_or(UPGRADED, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Undo [`try_upgrade`](Self::try_upgrade) (the upgrade did not happen).
+    pub fn cancel_upgrade(&self) {
+        if self.flags.fetch_and(!UPGRADED, Ordering::AcqRel) & UPGRADED != 0 {
+            self.counters.upgraded.fetch_sub(1, Ordering::AcqRel);
+            self.counters.active.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether the connection was upgraded.
+    pub fn is_upgraded(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & UPGRADED != 0
     }
 
     /// The connection id.
@@ -225,6 +298,9 @@ impl ConnectionHandle {
     /// a connection idle between requests that it may release its buffers.
     pub fn on_heartbeat(&self, now_ticks: u64) {
         if self.timeout.check(now_ticks).is_some() {
+            self.raise(TIMED_OUT);
+        } else if let Some(reason) = self.rates.on_tick(now_ticks) {
+            self.timeout.fire(reason);
             self.raise(TIMED_OUT);
         } else if self.timeout.armed() == TimeoutReason::KeepAlive
             && self.flags.load(Ordering::Acquire) & (RELEASED | IDLE) == 0
@@ -297,11 +373,7 @@ pub enum ConnectionLimitError {
 #[derive(Debug)]
 pub struct ConnectionManager {
     next_id: AtomicU64,
-    active: AtomicU64,
-    upgraded: AtomicU64,
-    rejected: AtomicU64,
-    max_connections: Option<u64>,
-    max_upgraded: Option<u64>,
+    counters: Arc<Counters>,
     registry: Mutex<HashMap<u64, Arc<ConnectionHandle>>>,
     drained: Notify,
 }
@@ -316,11 +388,11 @@ impl ConnectionManager {
             .unwrap_or(0);
         Arc::new(ConnectionManager {
             next_id: AtomicU64::new(seed),
-            active: AtomicU64::new(0),
-            upgraded: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            max_connections,
-            max_upgraded,
+            counters: Arc::new(Counters {
+                max_connections,
+                max_upgraded,
+                ..Default::default()
+            }),
             registry: Mutex::new(HashMap::new()),
             drained: Notify::new(),
         })
@@ -337,44 +409,44 @@ impl ConnectionManager {
         self: &Arc<Self>,
         id: ConnectionId,
     ) -> Result<ConnectionGuard, ConnectionLimitError> {
-        if let Some(max) = self.max_connections {
-            let admitted = self
+        let c = &self.counters;
+        if let Some(max) = c.max_connections {
+            let admitted = c
                 .active
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                     (n < max).then_some(n + 1)
                 })
                 .is_ok();
             if !admitted {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
+                c.rejected.fetch_add(1, Ordering::Relaxed);
                 return Err(ConnectionLimitError::MaxConcurrentConnections(max));
             }
         } else {
-            self.active.fetch_add(1, Ordering::AcqRel);
+            c.active.fetch_add(1, Ordering::AcqRel);
         }
-        let handle = ConnectionHandle::detached(id);
+        let handle = ConnectionHandle::with_counters(id, c.clone());
         if let Ok(mut reg) = self.registry.lock() {
             reg.insert(id.0, handle.clone());
         }
         Ok(ConnectionGuard {
             manager: self.clone(),
             handle,
-            upgraded: false,
         })
     }
 
     /// Connections open now (not counting upgraded ones).
     pub fn active_connections(&self) -> u64 {
-        self.active.load(Ordering::Acquire)
+        self.counters.active.load(Ordering::Acquire)
     }
 
     /// Upgraded connections open now.
     pub fn upgraded_connections(&self) -> u64 {
-        self.upgraded.load(Ordering::Acquire)
+        self.counters.upgraded.load(Ordering::Acquire)
     }
 
     /// Connections refused so far under `max_concurrent_connections`.
     pub fn rejected_connections(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
+        self.counters.rejected.load(Ordering::Relaxed)
     }
 
     /// Live connections of both kinds.
@@ -427,9 +499,9 @@ impl ConnectionManager {
 
     fn release(&self, id: ConnectionId, upgraded: bool) {
         if upgraded {
-            self.upgraded.fetch_sub(1, Ordering::AcqRel);
+            self.counters.upgraded.fetch_sub(1, Ordering::AcqRel);
         } else {
-            self.active.fetch_sub(1, Ordering::AcqRel);
+            self.counters.active.fetch_sub(1, Ordering::AcqRel);
         }
         let empty = match self.registry.lock() {
             Ok(mut reg) => {
@@ -450,7 +522,6 @@ impl ConnectionManager {
 pub struct ConnectionGuard {
     manager: Arc<ConnectionManager>,
     handle: Arc<ConnectionHandle>,
-    upgraded: bool,
 }
 
 impl ConnectionGuard {
@@ -467,28 +538,14 @@ impl ConnectionGuard {
     /// Move this connection from the normal count to the upgraded count
     /// (Kestrel's `MaxConcurrentUpgradedConnections`).
     pub fn upgrade(&mut self) -> Result<(), ConnectionLimitError> {
-        if self.upgraded {
-            return Ok(());
-        }
-        let m = &self.manager;
-        if let Some(max) = m.max_upgraded {
-            m.upgraded
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < max).then_some(n + 1)
-                })
-                .map_err(|_| ConnectionLimitError::MaxConcurrentUpgradedConnections(max))?;
-        } else {
-            m.upgraded.fetch_add(1, Ordering::AcqRel);
-        }
-        m.active.fetch_sub(1, Ordering::AcqRel);
-        self.upgraded = true;
-        Ok(())
+        self.handle.try_upgrade()
     }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.manager.release(self.handle.id, self.upgraded);
+        self.manager
+            .release(self.handle.id, self.handle.is_upgraded());
     }
 }
 

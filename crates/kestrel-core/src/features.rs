@@ -13,10 +13,13 @@
 use std::fmt;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use kestrel_transport::{Address, TransportKind};
 
-use crate::connection::ConnectionId;
+use crate::connection::{ConnectionHandle, ConnectionId, TimeoutReason};
 use crate::endpoint::BoundAddress;
+use crate::heartbeat::Clock;
 
 /// The connection a request arrived on (Kestrel's `IHttpConnectionFeature`).
 /// Cheap to clone.
@@ -33,6 +36,7 @@ struct ConnectionInner {
     endpoint: Option<BoundAddress>,
     addresses: ServerAddresses,
     features: http::Extensions,
+    timeout: Option<ConnectionTimeout>,
 }
 
 impl ConnectionInfo {
@@ -54,6 +58,7 @@ impl ConnectionInfo {
                 endpoint,
                 addresses: ServerAddresses::default(),
                 features,
+                timeout: None,
             }),
         }
     }
@@ -68,10 +73,35 @@ impl ConnectionInfo {
             endpoint: shared.endpoint.clone(),
             addresses: shared.addresses.clone(),
             features: shared.features.clone(),
+            timeout: shared.timeout.clone(),
         });
         ConnectionInfo {
             inner: Arc::new(ConnectionInner { addresses, ..inner }),
         }
+    }
+
+    /// The same, with the connection-timeout feature bound to the live connection.
+    pub fn with_timeout_feature(self, handle: Arc<ConnectionHandle>, clock: Arc<Clock>) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| ConnectionInner {
+            id: shared.id,
+            local_addr: shared.local_addr.clone(),
+            remote_addr: shared.remote_addr.clone(),
+            transport: shared.transport,
+            endpoint: shared.endpoint.clone(),
+            addresses: shared.addresses.clone(),
+            features: shared.features.clone(),
+            timeout: None,
+        });
+        inner.timeout = Some(ConnectionTimeout { handle, clock });
+        ConnectionInfo {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The connection-timeout feature (Kestrel's `IConnectionTimeoutFeature`),
+    /// when the connection is served by a server.
+    pub fn timeout(&self) -> Option<&ConnectionTimeout> {
+        self.inner.timeout.as_ref()
     }
 
     /// The addresses the server listens on (Kestrel's `IServerAddressesFeature`).
@@ -212,5 +242,60 @@ impl TlsInfo {
     /// Whether ALPN selected HTTP/2.
     pub fn is_h2(&self) -> bool {
         self.alpn.as_deref() == Some(b"h2")
+    }
+}
+
+/// Lets the app close its connection after a deadline (Kestrel's
+/// `IConnectionTimeoutFeature`). Checked on the heartbeat, like every
+/// deadline; when it passes, the connection is aborted.
+#[derive(Clone)]
+pub struct ConnectionTimeout {
+    handle: Arc<ConnectionHandle>,
+    clock: Arc<Clock>,
+}
+
+/// A refused connection-timeout change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimeoutFeatureError {
+    /// `set_timeout` while another app timeout is pending (use `reset_timeout`).
+    #[error("a connection timeout is already set; use reset_timeout to replace it")]
+    AlreadySet,
+}
+
+impl fmt::Debug for ConnectionTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionTimeout")
+            .field("connection", &self.handle.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionTimeout {
+    /// Close the connection after `timeout` unless canceled or reset; fails
+    /// if an app timeout is already pending.
+    pub fn set_timeout(&self, timeout: Duration) -> Result<(), TimeoutFeatureError> {
+        if self.handle.timeout().armed() == TimeoutReason::TimeoutFeature {
+            return Err(TimeoutFeatureError::AlreadySet);
+        }
+        self.reset_timeout(timeout);
+        Ok(())
+    }
+
+    /// Close the connection after `timeout`, replacing any pending deadline.
+    pub fn reset_timeout(&self, timeout: Duration) {
+        self.handle.timeout().set(
+            TimeoutReason::TimeoutFeature,
+            timeout,
+            self.clock.ticks(),
+            self.clock.interval(),
+        );
+    }
+
+    /// Cancel a deadline set with `set_timeout` or `reset_timeout`.
+    pub fn cancel_timeout(&self) {
+        if self.handle.timeout().armed() == TimeoutReason::TimeoutFeature {
+            self.handle.timeout().cancel();
+        }
     }
 }

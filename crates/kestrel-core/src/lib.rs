@@ -19,6 +19,7 @@
 pub mod app;
 pub mod body;
 pub mod connection;
+pub mod data_rate;
 pub mod endpoint;
 pub mod features;
 pub mod heartbeat;
@@ -26,6 +27,8 @@ pub mod limits;
 pub mod middleware;
 pub mod options;
 pub mod protocols;
+pub mod request_limits;
+pub mod upgrade;
 
 pub use app::{Application, IntoAppResult};
 pub use body::{BodyError, BodySource, BoxError, RequestBody};
@@ -34,3 +37,5 @@ pub use features::{ConnectionInfo, ServerAddresses, TlsInfo};
 pub use limits::{Http2Limits, MinDataRate, ServerLimits};
 pub use options::{Http1Options, KestrelServerOptions, ListenOptions, OptionsError};
 pub use protocols::HttpProtocols;
+pub use request_limits::{FeatureError, RequestLimits};
+pub use upgrade::{OnUpgrade, UpgradeError, UpgradeFeature, Upgraded};
