@@ -1,6 +1,7 @@
 use std::time::Duration;
 
-use kestrel_core::KestrelServerOptions;
+use kestrel_core::request_limits::LimitValues;
+use kestrel_core::{KestrelServerOptions, MinDataRate};
 
 use crate::codec::HeadParser;
 
@@ -25,6 +26,10 @@ pub struct Http1Config {
     pub request_body_drain_timeout: Duration,
     /// Add `Server: Kestrel`.
     pub add_server_header: bool,
+    /// Minimum request body data rate, unless the request changes it.
+    pub min_request_body_data_rate: Option<MinDataRate>,
+    /// Minimum response data rate, unless the request changes it.
+    pub min_response_data_rate: Option<MinDataRate>,
 }
 
 impl Http1Config {
@@ -45,6 +50,17 @@ impl Http1Config {
             request_headers_timeout: l.request_headers_timeout,
             request_body_drain_timeout: REQUEST_BODY_DRAIN_TIMEOUT,
             add_server_header: o.add_server_header,
+            min_request_body_data_rate: l.min_request_body_data_rate,
+            min_response_data_rate: l.min_response_data_rate,
+        }
+    }
+
+    /// The per-request limits every request starts with.
+    pub fn limit_values(&self) -> LimitValues {
+        LimitValues {
+            max_request_body_size: self.max_request_body_size,
+            min_request_body_data_rate: self.min_request_body_data_rate,
+            min_response_data_rate: self.min_response_data_rate,
         }
     }
 }

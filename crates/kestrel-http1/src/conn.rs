@@ -13,9 +13,11 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use kestrel_core::app::CatchUnwind;
+use kestrel_core::connection::ConnectionGuard;
 use kestrel_core::connection::{ConnectionHandle, Signal, TimeoutReason};
 use kestrel_core::heartbeat::{Clock, DateSlot};
-use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody};
+use kestrel_core::request_limits::LimitsCell;
+use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody, UpgradeFeature, Upgraded};
 use kestrel_transport::BoxIo;
 
 use crate::codec::{
@@ -58,6 +60,7 @@ pub struct Http1Connection {
     handle: Arc<ConnectionHandle>,
     clock: Arc<Clock>,
     info: Option<ConnectionInfo>,
+    guard: Option<ConnectionGuard>,
 }
 
 impl Http1Connection {
@@ -76,7 +79,16 @@ impl Http1Connection {
             handle,
             clock,
             info: None,
+            guard: None,
         }
+    }
+
+    /// The connection's place in the connection counts: it moves into the
+    /// upgraded stream if the connection is upgraded, so that the place is
+    /// held for as long as that stream lives.
+    pub fn with_guard(mut self, guard: ConnectionGuard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Bytes already read from the connection (e.g. while sniffing the protocol).
@@ -94,7 +106,8 @@ impl Http1Connection {
 
     /// Serve requests until the connection closes.
     pub async fn serve<A: Application>(self, app: &A) -> Result<(), Http1Error> {
-        let shared = Shared::new(self.io, self.read_buf, self.handle.clone());
+        let limits = LimitsCell::new(self.config.limit_values());
+        let shared = Shared::new(self.io, self.read_buf, self.handle.clone(), limits);
         let mut driver = Driver {
             date: DateSlot::new(self.clock.date()),
             shared,
@@ -102,6 +115,7 @@ impl Http1Connection {
             handle: self.handle,
             clock: self.clock,
             info: self.info,
+            guard: self.guard,
             wb: WriteBuf::new(),
             linger: false,
         };
@@ -120,6 +134,7 @@ struct Driver {
     clock: Arc<Clock>,
     date: DateSlot,
     info: Option<ConnectionInfo>,
+    guard: Option<ConnectionGuard>,
     wb: WriteBuf,
     /// Unread input may remain at close: shut down our side and drain before closing.
     linger: bool,
@@ -265,6 +280,7 @@ impl Driver {
             body,
             keep_alive,
             expect_continue,
+            upgrade,
             ..
         } = head;
         let is_head = method == Method::HEAD;
@@ -293,6 +309,8 @@ impl Driver {
                 },
                 received: 0,
                 rejection: None,
+                rate_tracked: false,
+                waker: None,
             };
         }
         let req_body = if body == BodyKind::Empty {
@@ -308,8 +326,35 @@ impl Driver {
         if let Some(info) = &self.info {
             request.extensions_mut().insert(info.clone());
         }
+        request
+            .extensions_mut()
+            .insert(self.shared.limits.begin(token, self.config.limit_values()));
+        // An upgrade request that has a body is handled as a normal request.
+        let upgrade =
+            (upgrade && body == BodyKind::Empty).then(|| UpgradeFeature::new(self.handle.clone()));
+        if let Some(u) = &upgrade {
+            request.extensions_mut().insert(u.clone());
+        }
 
-        let outcome = self.run_app(app, request).await?;
+        let mut outcome = self.run_app(app, request).await?;
+
+        if let Some(u) = &upgrade {
+            let switching = matches!(&outcome, AppOutcome::Response(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS);
+            if switching && u.is_accepted() {
+                if let AppOutcome::Response(resp) = outcome {
+                    return self.finish_upgrade(resp, u, version).await.map(|()| false);
+                }
+                unreachable!("checked above");
+            }
+            u.cancel();
+        }
+        if let AppOutcome::Response(r) = &outcome {
+            if r.status() == StatusCode::SWITCHING_PROTOCOLS {
+                outcome = AppOutcome::Failed(
+                    "a 101 response requires accepting the upgrade with UpgradeFeature::upgrade first".into(),
+                );
+            }
+        }
 
         let rejection = self.shared.lock().body.rejection;
         if let Some(r) = rejection {
@@ -351,6 +396,43 @@ impl Driver {
 
     fn end_request(&self) {
         self.shared.lock().body.active = false;
+        self.shared.limits.end();
+        self.handle.rates().end_read();
+    }
+
+    /// Write the app's 101, then hand the raw connection (and any bytes read
+    /// past the request head) to the app's `OnUpgrade`.
+    async fn finish_upgrade<B>(
+        &mut self,
+        resp: Response<B>,
+        upgrade: &UpgradeFeature,
+        version: Version,
+    ) -> Result<(), Http1Error>
+    where
+        B: Body<Data = Bytes, Error: Into<BoxError>>,
+    {
+        let facts = RequestFacts {
+            is_head: false,
+            version,
+            keep_alive: false,
+        };
+        self.write_response(resp, &facts).await?;
+        self.flush().await?;
+        self.end_request();
+        self.shared.limits.remove_body_size_limit();
+        let (io, buffered) = {
+            let mut c = self.shared.lock();
+            let buffered = std::mem::take(&mut c.read_buf).freeze();
+            (c.io.take(), buffered)
+        };
+        let Some(io) = io else {
+            upgrade.cancel();
+            return Err(Http1Error::Aborted);
+        };
+        tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "connection upgraded");
+        // If the app dropped its OnUpgrade, the connection just closes.
+        let _ = upgrade.complete(Upgraded::new(io, buffered, self.guard.take()));
+        Ok(())
     }
 
     /// Run the app; while it is pending, keep flushing earlier responses and
@@ -367,8 +449,23 @@ impl Driver {
             if let Poll::Ready(r) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(r));
             }
-            if let Poll::Ready(Signal::Aborted) = shared.handle.poll_signal(cx) {
-                return Poll::Ready(None);
+            match shared.handle.poll_signal(cx) {
+                Poll::Ready(Signal::Aborted) => return Poll::Ready(None),
+                Poll::Ready(Signal::TimedOut(TimeoutReason::ReadDataRate)) => {
+                    tracing::debug!(
+                        target: "kestrel::bad_requests",
+                        event_id = 27u32,
+                        event_name = "RequestBodyMinimumDataRateNotSatisfied",
+                        connection_id = %shared.handle.id(),
+                        "the request body arrived below the minimum data rate"
+                    );
+                    shared.lock().reject_body(RequestRejection::RequestBodyTimeout);
+                }
+                Poll::Ready(Signal::TimedOut(reason)) => {
+                    tracing::debug!(target: "kestrel::connections", connection_id = %shared.handle.id(), ?reason, "aborting the connection: deadline passed while the application ran");
+                    return Poll::Ready(None);
+                }
+                _ => {}
             }
             if !wb.buf.is_empty() {
                 // Errors surface at the next write.
@@ -475,6 +572,9 @@ impl Driver {
         let mut headers = parts.headers;
         let status = parts.status;
         self.wb.begin_response();
+        self.handle
+            .rates()
+            .set_write_rate(self.shared.limits.current().min_response_data_rate);
         let plan = match plan(facts, status, &mut headers, &body.size_hint()) {
             Ok(p) => p,
             Err(e) => {
@@ -622,29 +722,51 @@ impl Driver {
     async fn write_out(&mut self, mut tail: Bytes) -> Result<(), Http1Error> {
         let shared = &self.shared;
         let wb = &mut self.wb;
-        poll_fn(|cx| {
-            if let Poll::Ready(Signal::Aborted | Signal::TimedOut(_)) =
-                shared.handle.poll_signal(cx)
-            {
-                return Poll::Ready(Err(Http1Error::Aborted));
+        let rates = shared.handle.rates();
+        rates.start_write(wb.buf.len() + tail.len(), self.clock.ticks());
+        let result = poll_fn(|cx| {
+            match shared.handle.poll_signal(cx) {
+                Poll::Ready(Signal::Aborted) => return Poll::Ready(Err(Http1Error::Aborted)),
+                Poll::Ready(Signal::TimedOut(reason)) => {
+                    if reason == TimeoutReason::WriteDataRate {
+                        tracing::debug!(
+                            target: "kestrel::bad_requests",
+                            event_id = 28u32,
+                            event_name = "ResponseMinimumDataRateNotSatisfied",
+                            connection_id = %shared.handle.id(),
+                            "the client read the response below the minimum data rate; aborting the connection"
+                        );
+                    }
+                    return Poll::Ready(Err(Http1Error::Aborted));
+                }
+                _ => {}
             }
             let mut c = shared.lock();
             std::task::ready!(c.poll_write_buf(cx, wb, &mut tail))?;
             c.poll_flush(cx).map_err(Http1Error::Io)
         })
-        .await
+        .await;
+        rates.stop_write();
+        result
     }
 
     /// Read and discard what the app left of the request body, within the
     /// drain timeout; returns whether the connection can stay open.
     async fn drain_body(&mut self) -> Result<bool, Http1Error> {
+        // The limit the app left in force (it may have changed it without reading).
+        let limit = self.shared.limits.current().max_request_body_size;
         let too_large = {
-            let c = self.shared.lock();
+            let mut c = self.shared.lock();
+            if !c.body.started {
+                c.body.limit = limit;
+            }
             matches!((c.body.limit, c.body.declared_len), (Some(l), Some(n)) if n > l)
         };
         if too_large {
             return Ok(false);
         }
+        self.handle.rates().end_read();
+        self.shared.lock().body.rate_tracked = false;
         self.flush().await?;
         self.arm(
             TimeoutReason::RequestBodyDrain,
@@ -658,7 +780,7 @@ impl Driver {
                 return Poll::Ready(false);
             }
             let mut c = shared.lock();
-            match std::task::ready!(c.poll_body_frame(cx, &shared.handle)) {
+            match std::task::ready!(c.poll_body_frame(cx, &shared.handle, None)) {
                 None => return Poll::Ready(true),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) => return Poll::Ready(false),

@@ -6,11 +6,12 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use kestrel_core::connection::ConnectionHandle;
+use kestrel_core::request_limits::LimitsCell;
 use kestrel_core::{BodyError, BodySource};
 use kestrel_transport::BoxIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -40,6 +41,10 @@ pub(crate) struct BodyState {
     /// `Some(n)`: writing `100 Continue`, `n` bytes of it written so far.
     pub continue_written: Option<usize>,
     pub limit: Option<u64>,
+    /// The minimum request body data rate is being tracked for this body.
+    pub rate_tracked: bool,
+    /// The task waiting on a body read, woken when the driver rejects the body.
+    pub waker: Option<Waker>,
     pub declared_len: Option<u64>,
     pub received: u64,
     pub rejection: Option<RequestRejection>,
@@ -56,6 +61,8 @@ impl BodyState {
             expect_continue: false,
             continue_written: None,
             limit: None,
+            rate_tracked: false,
+            waker: None,
             declared_len: None,
             received: 0,
             rejection: None,
@@ -187,10 +194,29 @@ impl ConnIo {
     }
 
     /// Poll the next frame of the current request body.
+    /// Poll the next frame of the current request body. `limits` is the
+    /// request's limits feature when the app reads (its values freeze at the
+    /// first read); `None` when the driver drains.
     pub fn poll_body_frame(
         &mut self,
         cx: &mut Context<'_>,
         handle: &ConnectionHandle,
+        limits: Option<&LimitsCell>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let r = self.poll_body_frame_inner(cx, handle, limits);
+        if self.body.rate_tracked && !matches!(r, Poll::Pending | Poll::Ready(Some(Ok(_)))) {
+            // The body ended or failed: stop measuring its rate.
+            handle.rates().end_read();
+            self.body.rate_tracked = false;
+        }
+        r
+    }
+
+    fn poll_body_frame_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+        handle: &ConnectionHandle,
+        limits: Option<&LimitsCell>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         if let Some(r) = self.body.rejection {
             return Poll::Ready(Some(Err(body_error(r, self.body.limit))));
@@ -200,6 +226,14 @@ impl ConnIo {
         }
         if !self.body.started {
             self.body.started = true;
+            if let Some(cell) = limits {
+                let values = cell.freeze();
+                self.body.limit = values.max_request_body_size;
+                if values.min_request_body_data_rate.is_some() {
+                    handle.rates().begin_read(values.min_request_body_data_rate);
+                    self.body.rate_tracked = true;
+                }
+            }
             if let (Some(limit), Some(len)) = (self.body.limit, self.body.declared_len) {
                 if len > limit {
                     return Poll::Ready(Some(Err(
@@ -266,10 +300,40 @@ impl ConnIo {
             if handle.is_aborted() {
                 return Poll::Ready(Some(Err(BodyError::ConnectionAborted)));
             }
-            match ready!(self.poll_fill(cx)) {
-                Ok(_) => {}
-                Err(e) => return Poll::Ready(Some(Err(BodyError::Io(e)))),
+            match self.poll_fill(cx) {
+                Poll::Pending => {
+                    if self.body.rate_tracked {
+                        handle.rates().set_read_waiting(true);
+                    }
+                    if !self
+                        .body
+                        .waker
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        self.body.waker = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(n)) => {
+                    if self.body.rate_tracked {
+                        handle.rates().set_read_waiting(false);
+                        handle.rates().add_read_bytes(n);
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(BodyError::Io(e)))),
             }
+        }
+    }
+
+    /// Fail the current body from the driver's side (e.g. a data-rate
+    /// timeout) and wake whoever waits on it.
+    pub fn reject_body(&mut self, r: RequestRejection) {
+        if !self.body.is_complete() && self.body.rejection.is_none() {
+            self.body.rejection = Some(r);
+        }
+        if let Some(w) = self.body.waker.take() {
+            w.wake();
         }
     }
 
@@ -358,10 +422,17 @@ impl WriteBuf {
 pub(crate) struct Shared {
     conn: Mutex<ConnIo>,
     pub handle: Arc<ConnectionHandle>,
+    /// The per-request limits feature, reused request after request.
+    pub limits: LimitsCell,
 }
 
 impl Shared {
-    pub fn new(io: BoxIo, read_buf: BytesMut, handle: Arc<ConnectionHandle>) -> Arc<Self> {
+    pub fn new(
+        io: BoxIo,
+        read_buf: BytesMut,
+        handle: Arc<ConnectionHandle>,
+        limits: LimitsCell,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             conn: Mutex::new(ConnIo {
                 io: Some(io),
@@ -370,6 +441,7 @@ impl Shared {
                 body: BodyState::idle(),
             }),
             handle,
+            limits,
         })
     }
 
@@ -389,7 +461,7 @@ impl BodySource for Shared {
         if !conn.body.active || conn.body.token != token {
             return Poll::Ready(Some(Err(BodyError::RequestCompleted)));
         }
-        conn.poll_body_frame(cx, &self.handle)
+        conn.poll_body_frame(cx, &self.handle, Some(&self.limits))
     }
 
     fn is_end_stream(&self, token: u64) -> bool {

@@ -233,16 +233,16 @@ async fn serve_connection<A: Application>(
         Some(address),
         features,
     )
-    .with_server_addresses(shared.addresses.clone());
-    let result = Http1Connection::new(
-        conn.io,
-        shared.http1.clone(),
-        guard.handle().clone(),
-        shared.clock.clone(),
-    )
-    .with_connection_info(info)
-    .serve(&shared.app)
-    .await;
+    .with_server_addresses(shared.addresses.clone())
+    .with_timeout_feature(guard.handle().clone(), shared.clock.clone());
+    let handle = guard.handle().clone();
+    // The driver holds the guard: an upgraded connection keeps its place in
+    // the upgraded count for as long as the app holds the stream.
+    let result = Http1Connection::new(conn.io, shared.http1.clone(), handle, shared.clock.clone())
+        .with_connection_info(info)
+        .with_guard(guard)
+        .serve(&shared.app)
+        .await;
     match result {
         Ok(()) | Err(Http1Error::BadRequest(_)) => {}
         Err(e) => {
@@ -250,7 +250,6 @@ async fn serve_connection<A: Application>(
         }
     }
     tracing::debug!(target: "kestrel::connections", event_id = 2u32, event_name = "ConnectionStop", connection_id = %id, "connection stopped");
-    drop(guard);
 }
 
 /// A started server: its addresses, and the way to stop it.
