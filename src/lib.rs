@@ -4,6 +4,8 @@
 //!
 //! * `GET`/`HEAD /`: "Hosted by Kestrel", the listening addresses and the request URL;
 //! * `POST /echo`: echoes the request body as it streams in;
+//! * `GET /ws`: a WebSocket echo, on top of the server's opaque upgrade
+//!   ([`websocket`]);
 //! * other methods on those paths: 405 with `Allow`; other paths: 404.
 //!
 //! [`bench`] holds the payloads of the benchmark servers.
@@ -94,6 +96,7 @@ pub async fn app(req: Request<RequestBody>) -> Response<DemoBody> {
             }
             _ => method_not_allowed("GET, HEAD"),
         },
+        "/ws" => websocket::echo(req).await,
         "/echo" => match *req.method() {
             Method::POST => {
                 let content_type = req.headers().get(CONTENT_TYPE).cloned();
@@ -134,5 +137,73 @@ pub mod bench {
             s.push(' ');
         }
         Bytes::from(s)
+    }
+}
+
+pub mod websocket {
+    //! A WebSocket echo on top of the server's opaque upgrade (Kestrel's
+    //! `IHttpUpgradeFeature`): the server knows nothing of WebSocket; this
+    //! handler checks the handshake, accepts the upgrade, answers `101`, and
+    //! runs the protocol with tokio-tungstenite on the raw stream.
+
+    use bytes::Bytes;
+    use futures_util::{SinkExt, StreamExt};
+    use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+    use http::{HeaderValue, Request, Response, StatusCode};
+    use http_body_util::{Either, Full};
+    use kestrel::{RequestBody, UpgradeFeature};
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::WebSocketStream;
+
+    use super::DemoBody;
+
+    fn plain(status: StatusCode, text: &'static str) -> Response<DemoBody> {
+        let mut r = Response::new(Either::Left(Full::new(Bytes::from_static(text.as_bytes()))));
+        *r.status_mut() = status;
+        r
+    }
+
+    /// Answer a WebSocket handshake and echo every text and binary message.
+    pub async fn echo(req: Request<RequestBody>) -> Response<DemoBody> {
+        let is_websocket = req
+            .headers()
+            .get(UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        let (Some(upgrade), Some(key), true) = (
+            req.extensions().get::<UpgradeFeature>(),
+            req.headers().get(SEC_WEBSOCKET_KEY),
+            is_websocket,
+        ) else {
+            return plain(StatusCode::BAD_REQUEST, "a WebSocket handshake is expected here\n");
+        };
+        let on_upgrade = match upgrade.upgrade() {
+            Ok(u) => u,
+            // For instance max_concurrent_upgraded_connections is reached.
+            Err(e) => {
+                tracing::debug!("WebSocket upgrade refused: {e}");
+                return plain(StatusCode::SERVICE_UNAVAILABLE, "too many upgraded connections\n");
+            }
+        };
+        let accept = derive_accept_key(key.as_bytes());
+        tokio::spawn(async move {
+            let Ok(io) = on_upgrade.await else { return };
+            let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_close() {
+                    break;
+                }
+                if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut r = plain(StatusCode::SWITCHING_PROTOCOLS, "");
+        r.headers_mut().insert(UPGRADE, HeaderValue::from_static("websocket"));
+        r.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            r.headers_mut().insert(SEC_WEBSOCKET_ACCEPT, v);
+        }
+        r
     }
 }

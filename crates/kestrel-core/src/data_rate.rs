@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::connection::TimeoutReason;
 use crate::limits::MinDataRate;
 
+/// The most one heartbeat tick may add to the time spent waiting on reads.
+const MAX_TICK_MS: u64 = 1000;
+
 /// Encodes a rate as milli-bytes per second (0 = no minimum).
 fn encode_rate(rate: Option<MinDataRate>) -> (u64, u64) {
     match rate {
@@ -117,8 +120,15 @@ impl DataRateControl {
 
     /// Check both rates at `now_ms` (called by the heartbeat).
     pub fn on_tick(&self, now_ms: u64) -> Option<TimeoutReason> {
-        let last = self.last_tick.swap(now_ms, Ordering::AcqRel);
-        let delta = now_ms.saturating_sub(last);
+        // Ticks are stored +1 so that 0 means "no tick seen yet": the first
+        // tick a connection sees contributes nothing, and no tick counts for
+        // more than one heartbeat's worth (at most MAX_TICK_MS).
+        let last = self.last_tick.swap(now_ms + 1, Ordering::AcqRel);
+        let delta = if last == 0 {
+            0
+        } else {
+            now_ms.saturating_sub(last - 1).min(MAX_TICK_MS)
+        };
         let milli = self.read_rate_milli.load(Ordering::Acquire);
         if milli != 0 && self.read_active.load(Ordering::Relaxed) {
             let elapsed = self.read_elapsed_ms.fetch_add(delta, Ordering::AcqRel) + delta;
@@ -212,6 +222,21 @@ mod tests {
         for t in 31..=100 {
             assert_eq!(c.on_tick(t * 1000), None);
         }
+    }
+
+    #[test]
+    fn the_first_tick_and_long_gaps_count_at_most_one_tick() {
+        let c = DataRateControl::default();
+        c.begin_read(rate(100.0, 2));
+        c.set_read_waiting(true);
+        // The server has run for a minute before this connection's first tick.
+        assert_eq!(c.on_tick(60_000), None);
+        c.add_read_bytes(300);
+        // A stalled heartbeat (10 s gap) adds at most 1 s.
+        assert_eq!(c.on_tick(70_000), None);
+        assert_eq!(c.on_tick(71_000), None);
+        assert_eq!(c.on_tick(72_000), None, "300 B / 3 s waiting = exactly 100 B/s");
+        assert_eq!(c.on_tick(73_000), Some(TimeoutReason::ReadDataRate), "300 B / 4 s < 100 B/s");
     }
 
     #[test]

@@ -46,7 +46,7 @@ use kestrel_transport::BoxIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
-use crate::connection::{ConnectionGuard, ConnectionHandle, ConnectionLimitError};
+use crate::connection::{ConnectionGuard, ConnectionHandle, ConnectionLimitError, Signal};
 
 /// Why an upgrade was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -192,12 +192,29 @@ impl fmt::Debug for Upgraded {
     }
 }
 
+impl Upgraded {
+    /// Fails once the server aborted the connection (the shutdown timeout
+    /// passed): the app's reads and writes end instead of outliving the server.
+    fn check_aborted(&self, cx: &mut Context<'_>) -> io::Result<()> {
+        if let Some(guard) = &self._guard {
+            if let Poll::Ready(Signal::Aborted) = guard.handle().poll_signal(cx) {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the server aborted the connection",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl AsyncRead for Upgraded {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.check_aborted(cx)?;
         if !self.buffered.is_empty() {
             let n = self.buffered.len().min(buf.remaining());
             buf.put_slice(&self.buffered[..n]);
@@ -214,6 +231,7 @@ impl AsyncWrite for Upgraded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.check_aborted(cx)?;
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 

@@ -158,7 +158,7 @@ impl Driver {
     async fn run<A: Application>(&mut self, app: &A) -> Result<(), Http1Error> {
         let mut token = 0u64;
         loop {
-            let head = match self.read_head().await? {
+            let head = match self.read_head(token == 0).await? {
                 HeadOutcome::Head(h) => h,
                 HeadOutcome::Closed => return Ok(()),
                 HeadOutcome::Reject(r) => {
@@ -182,7 +182,12 @@ impl Driver {
 
     /// Read until a whole request head is parsed, the connection closes
     /// quietly (EOF, keep-alive timeout, shutdown while idle), or the head is rejected.
-    async fn read_head(&mut self) -> Result<HeadOutcome, Http1Error> {
+    ///
+    /// The first request of a connection is under the request-headers
+    /// deadline from the moment the connection opened (so a client that
+    /// connects and sends nothing is dropped then, quietly); later requests
+    /// wait under the keep-alive timeout until their first byte.
+    async fn read_head(&mut self, first: bool) -> Result<HeadOutcome, Http1Error> {
         let mut armed: Option<TimeoutReason> = None;
         loop {
             let buffered = {
@@ -210,7 +215,7 @@ impl Driver {
             };
             // The headers timer starts at the first byte of a request; before
             // that the connection is idle and the keep-alive timer runs.
-            let want = if buffered {
+            let want = if buffered || first {
                 TimeoutReason::RequestHeaders
             } else {
                 TimeoutReason::KeepAlive
@@ -255,7 +260,12 @@ impl Driver {
                     self.handle.set_buffers_released(released);
                 }
                 Some(TimeoutReason::RequestHeaders) => {
-                    return Ok(HeadOutcome::Reject(RequestRejection::RequestHeadersTimeout))
+                    if self.shared.lock().read_buf.is_empty() {
+                        // Nothing of a request arrived: close without a response.
+                        tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "request headers timeout before any byte of a request: closing");
+                        return Ok(HeadOutcome::Closed);
+                    }
+                    return Ok(HeadOutcome::Reject(RequestRejection::RequestHeadersTimeout));
                 }
                 Some(TimeoutReason::KeepAlive) => {
                     tracing::debug!(target: "kestrel::connections", event_id = 9u32, event_name = "ConnectionKeepAlive", connection_id = %self.handle.id(), "keep-alive timeout: closing the idle connection");

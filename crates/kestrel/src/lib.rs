@@ -30,3 +30,7 @@ pub use kestrel_core::{
 };
 pub use kestrel_http1 as http1;
 pub use kestrel_transport as transport;
+pub use kestrel_core::{
+    request_limits, upgrade, FeatureError, OnUpgrade, RequestLimits, TlsInfo, UpgradeError,
+    UpgradeFeature, Upgraded,
+};
