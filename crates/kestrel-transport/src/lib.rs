@@ -11,6 +11,9 @@
 //!   replaced, the file removed when the listener is dropped, optional mode);
 //! * [`memory`]: an in-memory transport for tests and embedding.
 //!
+//! [`Rewind`] replays bytes already read from a stream (the server sniffs the
+//! first bytes of a cleartext connection to tell HTTP/2 from HTTP/1).
+//!
 //! Anyone can bring a transport of their own by implementing [`Listener`].
 //!
 //! This crate knows nothing of HTTP, TLS, options or limits: it must not depend on
@@ -21,6 +24,7 @@ mod address;
 mod io;
 mod listener;
 pub mod memory;
+mod rewind;
 pub mod tcp;
 #[cfg(all(unix, feature = "unix"))]
 pub mod unix;
@@ -28,3 +32,4 @@ pub mod unix;
 pub use address::{Address, TransportKind};
 pub use io::{BoxIo, Io};
 pub use listener::{Connection, Listener, ListenerExt};
+pub use rewind::Rewind;
