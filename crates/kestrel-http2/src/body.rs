@@ -1,0 +1,283 @@
+//! The state one stream shares between its driver and the application: the
+//! request body (a [`BodySource`] over `h2`'s `RecvStream`), the request to
+//! send `100 Continue`, and the application's request to reset the stream
+//! ([`StreamReset`]).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use atomic_waker::AtomicWaker;
+use bytes::Bytes;
+use h2::RecvStream;
+use http_body::{Frame, SizeHint};
+use kestrel_core::request_limits::LimitsCell;
+use kestrel_core::{BodyError, BodySource};
+
+/// One stream's shared state.
+pub(crate) struct StreamState {
+    inner: Mutex<Inner>,
+    /// Wakes the stream's driver (to send `100 Continue` or a reset).
+    driver: AtomicWaker,
+    stream_id: u32,
+    /// The request's limits (Kestrel's `IHttpMaxRequestBodySizeFeature`):
+    /// the app may change them until it first reads the body.
+    limits: LimitsCell,
+}
+
+struct Inner {
+    recv: Option<RecvStream>,
+    limit: Option<u64>,
+    declared_len: Option<u64>,
+    received: u64,
+    expect_continue: bool,
+    continue_requested: bool,
+    /// The driver should send `100 Continue`.
+    want_continue: bool,
+    first_read: bool,
+    data_done: bool,
+    done: bool,
+    too_large: bool,
+    completed: bool,
+    /// A reset the application asked for, not yet sent.
+    reset: Option<u32>,
+}
+
+/// What the driver must do for the application.
+pub(crate) struct Control {
+    pub reset: Option<u32>,
+    pub send_continue: bool,
+}
+
+impl StreamState {
+    pub fn new(
+        stream_id: u32,
+        recv: RecvStream,
+        limits: LimitsCell,
+        declared_len: Option<u64>,
+        expect_continue: bool,
+    ) -> Arc<Self> {
+        Arc::new(StreamState {
+            limits,
+            inner: Mutex::new(Inner {
+                recv: Some(recv),
+                limit: None,
+                declared_len,
+                received: 0,
+                expect_continue,
+                continue_requested: false,
+                want_continue: false,
+                first_read: false,
+                data_done: false,
+                done: false,
+                too_large: false,
+                completed: false,
+                reset: None,
+            }),
+            driver: AtomicWaker::new(),
+            stream_id,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Called by the driver on each poll: register for wake-ups and take
+    /// what the application asked for.
+    pub fn poll_control(&self, cx: &mut Context<'_>) -> Control {
+        self.driver.register(cx.waker());
+        let mut s = self.lock();
+        Control {
+            reset: s.reset.take(),
+            send_continue: std::mem::take(&mut s.want_continue),
+        }
+    }
+
+    /// Whether the body went over the request's size limit.
+    pub fn is_too_large(&self) -> bool {
+        self.lock().too_large
+    }
+
+    /// Whether the client may still send body bytes.
+    pub fn is_body_unfinished(&self) -> bool {
+        let s = self.lock();
+        !s.done && s.recv.as_ref().is_some_and(|r| !r.is_end_stream())
+    }
+
+    /// The stream is over: later reads fail with `RequestCompleted`, and the
+    /// receive half goes back to `h2` (which resets it if the client is
+    /// still sending).
+    pub fn complete(&self) {
+        let recv = {
+            let mut s = self.lock();
+            s.completed = true;
+            s.recv.take()
+        };
+        self.limits.end();
+        drop(recv);
+    }
+
+    fn request_reset(&self, code: u32) {
+        let mut s = self.lock();
+        if !s.completed {
+            s.reset = Some(code);
+        }
+        drop(s);
+        self.driver.wake();
+    }
+}
+
+fn aborted(_e: h2::Error) -> BodyError {
+    // A reset of the stream (by the client, or by us) or the end of the
+    // connection: either way the client is gone.
+    BodyError::ConnectionAborted
+}
+
+impl BodySource for StreamState {
+    fn poll_frame(
+        &self,
+        _token: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        if s.completed {
+            return Poll::Ready(Some(Err(BodyError::RequestCompleted)));
+        }
+        if s.too_large {
+            return Poll::Ready(Some(Err(BodyError::TooLarge {
+                limit: s.limit.unwrap_or(0),
+            })));
+        }
+        if s.done {
+            return Poll::Ready(None);
+        }
+        if !s.first_read {
+            s.first_read = true;
+            // The app's last word on the limit is taken now, as in Kestrel.
+            s.limit = self.limits.freeze().max_request_body_size;
+            if let (Some(limit), Some(n)) = (s.limit, s.declared_len) {
+                if n > limit {
+                    s.too_large = true;
+                    drop(guard);
+                    self.driver.wake();
+                    return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
+                }
+            }
+        }
+        let Some(recv) = s.recv.as_mut() else {
+            return Poll::Ready(None);
+        };
+        while !s.data_done {
+            match recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    let n = data.len();
+                    // Hand the window back as the app consumes: h2 buffers at
+                    // most one stream window of unread data.
+                    let _ = recv.flow_control().release_capacity(n);
+                    if n == 0 {
+                        continue;
+                    }
+                    s.received += n as u64;
+                    if let Some(limit) = s.limit {
+                        if s.received > limit {
+                            s.too_large = true;
+                            drop(guard);
+                            self.driver.wake();
+                            return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(aborted(e)))),
+                Poll::Ready(None) => s.data_done = true,
+                Poll::Pending => {
+                    if s.expect_continue && !s.continue_requested && s.received == 0 {
+                        // Kestrel sends `100 Continue` when the app first
+                        // reads the body and none of it has arrived yet.
+                        s.continue_requested = true;
+                        s.want_continue = true;
+                        drop(guard);
+                        self.driver.wake();
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        match recv.poll_trailers(cx) {
+            Poll::Ready(Ok(Some(trailers))) => {
+                s.done = true;
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+            Poll::Ready(Ok(None)) => {
+                s.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(aborted(e)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self, _token: u64) -> bool {
+        let s = self.lock();
+        s.done || s.recv.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+
+    fn size_hint(&self, _token: u64) -> SizeHint {
+        let s = self.lock();
+        match s.declared_len {
+            Some(n) => SizeHint::with_exact(n.saturating_sub(s.received)),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// Lets the application reset its HTTP/2 stream (Kestrel's
+/// `IHttpResetFeature`): found in the extensions of every HTTP/2 request.
+///
+/// ```
+/// # use http::{Request, Response};
+/// # use kestrel_core::RequestBody;
+/// # use kestrel_http2::StreamReset;
+/// async fn app(req: Request<RequestBody>) -> Response<String> {
+///     if let Some(reset) = req.extensions().get::<StreamReset>() {
+///         reset.reset(0x8); // CANCEL
+///     }
+///     Response::new(String::new()) // discarded once the stream is reset
+/// }
+/// ```
+#[derive(Clone)]
+pub struct StreamReset {
+    state: Arc<StreamState>,
+}
+
+impl StreamReset {
+    pub(crate) fn new(state: Arc<StreamState>) -> Self {
+        StreamReset { state }
+    }
+
+    /// Reset the stream with the HTTP/2 error `code` (RST_STREAM): the client
+    /// sees the stream fail, nothing more of the response is sent, and the
+    /// application's response, if it returns one, is discarded. Does nothing
+    /// once the stream has completed.
+    pub fn reset(&self, code: u32) {
+        self.state.request_reset(code);
+    }
+
+    /// The HTTP/2 stream id.
+    pub fn stream_id(&self) -> u32 {
+        self.state.stream_id
+    }
+}
+
+impl fmt::Debug for StreamReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamReset")
+            .field("stream_id", &self.state.stream_id)
+            .finish()
+    }
+}

@@ -1,0 +1,418 @@
+//! The HTTP/2 connection driver: the `h2` connection and every stream of it
+//! polled from one task, under the connection's deadlines and signals.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use h2::server::SendResponse;
+use h2::{Ping, PingPong, Reason, RecvStream};
+use http::Request;
+use kestrel_core::connection::{ConnectionHandle, Signal, TimeoutReason};
+use kestrel_core::heartbeat::{Clock, DateSlot};
+use kestrel_core::{Application, ConnectionInfo};
+use kestrel_transport::BoxIo;
+use tokio::time::{Instant, Sleep};
+
+use crate::config::{Http2Config, ENHANCE_YOUR_CALM_WINDOW_TICKS};
+use crate::io::{CountingIo, ReadCounter};
+use crate::stream::{serve_stream, StreamCtx};
+
+/// How long a closing connection may take to flush its GOAWAY.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection ended other than by a clean close.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Http2Error {
+    /// The socket failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// A connection error: the client broke the protocol (or an `h2` limit),
+    /// and the server sent GOAWAY with this HTTP/2 error code.
+    #[error("HTTP/2 connection error {code:#x}: {message}")]
+    Protocol {
+        /// The HTTP/2 error code (e.g. 0x1 PROTOCOL_ERROR, 0xb ENHANCE_YOUR_CALM).
+        code: u32,
+        /// What went wrong.
+        message: String,
+    },
+    /// The client closed the connection with a GOAWAY carrying an error code.
+    #[error("the client sent GOAWAY with error code {code:#x}")]
+    RemoteGoAway {
+        /// The client's HTTP/2 error code.
+        code: u32,
+    },
+    /// The client did not send the connection preface within the
+    /// request-headers timeout.
+    #[error("the client did not send the HTTP/2 connection preface in time")]
+    PrefaceTimeout,
+    /// The client did not answer the keep-alive PING in time (GOAWAY INTERNAL_ERROR).
+    #[error("the client did not answer the keep-alive ping in time")]
+    KeepAlivePingTimeout,
+    /// Too many streams were refused with ENHANCE_YOUR_CALM (GOAWAY ENHANCE_YOUR_CALM).
+    #[error("too many streams were refused with ENHANCE_YOUR_CALM")]
+    TooManyEnhanceYourCalms,
+    /// The server aborted the connection (shutdown timeout).
+    #[error("the connection was aborted by the server")]
+    Aborted,
+}
+
+impl From<h2::Error> for Http2Error {
+    fn from(e: h2::Error) -> Self {
+        if e.is_io() {
+            return match e.into_io() {
+                Some(io) => Http2Error::Io(io),
+                None => Http2Error::Io(io::Error::other("I/O error")),
+            };
+        }
+        let code = e
+            .reason()
+            .map_or(u32::from(Reason::INTERNAL_ERROR), u32::from);
+        if e.is_go_away() && e.is_remote() {
+            Http2Error::RemoteGoAway { code }
+        } else {
+            Http2Error::Protocol {
+                code,
+                message: e.to_string(),
+            }
+        }
+    }
+}
+
+/// An HTTP/2 connection, ready to serve an [`Application`].
+///
+/// The stream must start with the client's connection preface (the facade
+/// replays the bytes it read while choosing the protocol).
+pub struct Http2Connection {
+    io: BoxIo,
+    config: Arc<Http2Config>,
+    handle: Arc<ConnectionHandle>,
+    clock: Arc<Clock>,
+    info: Option<ConnectionInfo>,
+}
+
+impl Http2Connection {
+    /// A connection over `io`, obeying `handle`'s signals and deadlines, with
+    /// time from `clock` (whose heartbeat must be running for timeouts to fire).
+    pub fn new(
+        io: BoxIo,
+        config: Arc<Http2Config>,
+        handle: Arc<ConnectionHandle>,
+        clock: Arc<Clock>,
+    ) -> Self {
+        Http2Connection {
+            io,
+            config,
+            handle,
+            clock,
+            info: None,
+        }
+    }
+
+    /// Put this connection's info into every request's extensions.
+    pub fn with_connection_info(mut self, info: ConnectionInfo) -> Self {
+        self.info = Some(info);
+        self
+    }
+
+    /// Serve streams until the connection closes.
+    pub async fn serve<A: Application>(self, app: &A) -> Result<(), Http2Error> {
+        let Http2Connection {
+            io,
+            config,
+            handle,
+            clock,
+            info,
+        } = self;
+        let counter = Arc::new(ReadCounter::default());
+        let io = CountingIo::new(io, counter.clone());
+
+        // The preface (and our SETTINGS) under the request-headers deadline.
+        handle.timeout().set(
+            TimeoutReason::RequestHeaders,
+            config.request_headers_timeout,
+            clock.ticks(),
+            clock.interval(),
+        );
+        let handshake = config.builder().handshake::<_, Bytes>(io);
+        let mut handshake = pin!(handshake);
+        let conn = poll_fn(|cx| {
+            match handle.poll_signal(cx) {
+                Poll::Ready(Signal::Aborted) => return Poll::Ready(Err(Http2Error::Aborted)),
+                Poll::Ready(Signal::TimedOut(_)) => {
+                    return Poll::Ready(Err(Http2Error::PrefaceTimeout))
+                }
+                Poll::Ready(Signal::CloseRequested) => return Poll::Ready(Ok(None)),
+                _ => {}
+            }
+            handshake
+                .as_mut()
+                .poll(cx)
+                .map(|r| r.map(Some).map_err(Http2Error::from))
+        })
+        .await;
+        handle.timeout().cancel();
+        let mut conn = match conn {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::debug!(target: "kestrel::http2", event_id = 29u32, event_name = "Http2ConnectionError", connection_id = %handle.id(), error = %e, "HTTP/2 connection error during the handshake");
+                return Err(e);
+            }
+        };
+
+        let ping = match config.limits.keep_alive_ping_delay {
+            Some(delay) => conn.ping_pong().map(|p| KeepAlivePing {
+                pong: p,
+                delay,
+                timeout: config.limits.keep_alive_ping_timeout,
+                sleep: Box::pin(tokio::time::sleep(delay)),
+                last_read: counter.get(),
+                waiting: false,
+            }),
+            None => None,
+        };
+        let ctx = StreamCtx {
+            config: &config,
+            clock: &clock,
+            date: Mutex::new(DateSlot::new(clock.date())),
+            info: info.as_ref(),
+            conn_id: handle.id(),
+        };
+        let mut driver = Driver {
+            conn,
+            handle: &handle,
+            clock: &clock,
+            config: &config,
+            counter: &counter,
+            ping,
+            keep_alive_armed: false,
+            graceful: false,
+            last_stream_id: 0,
+            eyc_count: 0,
+            eyc_window_start: 0,
+        };
+        let mut streams = FuturesUnordered::new();
+        let make = |req: Request<RecvStream>, respond: SendResponse<Bytes>| {
+            serve_stream(app, &ctx, req, respond)
+        };
+        let end = poll_fn(|cx| driver.poll(cx, &mut streams, &make)).await;
+        // Streams still running are cancelled with the connection.
+        drop(streams);
+        handle.timeout().cancel();
+        let result = match end {
+            End::Closed => Ok(()),
+            End::Error(e) => {
+                tracing::debug!(target: "kestrel::http2", event_id = 29u32, event_name = "Http2ConnectionError", connection_id = %handle.id(), error = %e, "HTTP/2 connection error");
+                Err(e)
+            }
+            End::Close(reason, outcome) => {
+                tracing::debug!(target: "kestrel::http2", event_id = 36u32, event_name = "Http2ConnectionClosing", connection_id = %handle.id(), error_code = u32::from(reason), "HTTP/2 connection closing (GOAWAY)");
+                driver.conn.abrupt_shutdown(reason);
+                driver.flush_close().await;
+                outcome
+            }
+        };
+        tracing::debug!(target: "kestrel::http2", event_id = 48u32, event_name = "Http2ConnectionClosed", connection_id = %handle.id(), last_stream_id = driver.last_stream_id, "HTTP/2 connection closed");
+        result
+    }
+}
+
+struct KeepAlivePing {
+    pong: PingPong,
+    delay: Duration,
+    timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+    last_read: u64,
+    waiting: bool,
+}
+
+enum End {
+    /// `h2` closed the connection (graceful shutdown done, or the client left).
+    Closed,
+    /// A connection error.
+    Error(Http2Error),
+    /// Close with GOAWAY(last stream id, reason), then end with the outcome.
+    Close(Reason, Result<(), Http2Error>),
+}
+
+struct Driver<'a> {
+    conn: h2::server::Connection<CountingIo, Bytes>,
+    handle: &'a ConnectionHandle,
+    clock: &'a Clock,
+    config: &'a Http2Config,
+    counter: &'a ReadCounter,
+    ping: Option<KeepAlivePing>,
+    keep_alive_armed: bool,
+    graceful: bool,
+    last_stream_id: u32,
+    eyc_count: u32,
+    eyc_window_start: u64,
+}
+
+impl Driver<'_> {
+    fn poll<F, M>(
+        &mut self,
+        cx: &mut Context<'_>,
+        streams: &mut FuturesUnordered<F>,
+        make: &M,
+    ) -> Poll<End>
+    where
+        F: Future<Output = ()>,
+        M: Fn(Request<RecvStream>, SendResponse<Bytes>) -> F,
+    {
+        match self.handle.poll_signal(cx) {
+            Poll::Ready(Signal::Aborted) => {
+                return Poll::Ready(End::Close(Reason::INTERNAL_ERROR, Err(Http2Error::Aborted)))
+            }
+            Poll::Ready(Signal::TimedOut(TimeoutReason::KeepAlive)) if streams.is_empty() => {
+                tracing::debug!(target: "kestrel::connections", event_id = 9u32, event_name = "ConnectionKeepAlive", connection_id = %self.handle.id(), "keep-alive timeout: closing the idle HTTP/2 connection");
+                return Poll::Ready(End::Close(Reason::NO_ERROR, Ok(())));
+            }
+            Poll::Ready(Signal::CloseRequested) if !self.graceful => {
+                self.graceful = true;
+                if streams.is_empty() {
+                    return Poll::Ready(End::Close(Reason::NO_ERROR, Ok(())));
+                }
+                // GOAWAY(2^31-1), a PING, and once it is answered GOAWAY(last
+                // stream id); h2 closes when the active streams are done.
+                tracing::debug!(target: "kestrel::http2", event_id = 36u32, event_name = "Http2ConnectionClosing", connection_id = %self.handle.id(), active_streams = streams.len(), "HTTP/2 connection closing gracefully");
+                self.conn.graceful_shutdown();
+            }
+            Poll::Ready(Signal::Idle) => {
+                // h2 owns the buffers; nothing to release, and no need to be told again.
+                self.handle.set_buffers_released(true);
+            }
+            _ => {}
+        }
+        loop {
+            // Streams first, so the frames they queue go out with this poll
+            // of the connection.
+            while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
+            match self.conn.poll_accept(cx) {
+                Poll::Ready(Some(Ok((req, mut respond)))) => {
+                    let id = u32::from(respond.stream_id());
+                    self.last_stream_id = self.last_stream_id.max(id);
+                    if streams.len() >= self.config.max_tracked_streams {
+                        respond.send_reset(Reason::ENHANCE_YOUR_CALM);
+                        if self.refused_too_often() {
+                            return Poll::Ready(End::Close(
+                                Reason::ENHANCE_YOUR_CALM,
+                                Err(Http2Error::TooManyEnhanceYourCalms),
+                            ));
+                        }
+                        continue;
+                    }
+                    streams.push(make(req, respond));
+                    continue;
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(End::Error(e.into())),
+                Poll::Ready(None) => return Poll::Ready(End::Closed),
+                Poll::Pending => {}
+            }
+            break;
+        }
+        // The keep-alive deadline runs while no stream is active.
+        let idle = streams.is_empty() && !self.graceful;
+        if idle && !self.keep_alive_armed {
+            self.handle.timeout().set(
+                TimeoutReason::KeepAlive,
+                self.config.keep_alive_timeout,
+                self.clock.ticks(),
+                self.clock.interval(),
+            );
+            self.keep_alive_armed = true;
+        } else if !idle && self.keep_alive_armed {
+            self.handle.timeout().cancel();
+            self.handle.set_buffers_released(false);
+            self.keep_alive_armed = false;
+        }
+        if let Some(end) = self.poll_ping(cx) {
+            return Poll::Ready(end);
+        }
+        Poll::Pending
+    }
+
+    /// Count a stream refused with ENHANCE_YOUR_CALM; true when too many
+    /// were refused within the window (Kestrel's event 64).
+    fn refused_too_often(&mut self) -> bool {
+        let now = self.clock.ticks();
+        let window = ENHANCE_YOUR_CALM_WINDOW_TICKS * self.clock.interval().as_millis() as u64;
+        if now.saturating_sub(self.eyc_window_start) > window {
+            self.eyc_window_start = now;
+            self.eyc_count = 0;
+        }
+        self.eyc_count += 1;
+        if self.eyc_count > self.config.max_enhance_your_calm {
+            tracing::debug!(target: "kestrel::http2", event_id = 64u32, event_name = "Http2TooManyEnhanceYourCalms", connection_id = %self.handle.id(), count = self.eyc_count, "the connection exceeded the maximum number of streams refused with ENHANCE_YOUR_CALM");
+            return true;
+        }
+        false
+    }
+
+    /// The keep-alive PING: after `delay` without a byte from the client,
+    /// ping; without an answer within `timeout`, close with INTERNAL_ERROR.
+    fn poll_ping(&mut self, cx: &mut Context<'_>) -> Option<End> {
+        let p = self.ping.as_mut()?;
+        if p.waiting {
+            match p.pong.poll_pong(cx) {
+                Poll::Ready(Ok(_)) => {
+                    p.waiting = false;
+                    p.last_read = self.counter.get();
+                    p.sleep.as_mut().reset(Instant::now() + p.delay);
+                }
+                Poll::Ready(Err(_)) => return None,
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            if p.sleep.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            if p.waiting {
+                tracing::debug!(target: "kestrel::http2", connection_id = %self.handle.id(), "the client did not answer the keep-alive ping in time");
+                return Some(End::Close(
+                    Reason::INTERNAL_ERROR,
+                    Err(Http2Error::KeepAlivePingTimeout),
+                ));
+            }
+            let read = self.counter.get();
+            if read != p.last_read {
+                p.last_read = read;
+                p.sleep.as_mut().reset(Instant::now() + p.delay);
+                continue;
+            }
+            if p.pong.send_ping(Ping::opaque()).is_ok() {
+                p.waiting = true;
+                p.sleep.as_mut().reset(Instant::now() + p.timeout);
+                // Register for the pong.
+                let _ = p.pong.poll_pong(cx);
+            } else {
+                p.sleep.as_mut().reset(Instant::now() + p.delay);
+            }
+        }
+    }
+
+    /// Drive the connection until `h2` has flushed its GOAWAY and closed,
+    /// bounded in time and by an abort.
+    async fn flush_close(&mut self) {
+        let conn = &mut self.conn;
+        let handle = self.handle;
+        let aborted_already = handle.is_aborted();
+        let flush = poll_fn(|cx| {
+            if !aborted_already {
+                if let Poll::Ready(Signal::Aborted) = handle.poll_signal(cx) {
+                    return Poll::Ready(());
+                }
+            }
+            conn.poll_closed(cx).map(|_| ())
+        });
+        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, flush).await;
+    }
+}

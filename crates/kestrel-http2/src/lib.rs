@@ -1,0 +1,49 @@
+//! # kestrel-http2
+//!
+//! HTTP/2 for Kestrel for Rust: a connection driver on the [`h2`] crate that
+//! adds what a Kestrel-grade server needs and `h2` leaves to its user.
+//!
+//! * **Limits, never `h2`'s defaults**: every [`Http2Limits`] knob (streams per
+//!   connection, HPACK table, frame size, header list, both receive windows,
+//!   keep-alive ping) is set on `h2::server::Builder` from the options, and so
+//!   are `h2`'s reset-stream caps against rapid reset (CVE-2023-44487), its
+//!   send buffer and its small-DATA-frame budget ([`Http2Config`]).
+//! * **Timeouts `h2` does not have**: keep-alive timeout while no stream is
+//!   active (closed with GOAWAY), a deadline on the connection preface, the
+//!   keep-alive PING with its timeout, and graceful shutdown (GOAWAY 2^31−1,
+//!   then GOAWAY with the last stream id once in-flight streams are done).
+//! * **Kestrel's request rules**: header count and size (431), pseudo-header
+//!   length (`max_request_line_size`, RST_STREAM PROTOCOL_ERROR), request body
+//!   size (413, or RST_STREAM once the response started), `100 Continue`
+//!   when the app first reads the body, connection-specific response headers
+//!   removed (event 41), `Date` and `Server` added.
+//! * **Streams run concurrently inside the connection task** (no task per
+//!   stream, no head-of-line blocking between streams); the application is
+//!   borrowed, as with HTTP/1.
+//!
+//! Requests are `http::Request<RequestBody>` with the connection's
+//! [`ConnectionInfo`](kestrel_core::ConnectionInfo) and a [`StreamReset`]
+//! handle (Kestrel's `IHttpResetFeature`) in their extensions; responses are
+//! any `http_body::Body<Data = Bytes>`, with trailers.
+//!
+//! See `docs/http2.md` for the settings sent, how each limit maps onto `h2`,
+//! what `h2` does not let us enforce, and the attacks handled.
+//!
+//! This crate depends on `kestrel-core`, `kestrel-transport` and `h2` only: it
+//! must not know TLS, hosting or the facade (the facade picks the protocol,
+//! via ALPN or the cleartext preface, and hands the stream here).
+
+mod body;
+mod config;
+mod conn;
+mod io;
+mod stream;
+
+pub use body::StreamReset;
+pub use config::Http2Config;
+pub use conn::{Http2Connection, Http2Error};
+pub use kestrel_core::Http2Limits;
+
+/// The client connection preface every HTTP/2 connection starts with
+/// (RFC 9113 §3.4).
+pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -1,0 +1,669 @@
+//! One stream: check the request against Kestrel's limits, run the
+//! application, and send its response under HTTP/2 flow control.
+
+use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use kestrel_core::app::{CatchUnwind, PanicError};
+use kestrel_core::connection::ConnectionId;
+use kestrel_core::heartbeat::{Clock, DateSlot};
+use kestrel_core::request_limits::LimitsCell;
+use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody};
+
+use crate::body::{StreamReset, StreamState};
+use crate::config::Http2Config;
+
+/// What every stream of a connection borrows from its driver.
+pub(crate) struct StreamCtx<'a> {
+    pub config: &'a Http2Config,
+    pub clock: &'a Clock,
+    pub date: Mutex<DateSlot>,
+    pub info: Option<&'a ConnectionInfo>,
+    pub conn_id: ConnectionId,
+}
+
+/// Headers that are meaningful only on an HTTP/1 connection (RFC 9113
+/// §8.2.2); `h2` refuses to send them, so they are removed (event 41).
+const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// How a stream's response ended.
+enum Sent {
+    Done,
+    Reset,
+}
+
+impl StreamCtx<'_> {
+    fn date(&self) -> HeaderValue {
+        match self.date.lock() {
+            Ok(mut slot) => slot.get(self.clock.date()).clone(),
+            Err(_) => self.clock.date().get(),
+        }
+    }
+
+    /// Add `Date` and `Server` unless present; remove connection-specific headers.
+    fn prepare_headers(&self, headers: &mut HeaderMap, stream_id: u32, trailers: bool) {
+        for name in CONNECTION_SPECIFIC {
+            if headers.remove(name).is_some() {
+                self.log_header_removed(name, stream_id);
+            }
+        }
+        if let Some(te) = headers.get(header::TE) {
+            if te.as_bytes() != b"trailers" {
+                headers.remove(header::TE);
+                self.log_header_removed("te", stream_id);
+            }
+        }
+        if trailers {
+            return;
+        }
+        if !headers.contains_key(header::DATE) {
+            headers.insert(header::DATE, self.date());
+        }
+        if self.config.add_server_header && !headers.contains_key(header::SERVER) {
+            headers.insert(header::SERVER, HeaderValue::from_static("Kestrel"));
+        }
+    }
+
+    fn log_header_removed(&self, name: &str, stream_id: u32) {
+        tracing::debug!(
+            target: "kestrel",
+            event_id = 41u32,
+            event_name = "InvalidResponseHeaderRemoved",
+            connection_id = %self.conn_id,
+            stream_id,
+            header = name,
+            "one or more of the following response headers have been removed because they are invalid for HTTP/2 and HTTP/3 responses: 'Connection', 'Transfer-Encoding', 'Keep-Alive', 'Upgrade' and 'Proxy-Connection'"
+        );
+    }
+
+    fn log_stream_error(&self, stream_id: u32, reason: Reason, message: &str) {
+        tracing::debug!(
+            target: "kestrel::http2",
+            event_id = 30u32,
+            event_name = "Http2StreamError",
+            connection_id = %self.conn_id,
+            stream_id,
+            error_code = u32::from(reason),
+            "HTTP/2 stream error: {message}"
+        );
+    }
+
+    fn log_app_error(&self, stream_id: u32, e: &BoxError) {
+        tracing::error!(
+            target: "kestrel",
+            event_id = 13u32,
+            event_name = "ApplicationError",
+            connection_id = %self.conn_id,
+            stream_id,
+            error = %e,
+            "an unhandled error was raised by the application"
+        );
+    }
+
+    fn log_reset_abort(&self, stream_id: u32, reason: Reason, why: &str) {
+        tracing::debug!(
+            target: "kestrel::http2",
+            event_id = 35u32,
+            event_name = "Http2StreamResetAbort",
+            connection_id = %self.conn_id,
+            stream_id,
+            error_code = u32::from(reason),
+            "trace id \"{}:{stream_id}\": HTTP/2 stream reset, {why}",
+            self.conn_id
+        );
+    }
+
+    fn log_bad_request(&self, stream_id: u32, status: StatusCode, reason: &str) {
+        tracing::debug!(
+            target: "kestrel::bad_requests",
+            event_id = 17u32,
+            event_name = "ConnectionBadRequest",
+            connection_id = %self.conn_id,
+            stream_id,
+            status = status.as_u16(),
+            reason,
+            "bad request on HTTP/2 stream {stream_id}: {reason}"
+        );
+    }
+
+    /// A response without a body.
+    fn simple(&self, status: StatusCode, stream_id: u32) -> Response<()> {
+        let mut r = Response::new(());
+        *r.status_mut() = status;
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        self.prepare_headers(r.headers_mut(), stream_id, false);
+        r
+    }
+
+    /// Check the request head against the limits `h2` does not enforce:
+    /// `Err` is the answer the stream gets instead of running the app.
+    fn check_head(&self, req: &Request<RecvStream>, stream_id: u32) -> Result<(), Rejection> {
+        let c = self.config;
+        // Kestrel applies MaxRequestLineSize to the pseudo-headers.
+        let uri = req.uri();
+        let pseudo = req.method().as_str().len()
+            + uri.scheme_str().map_or(0, str::len)
+            + uri.authority().map_or(0, |a| a.as_str().len())
+            + uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if pseudo > c.max_request_line_size {
+            self.log_stream_error(
+                stream_id,
+                Reason::PROTOCOL_ERROR,
+                "the request pseudo-headers are longer than max_request_line_size",
+            );
+            return Err(Rejection::Reset(Reason::PROTOCOL_ERROR));
+        }
+        let headers = req.headers();
+        if headers.len() > c.max_request_header_count {
+            self.log_bad_request(
+                stream_id,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "TooManyHeaders",
+            );
+            return Err(Rejection::Status(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ));
+        }
+        let field_max = c.limits.max_request_header_field_size as usize;
+        let mut total = 0usize;
+        for (name, value) in headers {
+            let size = name.as_str().len() + value.len();
+            total += size;
+            if size > field_max {
+                self.log_bad_request(
+                    stream_id,
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "HeaderFieldTooLarge",
+                );
+                return Err(Rejection::Status(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                ));
+            }
+        }
+        if total > c.max_request_headers_total_size {
+            self.log_bad_request(
+                stream_id,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "HeadersExceedMaxTotalSize",
+            );
+            return Err(Rejection::Status(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ));
+        }
+        Ok(())
+    }
+}
+
+enum Rejection {
+    Status(StatusCode),
+    Reset(Reason),
+}
+
+enum AppEvent<R> {
+    Done(R),
+    ClientReset(Reason),
+    AppReset(u32),
+}
+
+/// Serve one stream to completion.
+pub(crate) async fn serve_stream<A: Application>(
+    app: &A,
+    ctx: &StreamCtx<'_>,
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let stream_id = u32::from(respond.stream_id());
+    if let Err(r) = ctx.check_head(&req, stream_id) {
+        match r {
+            Rejection::Status(status) => {
+                let _ = respond.send_response(ctx.simple(status, stream_id), true);
+            }
+            Rejection::Reset(reason) => respond.send_reset(reason),
+        }
+        return;
+    }
+    let (mut parts, recv) = req.into_parts();
+    let end_stream = recv.is_end_stream();
+    let declared_len = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    let expect_continue = !end_stream
+        && parts
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let values = ctx.config.limit_values();
+    let cell = LimitsCell::new(values);
+    parts.extensions.insert(cell.begin(1, values));
+    let state = StreamState::new(stream_id, recv, cell, declared_len, expect_continue);
+    // In HTTP/2 `:authority` stands for Host (Kestrel copies it over Host).
+    if let Some(authority) = parts.uri.authority() {
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    if let Some(info) = ctx.info {
+        parts.extensions.insert(info.clone());
+    }
+    parts.extensions.insert(StreamReset::new(state.clone()));
+    let is_head = parts.method == Method::HEAD;
+    let body = if end_stream {
+        RequestBody::empty()
+    } else {
+        RequestBody::from_source(state.clone(), 0)
+    };
+    let request = Request::from_parts(parts, body);
+
+    let event = {
+        let mut fut = pin!(CatchUnwind::new(app.call(request)));
+        poll_fn(|cx| {
+            let control = state.poll_control(cx);
+            if let Some(code) = control.reset {
+                return Poll::Ready(AppEvent::AppReset(code));
+            }
+            if control.send_continue {
+                send_continue(&mut respond);
+            }
+            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                return Poll::Ready(AppEvent::Done(r));
+            }
+            match respond.poll_reset(cx) {
+                Poll::Ready(Ok(reason)) => Poll::Ready(AppEvent::ClientReset(reason)),
+                // The connection is gone.
+                Poll::Ready(Err(_)) => Poll::Ready(AppEvent::ClientReset(Reason::CANCEL)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    };
+    let outcome = match event {
+        AppEvent::ClientReset(reason) => {
+            // Like hyper, stop the application when the client cancels: an
+            // accepted-then-reset stream must not keep costing CPU (rapid reset).
+            tracing::debug!(target: "kestrel::http2", connection_id = %ctx.conn_id, stream_id, error_code = u32::from(reason), "the client reset the stream before the response; the application was cancelled");
+            Sent::Reset
+        }
+        AppEvent::AppReset(code) => {
+            let reason = Reason::from(code);
+            ctx.log_reset_abort(stream_id, reason, "requested by the application");
+            respond.send_reset(reason);
+            Sent::Reset
+        }
+        AppEvent::Done(result) => {
+            let result = match result {
+                Ok(r) => r,
+                Err(panic) => Err(Box::new(panic) as BoxError),
+            };
+            if state.is_too_large() {
+                // The body broke the size limit: that decides the answer,
+                // whatever the app made of it.
+                ctx.log_bad_request(
+                    stream_id,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestBodyTooLarge",
+                );
+                let _ = respond
+                    .send_response(ctx.simple(StatusCode::PAYLOAD_TOO_LARGE, stream_id), true);
+                Sent::Done
+            } else {
+                match result {
+                    Ok(resp) => {
+                        send_response(ctx, &mut respond, &state, resp, is_head, stream_id).await
+                    }
+                    Err(e) => {
+                        ctx.log_app_error(stream_id, &e);
+                        let _ = respond.send_response(
+                            ctx.simple(StatusCode::INTERNAL_SERVER_ERROR, stream_id),
+                            true,
+                        );
+                        Sent::Done
+                    }
+                }
+            }
+        }
+    };
+    if matches!(outcome, Sent::Done) && state.is_body_unfinished() {
+        // RFC 9113 §8.1: the response is complete while the client is still
+        // sending; tell it to stop without an error.
+        respond.send_reset(Reason::NO_ERROR);
+    }
+    state.complete();
+}
+
+fn send_continue(respond: &mut SendResponse<Bytes>) {
+    let mut r = Response::new(());
+    *r.status_mut() = StatusCode::CONTINUE;
+    // Fails only if the final response already went out or the stream is
+    // gone; either way there is nothing left to do.
+    let _ = respond.send_informational(r);
+}
+
+enum BodyEvent {
+    Frame(Frame<Bytes>),
+    End,
+    Failed(BoxError),
+    Reset(Reason, &'static str),
+}
+
+/// Send the app's response: headers, then data under flow control, then
+/// trailers.
+async fn send_response<B>(
+    ctx: &StreamCtx<'_>,
+    respond: &mut SendResponse<Bytes>,
+    state: &Arc<StreamState>,
+    resp: Response<B>,
+    is_head: bool,
+    stream_id: u32,
+) -> Sent
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>>,
+{
+    let (parts, body) = resp.into_parts();
+    let status = parts.status;
+    if status.is_informational() {
+        let e: BoxError = format!(
+            "the application returned a final response with the informational status {status}"
+        )
+        .into();
+        ctx.log_app_error(stream_id, &e);
+        let _ = respond.send_response(
+            ctx.simple(StatusCode::INTERNAL_SERVER_ERROR, stream_id),
+            true,
+        );
+        return Sent::Done;
+    }
+    let mut head = Response::from_parts(parts, ());
+    let headers = head.headers_mut();
+    ctx.prepare_headers(headers, stream_id, false);
+    let no_body = is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    if status == StatusCode::NO_CONTENT {
+        headers.remove(header::CONTENT_LENGTH);
+    } else if !headers.contains_key(header::CONTENT_LENGTH) {
+        if let Some(n) = body.size_hint().exact() {
+            if status != StatusCode::NOT_MODIFIED {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+        }
+    }
+    let declared = if is_head || no_body {
+        None
+    } else {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<u64>().ok())
+    };
+    if no_body {
+        // HEAD, 204 and 304 have no body: whatever the app would write is dropped.
+        let _ = respond.send_response(head, true);
+        return Sent::Done;
+    }
+
+    let mut body = pin!(body);
+    // Hold the headers until the body's first frame, so that a body that
+    // fails at once still becomes a 500; if it is not ready, send them now.
+    let first = poll_fn(|cx| Poll::Ready(poll_body(body.as_mut(), cx))).await;
+    let first = match first {
+        Poll::Ready(BodyEvent::Failed(e)) => {
+            ctx.log_app_error(stream_id, &e);
+            let _ = respond.send_response(
+                ctx.simple(StatusCode::INTERNAL_SERVER_ERROR, stream_id),
+                true,
+            );
+            return Sent::Done;
+        }
+        Poll::Ready(BodyEvent::End) => {
+            if let Some(n) = declared.filter(|n| *n > 0) {
+                return fail_started(
+                    ctx,
+                    respond,
+                    stream_id,
+                    format!("the response body ended after 0 of its {n} Content-Length bytes")
+                        .into(),
+                );
+            }
+            let _ = respond.send_response(head, true);
+            return Sent::Done;
+        }
+        Poll::Ready(BodyEvent::Frame(f)) => Some(f),
+        Poll::Ready(BodyEvent::Reset(..)) => None,
+        Poll::Pending => None,
+    };
+    // The app may have asked for `100 Continue` while we polled its body
+    // (say, a response body that streams the request body back).
+    let control = poll_fn(|cx| Poll::Ready(state.poll_control(cx))).await;
+    if control.send_continue {
+        send_continue(respond);
+    }
+    if let Some(code) = control.reset {
+        let reason = Reason::from(code);
+        ctx.log_reset_abort(stream_id, reason, "requested by the application");
+        respond.send_reset(reason);
+        return Sent::Reset;
+    }
+    let mut tx = match respond.send_response(head, false) {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::debug!(target: "kestrel::http2", connection_id = %ctx.conn_id, stream_id, error = %e, "could not send the response headers");
+            return Sent::Reset;
+        }
+    };
+    let mut written: u64 = 0;
+    let mut next = first;
+    loop {
+        let frame = match next.take() {
+            Some(f) => f,
+            None => {
+                let ev = poll_fn(|cx| {
+                    if let Some(code) = state.poll_control(cx).reset {
+                        return Poll::Ready(BodyEvent::Reset(
+                            Reason::from(code),
+                            "requested by the application",
+                        ));
+                    }
+                    if let Poll::Ready(r) = tx.poll_reset(cx) {
+                        return Poll::Ready(client_reset(r));
+                    }
+                    poll_body(body.as_mut(), cx)
+                })
+                .await;
+                match ev {
+                    BodyEvent::Frame(f) => f,
+                    BodyEvent::End => {
+                        if let Some(n) = declared.filter(|n| written < *n) {
+                            return fail_started_tx(ctx, &mut tx, stream_id, format!("the response body ended after {written} of its {n} Content-Length bytes").into());
+                        }
+                        let _ = tx.send_data(Bytes::new(), true);
+                        return Sent::Done;
+                    }
+                    BodyEvent::Failed(e) => return fail_started_tx(ctx, &mut tx, stream_id, e),
+                    BodyEvent::Reset(reason, why) => {
+                        return reset_tx(ctx, &mut tx, stream_id, reason, why)
+                    }
+                }
+            }
+        };
+        match frame.into_data() {
+            Ok(mut data) => {
+                let mut overflow = false;
+                if let Some(n) = declared {
+                    let remaining = n - written;
+                    if data.len() as u64 > remaining {
+                        data.truncate(remaining as usize);
+                        overflow = true;
+                    }
+                }
+                written += data.len() as u64;
+                let eos = !overflow && body.is_end_stream();
+                if eos {
+                    if let Some(n) = declared.filter(|n| written < *n) {
+                        return fail_started_tx(ctx, &mut tx, stream_id, format!("the response body ended after {written} of its {n} Content-Length bytes").into());
+                    }
+                }
+                if let Err((reason, why)) = send_data(&mut tx, state, data, eos).await {
+                    return reset_tx(ctx, &mut tx, stream_id, reason, why);
+                }
+                if overflow {
+                    return fail_started_tx(
+                        ctx,
+                        &mut tx,
+                        stream_id,
+                        format!(
+                            "the response body is longer than its Content-Length of {} bytes",
+                            declared.unwrap_or(0)
+                        )
+                        .into(),
+                    );
+                }
+                if eos {
+                    return Sent::Done;
+                }
+            }
+            Err(frame) => {
+                if let Ok(mut trailers) = frame.into_trailers() {
+                    if let Some(n) = declared.filter(|n| written < *n) {
+                        return fail_started_tx(ctx, &mut tx, stream_id, format!("the response body ended after {written} of its {n} Content-Length bytes").into());
+                    }
+                    ctx.prepare_headers(&mut trailers, stream_id, true);
+                    let _ = tx.send_trailers(trailers);
+                    return Sent::Done;
+                }
+            }
+        }
+    }
+}
+
+fn client_reset(r: Result<Reason, h2::Error>) -> BodyEvent {
+    match r {
+        Ok(reason) => BodyEvent::Reset(reason, "reset by the client"),
+        Err(_) => BodyEvent::Reset(Reason::CANCEL, "the connection ended"),
+    }
+}
+
+/// Poll the app's body once, catching a panic.
+fn poll_body<B>(body: std::pin::Pin<&mut B>, cx: &mut std::task::Context<'_>) -> Poll<BodyEvent>
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>>,
+{
+    match catch_unwind(AssertUnwindSafe(|| body.poll_frame(cx))) {
+        Ok(Poll::Ready(Some(Ok(f)))) => Poll::Ready(BodyEvent::Frame(f)),
+        Ok(Poll::Ready(Some(Err(e)))) => Poll::Ready(BodyEvent::Failed(e.into())),
+        Ok(Poll::Ready(None)) => Poll::Ready(BodyEvent::End),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(p) => Poll::Ready(BodyEvent::Failed(Box::new(PanicError::from_payload(p)))),
+    }
+}
+
+/// Send `data` as the window allows: reserve capacity, wait for it, send
+/// what was granted, repeat. `h2` never buffers more than
+/// `max_send_buffer_size` per stream this way.
+async fn send_data(
+    tx: &mut SendStream<Bytes>,
+    state: &StreamState,
+    mut data: Bytes,
+    eos: bool,
+) -> Result<(), (Reason, &'static str)> {
+    if data.is_empty() {
+        return if eos {
+            tx.send_data(data, true)
+                .map_err(|_| (Reason::CANCEL, "the stream is gone"))
+        } else {
+            Ok(())
+        };
+    }
+    while !data.is_empty() {
+        tx.reserve_capacity(data.len());
+        let mut granted = tx.capacity();
+        if granted == 0 {
+            granted = poll_fn(|cx| {
+                if let Some(code) = state.poll_control(cx).reset {
+                    return Poll::Ready(Err((Reason::from(code), "requested by the application")));
+                }
+                match tx.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
+                    Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Poll::Ready(Err((
+                        Reason::CANCEL,
+                        "the stream was reset or the connection ended",
+                    ))),
+                    Poll::Pending => match tx.poll_reset(cx) {
+                        Poll::Ready(r) => match client_reset(r) {
+                            BodyEvent::Reset(reason, why) => Poll::Ready(Err((reason, why))),
+                            _ => Poll::Pending,
+                        },
+                        Poll::Pending => Poll::Pending,
+                    },
+                }
+            })
+            .await?;
+            if granted == 0 {
+                continue;
+            }
+        }
+        let chunk = data.split_to(granted.min(data.len()));
+        tx.send_data(chunk, eos && data.is_empty())
+            .map_err(|_| (Reason::CANCEL, "the stream is gone"))?;
+    }
+    Ok(())
+}
+
+/// The response failed before its headers were sent: 500.
+fn fail_started(
+    ctx: &StreamCtx<'_>,
+    respond: &mut SendResponse<Bytes>,
+    stream_id: u32,
+    e: BoxError,
+) -> Sent {
+    ctx.log_app_error(stream_id, &e);
+    let _ = respond.send_response(
+        ctx.simple(StatusCode::INTERNAL_SERVER_ERROR, stream_id),
+        true,
+    );
+    Sent::Done
+}
+
+/// The response failed after its headers were sent: RST_STREAM INTERNAL_ERROR.
+fn fail_started_tx(
+    ctx: &StreamCtx<'_>,
+    tx: &mut SendStream<Bytes>,
+    stream_id: u32,
+    e: BoxError,
+) -> Sent {
+    ctx.log_app_error(stream_id, &e);
+    ctx.log_reset_abort(
+        stream_id,
+        Reason::INTERNAL_ERROR,
+        "the response failed after it started",
+    );
+    tx.send_reset(Reason::INTERNAL_ERROR);
+    Sent::Reset
+}
+
+fn reset_tx(
+    ctx: &StreamCtx<'_>,
+    tx: &mut SendStream<Bytes>,
+    stream_id: u32,
+    reason: Reason,
+    why: &'static str,
+) -> Sent {
+    ctx.log_reset_abort(stream_id, reason, why);
+    tx.send_reset(reason);
+    Sent::Reset
+}
