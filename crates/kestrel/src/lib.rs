@@ -6,17 +6,23 @@
 //! * `kestrel-transport`: TCP, Unix sockets, in-memory listeners;
 //! * `kestrel-core`: options and limits with Kestrel's defaults, endpoints,
 //!   connection lifecycle, the [`Application`] trait and request bodies;
-//! * `kestrel-http1`: HTTP/1.x.
+//! * `kestrel-http1`: HTTP/1.x;
+//! * `kestrel-http2` (feature `http2`): HTTP/2 on the `h2` crate. The server
+//!   picks the protocol per connection: ALPN over TLS; on cleartext, the
+//!   endpoint's [`HttpProtocols`] and the HTTP/2 preface (an `Http1AndHttp2`
+//!   endpoint, the default, serves both on one port).
 //!
 //! Endpoints come from [`KestrelServerOptions::listen`] calls or from URLs
 //! ([`KestrelServer::urls`]), with Kestrel's precedence; with neither the
 //! server listens on `http://localhost:5000`.
 //!
-//! Cargo features: `unix` (default) adds Unix domain socket endpoints.
+//! Cargo features: `unix` (default) adds Unix domain socket endpoints;
+//! `http2` (default) adds HTTP/2.
 //! This crate sits at the top: nothing in the workspace depends on it.
 
 mod bind;
 mod error;
+mod protocol;
 mod server;
 
 pub use error::StartError;
@@ -29,6 +35,10 @@ pub use kestrel_core::{
     Scheme, ServerAddresses, ServerLimits,
 };
 pub use kestrel_http1 as http1;
+/// HTTP/2 (feature `http2`, on by default): the driver, its settings and the
+/// [`StreamReset`](kestrel_http2::StreamReset) request feature.
+#[cfg(feature = "http2")]
+pub use kestrel_http2 as http2;
 pub use kestrel_transport as transport;
 pub use kestrel_core::{
     request_limits, upgrade, FeatureError, OnUpgrade, RequestLimits, TlsInfo, UpgradeError,

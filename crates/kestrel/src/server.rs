@@ -10,9 +10,12 @@ use kestrel_core::connection::{ConnectionGuard, ConnectionManager};
 use kestrel_core::heartbeat::{spawn_heartbeat, Clock};
 use kestrel_core::limits::HEARTBEAT_INTERVAL;
 use kestrel_core::{
-    Application, BoundAddress, ConnectionInfo, KestrelServerOptions, ListenOptions, ServerAddresses,
+    Application, BoundAddress, ConnectionInfo, KestrelServerOptions, ListenOptions,
+    ServerAddresses, TlsInfo,
 };
 use kestrel_http1::{Http1Config, Http1Connection, Http1Error};
+#[cfg(feature = "http2")]
+use kestrel_http2::{Http2Config, Http2Connection};
 use kestrel_transport::tcp::TcpOptions;
 use kestrel_transport::{Connection, Listener};
 use tokio::sync::watch;
@@ -20,6 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::bind::{bind_endpoint, plan_endpoints, BoundListener};
 use crate::error::StartError;
+use crate::protocol::{choose, Chosen};
 
 /// The Kestrel server: options, endpoints and transport settings. Start it
 /// with [`start`](Self::start), which binds and returns a [`RunningServer`].
@@ -133,6 +137,10 @@ impl KestrelServer {
         let shared = Arc::new(ServerShared {
             app,
             http1: Arc::new(Http1Config::from_options(&self.options)),
+            #[cfg(feature = "http2")]
+            http2: Arc::new(Http2Config::from_options(&self.options)),
+            request_headers_timeout: limits.request_headers_timeout,
+            max_request_line_size: limits.max_request_line_size,
             manager: manager.clone(),
             clock,
             addresses: addresses.clone(),
@@ -156,6 +164,10 @@ impl KestrelServer {
 struct ServerShared<A> {
     app: A,
     http1: Arc<Http1Config>,
+    #[cfg(feature = "http2")]
+    http2: Arc<kestrel_http2::Http2Config>,
+    request_headers_timeout: Duration,
+    max_request_line_size: usize,
     manager: Arc<ConnectionManager>,
     clock: Arc<Clock>,
     addresses: ServerAddresses,
@@ -236,18 +248,56 @@ async fn serve_connection<A: Application>(
     .with_server_addresses(shared.addresses.clone())
     .with_timeout_feature(guard.handle().clone(), shared.clock.clone());
     let handle = guard.handle().clone();
-    // The driver holds the guard: an upgraded connection keeps its place in
-    // the upgraded count for as long as the app holds the stream.
-    let result = Http1Connection::new(conn.io, shared.http1.clone(), handle, shared.clock.clone())
-        .with_connection_info(info)
-        .with_guard(guard)
-        .serve(&shared.app)
-        .await;
-    match result {
-        Ok(()) | Err(Http1Error::BadRequest(_)) => {}
-        Err(e) => {
-            tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection ended with an error")
+    let mut io = conn.io;
+    // ALPN over TLS; on cleartext, the endpoint's protocols and the preface.
+    let chosen = choose(
+        &mut io,
+        endpoint.protocols,
+        info.features().get::<TlsInfo>(),
+        &handle,
+        &shared.clock,
+        shared.request_headers_timeout,
+        shared.max_request_line_size,
+    )
+    .await;
+    match chosen {
+        Chosen::Http1(read) => {
+            // The driver holds the guard: an upgraded connection keeps its place in
+            // the upgraded count for as long as the app holds the stream.
+            let result =
+                Http1Connection::new(io, shared.http1.clone(), handle, shared.clock.clone())
+                    .with_read_buffer(read)
+                    .with_connection_info(info)
+                    .with_guard(guard)
+                    .serve(&shared.app)
+                    .await;
+            match result {
+                Ok(()) | Err(Http1Error::BadRequest(_)) => {}
+                Err(e) => {
+                    tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection ended with an error")
+                }
+            }
         }
+        #[cfg(feature = "http2")]
+        Chosen::Http2(read) => {
+            let io: kestrel_transport::BoxIo = if read.is_empty() {
+                io
+            } else {
+                Box::new(kestrel_transport::Rewind::new(read.freeze(), io))
+            };
+            let result =
+                Http2Connection::new(io, shared.http2.clone(), handle, shared.clock.clone())
+                    .with_connection_info(info)
+                    .serve(&shared.app)
+                    .await;
+            if let Err(e) = result {
+                tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "HTTP/2 connection ended with an error")
+            }
+            drop(guard);
+        }
+        #[cfg(not(feature = "http2"))]
+        Chosen::Http2(_) => drop(guard),
+        Chosen::Close => drop(guard),
     }
     tracing::debug!(target: "kestrel::connections", event_id = 2u32, event_name = "ConnectionStop", connection_id = %id, "connection stopped");
 }
