@@ -1,0 +1,219 @@
+//! An `h2` client for the HTTP/2 tests, and the test application they share.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::RecvStream;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use kestrel::{BodyError, BoxError, ConnectionInfo, RequestBody};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Connect with prior knowledge; the connection runs in a task.
+pub async fn connect(addr: SocketAddr) -> SendRequest<Bytes> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send.ready().await.expect("ready")
+}
+
+/// A request for `path` (`http://localhost{path}`).
+pub fn request(method: &str, path: &str) -> Request<()> {
+    Request::builder()
+        .method(method)
+        .uri(format!("http://localhost{path}"))
+        .body(())
+        .expect("request")
+}
+
+/// Read a whole response body and its trailers.
+pub async fn read_body(mut body: RecvStream) -> Result<(Bytes, Option<HeaderMap>), h2::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await?;
+    Ok((Bytes::from(out), trailers))
+}
+
+/// Send a bodyless request and read the whole response.
+pub async fn get(
+    send: &mut SendRequest<Bytes>,
+    path: &str,
+) -> Result<(Response<()>, Bytes), h2::Error> {
+    let (resp, _) = send.send_request(request("GET", path), true)?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+        .await
+        .expect("a response within 10 s")?;
+    let (parts, body) = resp.into_parts();
+    let (bytes, _) = read_body(body).await?;
+    Ok((Response::from_parts(parts, ()), bytes))
+}
+
+/// A body fed from a channel (a slow or failing response).
+pub struct ChanBody(pub mpsc::Receiver<Result<Frame<Bytes>, BoxError>>);
+
+impl Body for ChanBody {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// A body that yields `first`, then panics.
+pub struct PanicAfterFirst(pub Option<Bytes>);
+
+impl Body for PanicAfterFirst {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.0.take() {
+            Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            None => panic!("the body broke after its first chunk"),
+        }
+    }
+}
+
+/// The response body type of [`app`].
+pub type AppBody = BoxBody<Bytes, BoxError>;
+
+/// A full body.
+pub fn full(b: impl Into<Bytes>) -> AppBody {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+/// The shared test application:
+/// * `/` hello; `/info`: version and whether `ConnectionInfo` is present;
+/// * `/echo`: streams the request body back; `/collect`: reads the whole body
+///   and answers with it and with its trailers as response trailers;
+/// * `/slow?ms=N`: answers after N ms; `/panic`: panics; `/panic-late`:
+///   the body panics after its first chunk; `/error`: returns `Err`;
+///   `/fail-late`: the body fails 300 ms after its first chunk;
+/// * `/reset`: resets its stream with REFUSED_STREAM (0x7) via `StreamReset`;
+/// * `/hop`: sets connection-specific headers (which must be removed);
+/// * `/read-after-reset`: a task reads the body and reports the outcome on
+///   the `reports` channel.
+pub fn app(
+    reports: mpsc::UnboundedSender<Result<Bytes, String>>,
+) -> impl Fn(
+    Request<RequestBody>,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response<AppBody>, BoxError>> + Send>,
+> + Send
+       + Sync
+       + 'static {
+    move |req: Request<RequestBody>| {
+        let reports = reports.clone();
+        Box::pin(async move {
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or("").to_string();
+            let resp = match path.as_str() {
+                "/" => Response::new(full("Hello, World!")),
+                "/info" => {
+                    let info = req.extensions().get::<ConnectionInfo>().is_some();
+                    let host = req
+                        .headers()
+                        .get(http::header::HOST)
+                        .map(|h| h.to_str().unwrap_or("").to_string())
+                        .unwrap_or_default();
+                    Response::new(full(format!("{:?} info={info} host={host}", req.version())))
+                }
+                "/echo" => Response::new(req.into_body().map_err(BoxError::from).boxed()),
+                "/collect" => {
+                    let collected = req.into_body().collect().await?;
+                    let trailers = collected.trailers().cloned();
+                    let bytes = collected.to_bytes();
+                    let (tx, rx) = mpsc::channel(4);
+                    tx.send(Ok(Frame::data(bytes))).await.ok();
+                    if let Some(t) = trailers {
+                        tx.send(Ok(Frame::trailers(t))).await.ok();
+                    }
+                    Response::new(ChanBody(rx).boxed())
+                }
+                "/slow" => {
+                    let ms: u64 = query
+                        .strip_prefix("ms=")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(1000);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Response::new(full(format!("slept {ms}")))
+                }
+                "/panic" => panic!("the app panicked"),
+                "/panic-late" => {
+                    Response::new(PanicAfterFirst(Some(Bytes::from_static(b"partial"))).boxed())
+                }
+                "/error" => return Err("the app failed".into()),
+                "/fail-late" => {
+                    let (tx, rx) = mpsc::channel(4);
+                    tokio::spawn(async move {
+                        tx.send(Ok(Frame::data(Bytes::from_static(b"partial"))))
+                            .await
+                            .ok();
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        tx.send(Err("the body failed".into())).await.ok();
+                    });
+                    Response::new(ChanBody(rx).boxed())
+                }
+                "/reset" => {
+                    let reset = req
+                        .extensions()
+                        .get::<kestrel::http2::StreamReset>()
+                        .expect("a StreamReset feature on HTTP/2 requests")
+                        .clone();
+                    reset.reset(0x7);
+                    Response::new(full("never sent"))
+                }
+                "/hop" => {
+                    let mut r = Response::new(full("hop"));
+                    let h = r.headers_mut();
+                    h.insert("connection", "close".parse().expect("value"));
+                    h.insert("keep-alive", "timeout=5".parse().expect("value"));
+                    h.insert("transfer-encoding", "chunked".parse().expect("value"));
+                    h.insert("upgrade", "foo".parse().expect("value"));
+                    h.insert("te", "gzip".parse().expect("value"));
+                    h.insert("x-kept", "yes".parse().expect("value"));
+                    r
+                }
+                "/read-after-reset" => {
+                    let body = req.into_body();
+                    tokio::spawn(async move {
+                        let outcome = body
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .map_err(|e: BodyError| format!("{e:?}"));
+                        let _ = reports.send(outcome);
+                    });
+                    // Answer only much later: the client resets first.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Response::new(full("late"))
+                }
+                _ => {
+                    let mut r = Response::new(full("not found"));
+                    *r.status_mut() = StatusCode::NOT_FOUND;
+                    r
+                }
+            };
+            Ok(resp)
+        })
+    }
+}
