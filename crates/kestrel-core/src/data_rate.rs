@@ -235,8 +235,16 @@ mod tests {
         // A stalled heartbeat (10 s gap) adds at most 1 s.
         assert_eq!(c.on_tick(70_000), None);
         assert_eq!(c.on_tick(71_000), None);
-        assert_eq!(c.on_tick(72_000), None, "300 B / 3 s waiting = exactly 100 B/s");
-        assert_eq!(c.on_tick(73_000), Some(TimeoutReason::ReadDataRate), "300 B / 4 s < 100 B/s");
+        assert_eq!(
+            c.on_tick(72_000),
+            None,
+            "300 B / 3 s waiting = exactly 100 B/s"
+        );
+        assert_eq!(
+            c.on_tick(73_000),
+            Some(TimeoutReason::ReadDataRate),
+            "300 B / 4 s < 100 B/s"
+        );
     }
 
     #[test]

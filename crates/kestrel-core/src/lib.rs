@@ -19,11 +19,13 @@
 pub mod app;
 pub mod body;
 pub mod connection;
+pub mod connection_logging;
 pub mod data_rate;
 pub mod endpoint;
 pub mod features;
 pub mod heartbeat;
 pub mod limits;
+pub mod metrics;
 pub mod middleware;
 pub mod options;
 pub mod protocols;

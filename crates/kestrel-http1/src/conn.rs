@@ -13,9 +13,10 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use kestrel_core::app::CatchUnwind;
-use kestrel_core::connection::ConnectionGuard;
+use kestrel_core::connection::{ConnectionEndReason, ConnectionGuard};
 use kestrel_core::connection::{ConnectionHandle, Signal, TimeoutReason};
 use kestrel_core::heartbeat::{Clock, DateSlot};
+use kestrel_core::metrics;
 use kestrel_core::request_limits::LimitsCell;
 use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody, UpgradeFeature, Upgraded};
 use kestrel_transport::BoxIo;
@@ -262,12 +263,16 @@ impl Driver {
                 Some(TimeoutReason::RequestHeaders) => {
                     if self.shared.lock().read_buf.is_empty() {
                         // Nothing of a request arrived: close without a response.
+                        self.handle
+                            .set_end_reason(ConnectionEndReason::RequestHeadersTimeout);
                         tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "request headers timeout before any byte of a request: closing");
                         return Ok(HeadOutcome::Closed);
                     }
                     return Ok(HeadOutcome::Reject(RequestRejection::RequestHeadersTimeout));
                 }
                 Some(TimeoutReason::KeepAlive) => {
+                    self.handle
+                        .set_end_reason(ConnectionEndReason::KeepAliveTimeout);
                     tracing::debug!(target: "kestrel::connections", event_id = 9u32, event_name = "ConnectionKeepAlive", connection_id = %self.handle.id(), "keep-alive timeout: closing the idle connection");
                     return Ok(HeadOutcome::Closed);
                 }
@@ -294,6 +299,11 @@ impl Driver {
             ..
         } = head;
         let is_head = method == Method::HEAD;
+        // Read the clock and keep the method only when metrics are compiled in.
+        let metrics_start = metrics::ENABLED.then(|| {
+            metrics::request_started(&method);
+            (std::time::Instant::now(), method.clone())
+        });
         {
             let parser = &self.config.parser;
             let mut c = self.shared.lock();
@@ -379,6 +389,10 @@ impl Driver {
             version,
             keep_alive: keep_alive && !self.handle.is_close_requested(),
         };
+        let status = match &outcome {
+            AppOutcome::Response(r) => r.status(),
+            AppOutcome::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
         let mut keep_alive = match outcome {
             AppOutcome::Response(resp) => self.write_response(resp, &facts).await?,
             AppOutcome::Failed(e) => {
@@ -386,6 +400,9 @@ impl Driver {
                 self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, &facts, None)
             }
         };
+        if let Some((started, method)) = metrics_start {
+            metrics::request_stopped(&method, status, "1.1", started.elapsed());
+        }
         let continue_unanswered = {
             let c = self.shared.lock();
             c.body.expect_continue && !c.body.started && !c.body.is_complete()
@@ -472,6 +489,11 @@ impl Driver {
                     shared.lock().reject_body(RequestRejection::RequestBodyTimeout);
                 }
                 Poll::Ready(Signal::TimedOut(reason)) => {
+                    shared.handle.set_end_reason(if reason == TimeoutReason::WriteDataRate {
+                        ConnectionEndReason::MinResponseDataRate
+                    } else {
+                        ConnectionEndReason::ServerTimeout
+                    });
                     tracing::debug!(target: "kestrel::connections", connection_id = %shared.handle.id(), ?reason, "aborting the connection: deadline passed while the application ran");
                     return Poll::Ready(None);
                 }
@@ -550,6 +572,7 @@ impl Driver {
 
     /// Answer a rejected request with its status; the connection then closes.
     fn write_rejection(&mut self, r: RequestRejection) {
+        self.handle.set_end_reason(end_reason_of(r));
         tracing::debug!(
             target: "kestrel::bad_requests",
             event_id = 17u32,
@@ -702,6 +725,8 @@ impl Driver {
         if self.wb.rollback() {
             Ok(self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, facts, None))
         } else {
+            self.handle
+                .set_end_reason(ConnectionEndReason::ErrorAfterStartingResponse);
             Err(Http1Error::ResponseAborted(e))
         }
     }
@@ -739,6 +764,7 @@ impl Driver {
                 Poll::Ready(Signal::Aborted) => return Poll::Ready(Err(Http1Error::Aborted)),
                 Poll::Ready(Signal::TimedOut(reason)) => {
                     if reason == TimeoutReason::WriteDataRate {
+                        shared.handle.set_end_reason(ConnectionEndReason::MinResponseDataRate);
                         tracing::debug!(
                             target: "kestrel::bad_requests",
                             event_id = 28u32,
@@ -828,5 +854,26 @@ impl Driver {
             }
         }
         self.shared.lock().io = None;
+    }
+}
+
+/// The connection end reason (metrics' `error.type`) of a rejected request.
+fn end_reason_of(r: RequestRejection) -> ConnectionEndReason {
+    use RequestRejection as R;
+    match r {
+        R::RequestHeadersTimeout => ConnectionEndReason::RequestHeadersTimeout,
+        R::RequestBodyTimeout => ConnectionEndReason::MinRequestBodyDataRate,
+        R::RequestBodyTooLarge => ConnectionEndReason::MaxRequestBodySizeExceeded,
+        R::UnrecognizedHttpVersion => ConnectionEndReason::InvalidHttpVersion,
+        R::InvalidRequestLine
+        | R::InvalidRequestTarget
+        | R::RequestLineTooLong
+        | R::OptionsMethodRequired
+        | R::ConnectMethodRequired => ConnectionEndReason::InvalidRequestLine,
+        R::UnexpectedEndOfRequestContent
+        | R::BadChunkSuffix
+        | R::BadChunkSizeData
+        | R::ChunkedRequestIncomplete => ConnectionEndReason::InvalidRequestBody,
+        _ => ConnectionEndReason::InvalidRequestHeaders,
     }
 }

@@ -1,0 +1,220 @@
+//! Kestrel's metrics (meter `Microsoft.AspNetCore.Server.Kestrel`), recorded
+//! through the [`metrics`](https://docs.rs/metrics) facade so that any
+//! exporter works. Compiled in with the `metrics` cargo feature; without it
+//! every function here is an empty inline function and [`ENABLED`] is false,
+//! so callers skip even the clock reads: zero cost.
+//!
+//! | Instrument | Kind, unit | Tags |
+//! |---|---|---|
+//! | `kestrel.active_connections` | gauge (up/down), `{connection}` | common |
+//! | `kestrel.connection.duration` | histogram, `s` | common + `network.protocol.name`, `network.protocol.version`, `error.type` |
+//! | `kestrel.rejected_connections` | counter, `{connection}` | common |
+//! | `kestrel.queued_connections` | gauge, `{connection}` | common (always 0: connections are served as they are accepted) |
+//! | `kestrel.queued_requests` | gauge, `{request}` | (HTTP/2: streams accepted but not yet started) |
+//! | `kestrel.upgraded_connections` | gauge, `{connection}` | — |
+//! | `kestrel.tls_handshake.duration` | histogram, `s` | common + `tls.protocol.version`, `error.type` |
+//! | `kestrel.active_tls_handshakes` | gauge, `{handshake}` | common |
+//! | `http.server.request.duration` | histogram, `s` | `http.request.method`, `http.response.status_code`, `network.protocol.name`, `network.protocol.version` |
+//! | `http.server.active_requests` | gauge, `{request}` | `http.request.method` |
+//!
+//! Common tags: `server.address`, `server.port`, `network.type` (`ipv4`/`ipv6`),
+//! `network.transport` (`tcp`/`unix`).
+
+use std::time::Duration;
+
+use kestrel_transport::Address;
+
+use crate::connection::ConnectionEndReason;
+
+/// Whether metrics are compiled in.
+pub const ENABLED: bool = cfg!(feature = "metrics");
+
+/// The common tags of an endpoint, computed once per listener.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointTags {
+    #[cfg(feature = "metrics")]
+    labels: std::sync::Arc<[metrics::Label]>,
+}
+
+impl EndpointTags {
+    /// The tags of a listener bound at `local`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub fn new(local: &Address) -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            let mut labels = Vec::with_capacity(4);
+            match local {
+                Address::Ip(a) => {
+                    labels.push(metrics::Label::new("server.address", a.ip().to_string()));
+                    labels.push(metrics::Label::new("server.port", a.port().to_string()));
+                    labels.push(metrics::Label::new(
+                        "network.type",
+                        if a.is_ipv4() { "ipv4" } else { "ipv6" },
+                    ));
+                    labels.push(metrics::Label::new("network.transport", "tcp"));
+                }
+                Address::Unix(p) => {
+                    labels.push(metrics::Label::new(
+                        "server.address",
+                        p.display().to_string(),
+                    ));
+                    labels.push(metrics::Label::new("network.transport", "unix"));
+                }
+                other => labels.push(metrics::Label::new("server.address", other.to_string())),
+            }
+            EndpointTags {
+                labels: labels.into(),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        EndpointTags {}
+    }
+
+    #[cfg(feature = "metrics")]
+    fn with(&self, extra: &[(&'static str, metrics::SharedString)]) -> Vec<metrics::Label> {
+        let mut v: Vec<metrics::Label> = self.labels.to_vec();
+        v.extend(
+            extra
+                .iter()
+                .map(|(k, val)| metrics::Label::new(*k, val.clone())),
+        );
+        v
+    }
+}
+
+/// A connection was accepted and admitted.
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub fn connection_started(tags: &EndpointTags) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("kestrel.active_connections", tags.labels.to_vec()).increment(1.0);
+}
+
+/// A connection ended after `elapsed`, having spoken `protocol_version`
+/// (`"1.1"`, `"2"`), for `reason` if it did not end gracefully.
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub fn connection_stopped(
+    tags: &EndpointTags,
+    elapsed: Duration,
+    protocol_version: Option<&'static str>,
+    reason: Option<ConnectionEndReason>,
+) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::gauge!("kestrel.active_connections", tags.labels.to_vec()).decrement(1.0);
+        let mut extra: Vec<(&'static str, metrics::SharedString)> = Vec::with_capacity(3);
+        if let Some(v) = protocol_version {
+            extra.push(("network.protocol.name", "http".into()));
+            extra.push(("network.protocol.version", v.into()));
+        }
+        if let Some(r) = reason {
+            extra.push(("error.type", r.as_str().into()));
+        }
+        metrics::histogram!("kestrel.connection.duration", tags.with(&extra))
+            .record(elapsed.as_secs_f64());
+    }
+}
+
+/// A connection was refused under `max_concurrent_connections`.
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub fn connection_rejected(tags: &EndpointTags) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("kestrel.rejected_connections", tags.labels.to_vec()).increment(1);
+}
+
+/// The upgraded-connection count changed by `delta` (+1 or -1).
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub fn upgraded_connection(delta: f64) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("kestrel.upgraded_connections").increment(delta);
+}
+
+/// A TLS handshake started.
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub fn tls_handshake_started(tags: &EndpointTags) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("kestrel.active_tls_handshakes", tags.labels.to_vec()).increment(1.0);
+}
+
+/// A TLS handshake ended after `elapsed` with `tls_version` (e.g. `"1.3"`),
+/// or failed.
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub fn tls_handshake_stopped(
+    tags: &EndpointTags,
+    elapsed: Duration,
+    tls_version: Option<&'static str>,
+    failed: bool,
+) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::gauge!("kestrel.active_tls_handshakes", tags.labels.to_vec()).decrement(1.0);
+        let mut extra: Vec<(&'static str, metrics::SharedString)> = Vec::with_capacity(2);
+        if let Some(v) = tls_version {
+            extra.push(("tls.protocol.version", v.into()));
+        }
+        if failed {
+            extra.push((
+                "error.type",
+                ConnectionEndReason::TlsHandshakeFailed.as_str().into(),
+            ));
+        }
+        metrics::histogram!("kestrel.tls_handshake.duration", tags.with(&extra))
+            .record(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(feature = "metrics")]
+fn method_str(method: &http::Method) -> metrics::SharedString {
+    match *method {
+        http::Method::GET => "GET".into(),
+        http::Method::POST => "POST".into(),
+        http::Method::PUT => "PUT".into(),
+        http::Method::DELETE => "DELETE".into(),
+        http::Method::HEAD => "HEAD".into(),
+        http::Method::OPTIONS => "OPTIONS".into(),
+        http::Method::PATCH => "PATCH".into(),
+        http::Method::CONNECT => "CONNECT".into(),
+        http::Method::TRACE => "TRACE".into(),
+        // Unknown methods are reported as `_OTHER` (OpenTelemetry semantic conventions).
+        _ => "_OTHER".into(),
+    }
+}
+
+/// A request started.
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub fn request_started(method: &http::Method) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("http.server.active_requests", "http.request.method" => method_str(method))
+        .increment(1.0);
+}
+
+/// A request ended with `status` after `elapsed`, over `protocol_version`.
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub fn request_stopped(
+    method: &http::Method,
+    status: http::StatusCode,
+    protocol_version: &'static str,
+    elapsed: Duration,
+) {
+    #[cfg(feature = "metrics")]
+    {
+        let m = method_str(method);
+        metrics::gauge!("http.server.active_requests", "http.request.method" => m.clone())
+            .decrement(1.0);
+        metrics::histogram!(
+            "http.server.request.duration",
+            "http.request.method" => m,
+            "http.response.status_code" => metrics::SharedString::from(status.as_u16().to_string()),
+            "network.protocol.name" => "http",
+            "network.protocol.version" => protocol_version
+        )
+        .record(elapsed.as_secs_f64());
+    }
+}
