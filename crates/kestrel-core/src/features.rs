@@ -63,9 +63,9 @@ impl ConnectionInfo {
         }
     }
 
-    /// The same, with the server's addresses (Kestrel's `IServerAddressesFeature`).
-    pub fn with_server_addresses(self, addresses: ServerAddresses) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| ConnectionInner {
+    /// The inner record, cloned only if the info is already shared.
+    fn into_inner(self) -> ConnectionInner {
+        Arc::try_unwrap(self.inner).unwrap_or_else(|shared| ConnectionInner {
             id: shared.id,
             local_addr: shared.local_addr.clone(),
             remote_addr: shared.remote_addr.clone(),
@@ -74,28 +74,25 @@ impl ConnectionInfo {
             addresses: shared.addresses.clone(),
             features: shared.features.clone(),
             timeout: shared.timeout.clone(),
-        });
-        ConnectionInfo {
-            inner: Arc::new(ConnectionInner { addresses, ..inner }),
-        }
+        })
+    }
+
+    /// The same, with the server's addresses (Kestrel's `IServerAddressesFeature`).
+    pub fn with_server_addresses(self, addresses: ServerAddresses) -> Self {
+        let inner = ConnectionInner {
+            addresses,
+            ..self.into_inner()
+        };
+        ConnectionInfo { inner: Arc::new(inner) }
     }
 
     /// The same, with the connection-timeout feature bound to the live connection.
     pub fn with_timeout_feature(self, handle: Arc<ConnectionHandle>, clock: Arc<Clock>) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| ConnectionInner {
-            id: shared.id,
-            local_addr: shared.local_addr.clone(),
-            remote_addr: shared.remote_addr.clone(),
-            transport: shared.transport,
-            endpoint: shared.endpoint.clone(),
-            addresses: shared.addresses.clone(),
-            features: shared.features.clone(),
-            timeout: None,
-        });
-        inner.timeout = Some(ConnectionTimeout { handle, clock });
-        ConnectionInfo {
-            inner: Arc::new(inner),
-        }
+        let inner = ConnectionInner {
+            timeout: Some(ConnectionTimeout { handle, clock }),
+            ..self.into_inner()
+        };
+        ConnectionInfo { inner: Arc::new(inner) }
     }
 
     /// The connection-timeout feature (Kestrel's `IConnectionTimeoutFeature`),
