@@ -114,7 +114,7 @@ pub fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// A GET request's HEADERS frame (END_HEADERS, and END_STREAM if `end`).
-pub fn get(stream: u32, path: &str, end: bool) -> Vec<u8> {
+pub fn get_headers(stream: u32, path: &str, end: bool) -> Vec<u8> {
     let block = header_block(&[
         (":method", "GET"),
         (":scheme", "http"),
@@ -147,6 +147,14 @@ pub struct Wire {
 }
 
 impl Wire {
+    /// A connection over `stream`, which has already sent the preface.
+    pub fn over(stream: TcpStream) -> Wire {
+        Wire {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     /// Connect and send the preface and an empty SETTINGS frame.
     pub async fn connect(addr: SocketAddr) -> Wire {
         let mut w = Wire {

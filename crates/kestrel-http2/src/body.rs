@@ -102,12 +102,6 @@ impl StreamState {
         self.lock().too_large
     }
 
-    /// Whether the client may still send body bytes.
-    pub fn is_body_unfinished(&self) -> bool {
-        let s = self.lock();
-        !s.done && s.recv.as_ref().is_some_and(|r| !r.is_end_stream())
-    }
-
     /// The stream is over: later reads fail with `RequestCompleted`, and the
     /// receive half goes back to `h2` (which resets it if the client is
     /// still sending).

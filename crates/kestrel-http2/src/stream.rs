@@ -340,11 +340,11 @@ pub(crate) async fn serve_stream<A: Application>(
             }
         }
     };
-    if matches!(outcome, Sent::Done) && state.is_body_unfinished() {
-        // RFC 9113 §8.1: the response is complete while the client is still
-        // sending; tell it to stop without an error.
-        respond.send_reset(Reason::NO_ERROR);
-    }
+    // If the client is still sending the request body, `h2` resets the
+    // stream with NO_ERROR once every handle is dropped, after the queued
+    // response (RFC 9113 §8.1); an explicit reset here would discard the
+    // response frames not yet written.
+    let _ = outcome;
     state.complete();
 }
 
