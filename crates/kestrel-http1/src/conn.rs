@@ -469,7 +469,17 @@ impl Driver {
         app: &A,
         request: Request<RequestBody>,
     ) -> Result<AppOutcome<A::Body>, Http1Error> {
-        let mut fut = pin!(CatchUnwind::new(app.call(request)));
+        // A span per request (method, path, protocol) so a subscriber can
+        // correlate the app's events; a disabled span costs next to nothing.
+        let span = tracing::debug_span!(
+            target: "kestrel",
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            protocol = "HTTP/1.1",
+            connection_id = %self.handle.id(),
+        );
+        let mut fut = pin!(CatchUnwind::new(tracing::Instrument::instrument(app.call(request), span)));
         let shared = &self.shared;
         let wb = &mut self.wb;
         let result = poll_fn(|cx| {
