@@ -108,6 +108,7 @@ pub fn full(b: impl Into<Bytes>) -> AppBody {
 /// * `/slow?ms=N`: answers after N ms; `/panic`: panics; `/panic-late`:
 ///   the body panics after its first chunk; `/error`: returns `Err`;
 ///   `/fail-late`: the body fails 300 ms after its first chunk;
+///   `/trailers`: a body followed by the trailer `x-trailer: yes`;
 /// * `/reset`: resets its stream with REFUSED_STREAM (0x7) via `StreamReset`;
 /// * `/hop`: sets connection-specific headers (which must be removed);
 /// * `/read-after-reset`: a task reads the body and reports the outcome on
@@ -162,6 +163,16 @@ pub fn app(
                     Response::new(PanicAfterFirst(Some(Bytes::from_static(b"partial"))).boxed())
                 }
                 "/error" => return Err("the app failed".into()),
+                "/trailers" => {
+                    let (tx, rx) = mpsc::channel(4);
+                    tx.send(Ok(Frame::data(Bytes::from_static(b"body then trailers"))))
+                        .await
+                        .ok();
+                    let mut t = HeaderMap::new();
+                    t.insert("x-trailer", "yes".parse().expect("value"));
+                    tx.send(Ok(Frame::trailers(t))).await.ok();
+                    Response::new(ChanBody(rx).boxed())
+                }
                 "/fail-late" => {
                     let (tx, rx) = mpsc::channel(4);
                     tokio::spawn(async move {
