@@ -14,6 +14,37 @@ use kestrel_transport::Listener;
 
 use crate::error::StartError;
 
+/// Server-wide HTTPS defaults (Kestrel's `ConfigureHttpsDefaults`), applied
+/// to every `https://` URL endpoint. Without a certificate in them, the
+/// development certificate is used, as Kestrel falls back to its dev cert.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HttpsDefaults {
+    #[cfg(feature = "tls")]
+    pub options: Option<kestrel_tls::HttpsOptions>,
+}
+
+impl HttpsDefaults {
+    /// The HTTPS options for an `https://` URL endpoint, loading the
+    /// development certificate (once per start) when no certificate is set.
+    #[cfg(feature = "tls")]
+    fn resolve(
+        &self,
+        cache: &mut Option<kestrel_tls::HttpsOptions>,
+    ) -> Result<kestrel_tls::HttpsOptions, StartError> {
+        if let Some(resolved) = cache {
+            return Ok(resolved.clone());
+        }
+        let mut options = self.options.clone().unwrap_or_default();
+        if !options.has_server_certificate() {
+            let dev = kestrel_tls::DevCertificate::load_or_create()?;
+            tracing::info!(target: "kestrel", path = %dev.path().display(), "using the development certificate for HTTPS endpoints without a certificate");
+            options.server_certificate = Some(dev.certificate().clone());
+        }
+        *cache = Some(options.clone());
+        Ok(options)
+    }
+}
+
 /// An endpoint to bind: its options and scheme.
 pub(crate) struct EndpointPlan {
     pub options: ListenOptions,
@@ -29,21 +60,34 @@ pub(crate) struct BoundListener {
 
 /// Decide the endpoints, as Kestrel does: code-configured `listen` endpoints
 /// win over URLs (with a warning) unless `prefer_urls`; then the URLs; then
-/// `http://localhost:5000`.
+/// `http://localhost:5000`. `https://` URLs get the HTTPS defaults (with
+/// the `tls` feature; without it they are an error).
 pub(crate) fn plan_endpoints(
     options: &KestrelServerOptions,
     urls: &[String],
     prefer_urls: bool,
+    https: &HttpsDefaults,
 ) -> Result<Vec<EndpointPlan>, StartError> {
-    let from_urls = |list: &[String]| -> Result<Vec<EndpointPlan>, StartError> {
+    #[cfg(feature = "tls")]
+    let mut resolved_https = None;
+    #[cfg(not(feature = "tls"))]
+    let _ = https;
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut from_urls = |list: &[String]| -> Result<Vec<EndpointPlan>, StartError> {
         let mut plans = Vec::new();
         for entry in list {
             for url in ServerUrl::parse_list(entry)? {
-                if url.scheme == Scheme::Https {
-                    return Err(StartError::TlsNotConfigured(url.original));
-                }
                 let mut opts = ListenOptions::new(url.target);
                 options.apply_endpoint_defaults(&mut opts);
+                if url.scheme == Scheme::Https {
+                    #[cfg(feature = "tls")]
+                    {
+                        use kestrel_tls::ListenOptionsHttpsExt;
+                        opts.try_use_https(https.resolve(&mut resolved_https)?)?;
+                    }
+                    #[cfg(not(feature = "tls"))]
+                    return Err(StartError::TlsNotConfigured(url.original));
+                }
                 plans.push(EndpointPlan {
                     options: opts,
                     scheme: url.scheme,

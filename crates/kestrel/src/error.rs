@@ -12,9 +12,15 @@ pub enum StartError {
     /// A URL could not be parsed.
     #[error(transparent)]
     Url(#[from] UrlError),
-    /// An `https://` URL was given but TLS is not available yet.
-    #[error("cannot bind '{0}': HTTPS endpoints need TLS, which is not configured (TLS support is not built into this version)")]
+    /// An `https://` URL was given but this build has no TLS (the `tls`
+    /// feature is off).
+    #[error("cannot bind '{0}': HTTPS endpoints need TLS, which is not built in (enable the `tls` feature of the `kestrel` crate)")]
     TlsNotConfigured(String),
+    /// The HTTPS configuration of an endpoint is invalid (certificate file
+    /// missing, wrong password, key not matching the certificate, …).
+    #[cfg(feature = "tls")]
+    #[error("HTTPS configuration: {0}")]
+    Tls(#[from] kestrel_tls::TlsError),
     /// Binding an address failed.
     #[error("failed to bind to address {address}: {source}")]
     Bind {

@@ -16,7 +16,11 @@
 //! ([`KestrelServer::urls`]), with Kestrel's precedence; with neither the
 //! server listens on `http://localhost:5000`.
 //!
-//! Cargo features: `unix` (default) adds Unix domain socket endpoints;
+//! HTTPS (feature `tls`, on by default): [`tls::ListenOptionsHttpsExt::use_https`]
+//! on an endpoint, or `https://` URLs served with [`KestrelServer::https_defaults`]
+//! or else the development certificate ([`tls::DevCertificate`]).
+//!
+//! Cargo features: `tls` (default) adds HTTPS; `unix` (default) adds Unix domain socket endpoints;
 //! `http2` (default) adds HTTP/2.
 //! This crate sits at the top: nothing in the workspace depends on it.
 
@@ -34,13 +38,17 @@ pub use kestrel_core::{
     HttpProtocols, IntoAppResult, KestrelServerOptions, ListenOptions, MinDataRate, RequestBody,
     Scheme, ServerAddresses, ServerLimits,
 };
+pub use kestrel_core::{
+    request_limits, upgrade, FeatureError, OnUpgrade, RequestLimits, TlsInfo, UpgradeError,
+    UpgradeFeature, Upgraded,
+};
 pub use kestrel_http1 as http1;
 /// HTTP/2 (feature `http2`, on by default): the driver, its settings and the
 /// [`StreamReset`](kestrel_http2::StreamReset) request feature.
 #[cfg(feature = "http2")]
 pub use kestrel_http2 as http2;
+/// HTTPS (feature `tls`, on by default): certificates, SNI, ALPN, client
+/// certificates, `use_https`, the development certificate.
+#[cfg(feature = "tls")]
+pub use kestrel_tls as tls;
 pub use kestrel_transport as transport;
-pub use kestrel_core::{
-    request_limits, upgrade, FeatureError, OnUpgrade, RequestLimits, TlsInfo, UpgradeError,
-    UpgradeFeature, Upgraded,
-};

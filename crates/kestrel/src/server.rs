@@ -21,7 +21,7 @@ use kestrel_transport::{Connection, Listener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::bind::{bind_endpoint, plan_endpoints, BoundListener};
+use crate::bind::{bind_endpoint, plan_endpoints, BoundListener, HttpsDefaults};
 use crate::error::StartError;
 use crate::protocol::{choose, Chosen};
 
@@ -52,6 +52,7 @@ pub struct KestrelServer {
     prefer_urls: bool,
     tcp: TcpOptions,
     heartbeat_interval: Option<Duration>,
+    https: HttpsDefaults,
 }
 
 impl KestrelServer {
@@ -98,6 +99,18 @@ impl KestrelServer {
         self
     }
 
+    /// HTTPS settings for every `https://` URL endpoint (Kestrel's
+    /// `ConfigureHttpsDefaults`). Without a certificate in them (or without
+    /// this call), those endpoints serve the development certificate
+    /// ([`tls::DevCertificate`](crate::tls::DevCertificate)). Endpoints
+    /// configured in code choose their own with
+    /// [`use_https`](crate::tls::ListenOptionsHttpsExt::use_https).
+    #[cfg(feature = "tls")]
+    pub fn https_defaults(mut self, options: kestrel_tls::HttpsOptions) -> Self {
+        self.https.options = Some(options);
+        self
+    }
+
     /// The heartbeat interval (1 s, as in Kestrel). Shorter values make tests
     /// of timeouts faster; they are not meant for production.
     #[doc(hidden)]
@@ -110,7 +123,7 @@ impl KestrelServer {
     /// Must be called inside a tokio runtime.
     pub async fn start<A: Application>(self, app: A) -> Result<RunningServer, StartError> {
         self.options.validate()?;
-        let plans = plan_endpoints(&self.options, &self.urls, self.prefer_urls)?;
+        let plans = plan_endpoints(&self.options, &self.urls, self.prefer_urls, &self.https)?;
         let mut bound: Vec<BoundListener> = Vec::new();
         for plan in plans {
             bound.extend(bind_endpoint(plan, &self.tcp)?);
