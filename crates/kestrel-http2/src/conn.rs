@@ -275,6 +275,11 @@ impl Driver<'_> {
                 tracing::debug!(target: "kestrel::connections", event_id = 9u32, event_name = "ConnectionKeepAlive", connection_id = %self.handle.id(), "keep-alive timeout: closing the idle HTTP/2 connection");
                 return Poll::Ready(End::Close(Reason::NO_ERROR, Ok(())));
             }
+            Poll::Ready(Signal::TimedOut(TimeoutReason::TimeoutFeature)) => {
+                // The app's connection timeout (`ConnectionTimeout`): abort.
+                tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "the connection timeout set by the application expired: aborting");
+                return Poll::Ready(End::Close(Reason::INTERNAL_ERROR, Err(Http2Error::Aborted)));
+            }
             Poll::Ready(Signal::CloseRequested) if !self.graceful => {
                 self.graceful = true;
                 if streams.is_empty() {
@@ -319,8 +324,10 @@ impl Driver<'_> {
             break;
         }
         // The keep-alive deadline runs while no stream is active.
+        // An app-set connection timeout is left alone.
         let idle = streams.is_empty() && !self.graceful;
-        if idle && !self.keep_alive_armed {
+        let app_deadline = self.handle.timeout().armed() == TimeoutReason::TimeoutFeature;
+        if idle && !self.keep_alive_armed && !app_deadline {
             self.handle.timeout().set(
                 TimeoutReason::KeepAlive,
                 self.config.keep_alive_timeout,
@@ -329,7 +336,9 @@ impl Driver<'_> {
             );
             self.keep_alive_armed = true;
         } else if !idle && self.keep_alive_armed {
-            self.handle.timeout().cancel();
+            if !app_deadline {
+                self.handle.timeout().cancel();
+            }
             self.handle.set_buffers_released(false);
             self.keep_alive_armed = false;
         }
