@@ -117,13 +117,24 @@ async fn dev_certs_export_then_serve_https_with_the_dev_certificate() {
     assert!(response.contains("Hosted by Kestrel"), "{response}");
 
     if have_tool("curl") {
-        for url in [
-            format!("https://127.0.0.1:{port}/"),
-            format!("https://localhost:{port}/"),
+        // curl's default over TLS offers h2 first: the demo answers over
+        // HTTP/2; --http1.1 gets HTTP/1.1.
+        for (flag, url, status) in [
+            (
+                "--http2",
+                format!("https://127.0.0.1:{port}/"),
+                "HTTP/2 200",
+            ),
+            (
+                "--http1.1",
+                format!("https://localhost:{port}/"),
+                "HTTP/1.1 200",
+            ),
         ] {
             let resolve = format!("localhost:{port}:127.0.0.1");
             let out = curl(&[
-                "--http1.1",
+                "-i",
+                flag,
                 "--cacert",
                 s(&exported),
                 "--resolve",
@@ -137,6 +148,7 @@ async fn dev_certs_export_then_serve_https_with_the_dev_certificate() {
                 "{url}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            assert!(body.starts_with(status), "{body}");
             assert!(body.contains("Hosted by Kestrel"), "{body}");
             assert!(
                 body.contains(&format!("https://127.0.0.1:{port}")),

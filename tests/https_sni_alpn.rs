@@ -260,3 +260,44 @@ async fn openssl_s_client_shows_the_negotiated_alpn_protocol() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn http2_over_tls_with_curl() {
+    if !have_tool("curl") {
+        return;
+    }
+    let ca = TestCa::new();
+    let server = serve(
+        HttpsOptions::new().with_certificate(ca.server_cert(&["localhost"])),
+        HttpProtocols::HTTP1_AND_HTTP2,
+        tls_app,
+    )
+    .await;
+    let port = tls_support::addr(&server).port();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = format!("https://localhost:{port}/");
+    for (flag, status_line, alpn) in [
+        ("--http2", "HTTP/2 200", "alpn=h2"),
+        ("--http1.1", "HTTP/1.1 200", "alpn=http/1.1"),
+    ] {
+        let out = curl(&[
+            "-i",
+            flag,
+            "--cacert",
+            s(&ca.ca_path()),
+            "--resolve",
+            &resolve,
+            &url,
+        ])
+        .await;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.starts_with(status_line), "{flag}: {text}");
+        assert!(text.contains(alpn), "{flag}: {text}");
+    }
+    server.stop().await;
+}
