@@ -85,13 +85,25 @@ async fn localhost_port_in_use_is_fatal() {
 
 #[tokio::test]
 async fn start_up_errors_are_clear() {
+    // An https:// URL whose HTTPS defaults cannot work (the `tls` feature is
+    // on by default; without it the error is `TlsNotConfigured`).
     let e = KestrelServer::default()
         .urls(["https://127.0.0.1:0"])
+        .https_defaults(
+            kestrel::tls::HttpsOptions::new()
+                .with_certificate_selector(|_| None)
+                .with_client_certificate_mode(
+                    kestrel::tls::ClientCertificateMode::DelayCertificate,
+                ),
+        )
         .start(hello)
         .await
         .unwrap_err();
-    assert!(matches!(e, StartError::TlsNotConfigured(_)), "{e}");
-    assert!(e.to_string().contains("TLS"), "{e}");
+    assert!(matches!(e, StartError::Tls(_)), "{e}");
+    assert!(
+        e.to_string().contains("HTTPS") && e.to_string().contains("DelayCertificate"),
+        "{e}"
+    );
     let e = KestrelServer::default()
         .urls(["http://localhost:0"])
         .start(hello)

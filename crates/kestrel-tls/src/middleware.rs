@@ -3,7 +3,6 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -112,8 +111,7 @@ impl HttpsConnectionMiddleware {
                     "the client sent plain HTTP (not a TLS handshake) to an HTTPS endpoint; answered 400",
                 ));
             }
-            let io: BoxIo = Box::new(Prefixed::new(first, io));
-            self.acceptor.accept(io).await
+            self.acceptor.accept(Prefixed::new(first, io)).await
         };
         let tls = match tokio::time::timeout(self.handshake_timeout, accept).await {
             Ok(Ok(tls)) => tls,
@@ -311,17 +309,22 @@ impl AsyncWrite for Prefixed {
     }
 }
 
-/// Keep the type checker honest about what the middleware hands out.
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn is<T: Send + Sync + 'static>() {}
-    is::<HttpsConnectionMiddleware>();
-    is::<Arc<HttpsConnectionMiddleware>>();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn is<T: Send + Sync + 'static>() {}
+        is::<HttpsConnectionMiddleware>();
+        is::<crate::HttpsOptions>();
+        is::<crate::Certificate>();
+        is::<crate::DevCertificate>();
+        is::<crate::TlsError>();
+        is::<crate::CertificateSummary>();
+        is::<crate::ClientCertificateMode>();
+        is::<crate::TlsVersion>();
+    }
 
     #[test]
     fn plain_http_response_is_well_framed() {
