@@ -11,5 +11,9 @@
 //! `kestrel` facade or on any protocol crate.
 
 pub mod config;
+pub mod middleware;
+pub mod pipeline;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use config::{ConfigError, Configuration, ConfigurationBuilder};

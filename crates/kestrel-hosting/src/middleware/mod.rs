@@ -1,0 +1,12 @@
+//! Built-in middleware for the [`pipeline`](crate::pipeline): host filtering,
+//! forwarded headers and static files, after ASP.NET Core's.
+
+pub mod forwarded_headers;
+pub mod host_filtering;
+pub mod static_files;
+
+pub use forwarded_headers::{
+    ForwardedHeader, ForwardedHeaders, ForwardedInfo, IpNetwork, IpNetworkError,
+};
+pub use host_filtering::{EmptyHostPolicy, HostFiltering, HostFilteringError};
+pub use static_files::StaticFiles;
