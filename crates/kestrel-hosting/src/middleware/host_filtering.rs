@@ -8,7 +8,8 @@
 //!
 //! - `AllowedHosts` is a `;`-separated list of host names **without ports**;
 //!   empty entries are ignored; an empty list is a configuration error.
-//! - `*` allows every host (ASP.NET Core's default `"AllowedHosts": "*"`).
+//! - `*` allows every non-empty host (ASP.NET Core's default
+//!   `"AllowedHosts": "*"`); an empty one is still up to the empty-host policy.
 //! - The request's `Host` (or, when there is no `Host` header, the request
 //!   target's authority: HTTP/2's `:authority`) is trimmed, then its port is
 //!   dropped: everything from the last `:`, unless that `:` is inside an
