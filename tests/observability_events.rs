@@ -1,0 +1,121 @@
+//! Kestrel's log events as `tracing` events: target = Kestrel's category,
+//! fields `event_id`/`event_name`, and spans a subscriber can correlate.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use support::{raw, start, status_of};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    target: String,
+    level: String,
+    fields: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Collect(Vec<(String, String)>);
+
+impl Visit for Collect {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((
+            field.name().to_string(),
+            format!("{value:?}").trim_matches('"').to_string(),
+        ));
+    }
+}
+
+#[derive(Clone, Default)]
+struct Recorder {
+    events: Arc<Mutex<Vec<Seen>>>,
+    spans: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut c = Collect(Vec::new());
+        event.record(&mut c);
+        self.events.lock().unwrap().push(Seen {
+            target: event.metadata().target().to_string(),
+            level: event.metadata().level().to_string(),
+            fields: c.0,
+        });
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+        let mut c = Collect(Vec::new());
+        attrs.record(&mut c);
+        self.spans.lock().unwrap().push(Seen {
+            target: attrs.metadata().target().to_string(),
+            level: attrs.metadata().level().to_string(),
+            fields: c.0,
+        });
+    }
+}
+
+#[tokio::test]
+async fn bad_request_event_carries_kestrels_id_and_reason() {
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = start(|_| {}, support::hello).await;
+    let long = "a".repeat(9000);
+    let reply = raw(
+        support::addr(&server),
+        format!("GET /{long} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&reply), 414);
+    let ok = raw(
+        support::addr(&server),
+        b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&ok), 200);
+    server.stop().await;
+
+    let events = recorder.events.lock().unwrap().clone();
+    let bad = events
+        .iter()
+        .find(|e| e.target == "kestrel::bad_requests" && e.field("event_id") == Some("17"))
+        .unwrap_or_else(|| panic!("no bad-request event in {events:#?}"));
+    assert_eq!(bad.level, "DEBUG");
+    assert_eq!(bad.field("event_name"), Some("ConnectionBadRequest"));
+    assert_eq!(bad.field("reason"), Some("RequestLineTooLong"));
+    assert_eq!(bad.field("status"), Some("414"));
+    let starts = events
+        .iter()
+        .filter(|e| {
+            e.target == "kestrel::connections" && e.field("event_name") == Some("ConnectionStart")
+        })
+        .count();
+    assert!(starts >= 2, "connection start events: {events:#?}");
+    assert!(events
+        .iter()
+        .any(|e| e.field("event_name") == Some("ConnectionStop")));
+
+    let spans = recorder.spans.lock().unwrap().clone();
+    let request = spans
+        .iter()
+        .find(|s| s.field("path") == Some("/hello"))
+        .unwrap_or_else(|| panic!("no request span in {spans:#?}"));
+    assert_eq!(request.field("method"), Some("GET"));
+    assert_eq!(request.field("protocol"), Some("HTTP/1.1"));
+    assert!(request.field("connection_id").is_some());
+}
