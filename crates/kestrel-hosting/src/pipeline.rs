@@ -154,6 +154,7 @@ pub(crate) type WrapFn = Box<dyn FnOnce(Next) -> Handler + Send + 'static>;
 
 enum Stage {
     Middleware(Arc<dyn Middleware>),
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     Wrap(WrapFn),
     Map {
         prefix: String,
@@ -197,6 +198,7 @@ impl ApplicationBuilder {
         self.push(Stage::Middleware(Arc::new(middleware)))
     }
 
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn use_wrap(&mut self, wrap: WrapFn) -> &mut Self {
         self.push(Stage::Wrap(wrap))
     }

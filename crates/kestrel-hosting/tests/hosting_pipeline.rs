@@ -10,7 +10,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use kestrel::{Application, RequestBody};
 use kestrel_hosting::pipeline::{
-    box_response, empty_response, ApplicationBuilder, Body, Next, PathBase, Pipeline,
+    box_response, empty_response, ApplicationBuilder, BoxResponseFuture, Next, PathBase, Pipeline,
 };
 
 fn text(s: &'static str) -> Response<Full<Bytes>> {
@@ -34,14 +34,7 @@ async fn call(p: &Pipeline, path: &str) -> (StatusCode, String, Option<String>) 
 fn recorder(
     log: Arc<Mutex<Vec<String>>>,
     name: &'static str,
-) -> impl Fn(
-    Request<RequestBody>,
-    Next,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Response<Body>, kestrel::BoxError>> + Send>,
-> + Send
-       + Sync
-       + 'static {
+) -> impl Fn(Request<RequestBody>, Next) -> BoxResponseFuture + Send + Sync + 'static {
     move |req, next: Next| {
         let log = log.clone();
         Box::pin(async move {
