@@ -198,3 +198,28 @@ async fn a_rejection_is_logged_at_debug() {
     assert!(line.contains("DEBUG"), "{line}");
     assert!(line.contains("kestrel::hosting::host_filtering"), "{line}");
 }
+
+/// A request over h2c (prior knowledge) with `:authority` and no `Host`.
+async fn h2_status(addr: SocketAddr, uri: &str) -> u16 {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::get(uri).body(()).unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    let resp = resp.await.unwrap();
+    resp.status().as_u16()
+}
+
+#[tokio::test]
+async fn http2_authority_over_a_real_connection() {
+    let filter = HostFiltering::new("*.example.com;[::1]").unwrap();
+    let (server, addr) = support::start(pipeline(filter)).await;
+    assert_eq!(h2_status(addr, "http://www.example.com/").await, 200);
+    assert_eq!(h2_status(addr, "http://www.example.com:8080/x").await, 200);
+    assert_eq!(h2_status(addr, "http://[::1]:8080/").await, 200);
+    assert_eq!(h2_status(addr, "http://example.com/").await, 400);
+    assert_eq!(h2_status(addr, "http://evil.test/").await, 400);
+    server.stop().await;
+}
