@@ -209,6 +209,7 @@ impl ApplicationBuilder {
                 target: "kestrel::hosting",
                 "a pipeline stage was added after the terminal handler (`run`); it will never run"
             );
+            return self;
         }
         self.stages.push(stage);
         self
@@ -216,9 +217,18 @@ impl ApplicationBuilder {
 
     /// Set the terminal handler (ASP.NET Core's `app.Run`): any
     /// [`Application`], so any `async fn(Request<RequestBody>) -> Response<B>`
-    /// (or `-> Result<Response<B>, E>`), or another [`Pipeline`]. A second
-    /// call replaces the first.
+    /// (or `-> Result<Response<B>, E>`), or another [`Pipeline`]. As in
+    /// ASP.NET Core the first terminal handler ends the pipeline: a second
+    /// `run` (like any stage added after it) never runs, and is dropped with
+    /// a warning.
     pub fn run<A: Application>(&mut self, handler: A) -> &mut Self {
+        if self.terminal.is_some() {
+            tracing::warn!(
+                target: "kestrel::hosting",
+                "a second terminal handler (`run`) was added; it will never run"
+            );
+            return self;
+        }
         self.terminal = Some(handler_from_app(handler));
         self
     }

@@ -198,3 +198,19 @@ async fn a_pipeline_can_be_the_terminal_handler_of_another_and_serves_over_kestr
     assert_eq!(reply.text(), "INNER");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn stages_after_the_terminal_handler_never_run() {
+    let mut app = ApplicationBuilder::new();
+    app.run(|_req: Request<RequestBody>| async { text("first") });
+    app.use_middleware(|_req: Request<RequestBody>, _next: Next| async {
+        Ok(empty_response(StatusCode::IM_A_TEAPOT))
+    });
+    app.map("/x", |b| {
+        b.run(|_req: Request<RequestBody>| async { text("branch") });
+    });
+    app.run(|_req: Request<RequestBody>| async { text("second") });
+    let p = app.build();
+    assert_eq!(call(&p, "/").await.1, "first");
+    assert_eq!(call(&p, "/x").await.1, "first");
+}
