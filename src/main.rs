@@ -5,7 +5,15 @@
 //! * `POST /echo`: echoes the request body as it streams in;
 //! * other methods on those paths: 405 with `Allow`; other paths: 404.
 //!
-//! Ctrl+C (or SIGTERM) shuts it down gracefully.
+//! It runs on `kestrel-hosting`'s default web host: settings come from
+//! `appsettings.json` (next to it: the content root is the working
+//! directory), `appsettings.{Environment}.json`, `ASPNETCORE_*` variables
+//! and the command line, e.g. `--urls http://*:8080`,
+//! `--Kestrel:Limits:KeepAliveTimeout=00:00:05`, `--AllowedHosts=example.com`,
+//! `--Kestrel:Endpoints:Web:Url=http://127.0.0.1:8080` (docs/configuration.md).
+//!
+//! Ctrl+C (or SIGTERM) shuts it down gracefully (30 s, `--shutdownTimeoutSeconds`);
+//! under systemd it accepts socket activation and sends `READY=1`/`STOPPING=1`.
 //!
 //! HTTPS: `--urls https://localhost:5001` serves the development certificate
 //! (created on first use). `kestrel-demo dev-certs --export cert.pem` writes
@@ -14,30 +22,9 @@
 
 use std::process::ExitCode;
 
-use kestrel::KestrelServer;
+use kestrel::hosting::WebHostBuilderKestrelExt;
 use kestrel_demo::app;
-use kestrel_hosting::ConfigurationBuilder;
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-}
+use kestrel_hosting::WebHost;
 
 /// `kestrel-demo dev-certs [--export <path>]`: create (or find) the HTTPS
 /// development certificate, print where it is, and optionally export it.
@@ -85,40 +72,35 @@ fn dev_certs(args: &[String]) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("dev-certs") {
         return dev_certs(&args[1..]);
     }
-    let config = match ConfigurationBuilder::new()
-        .add_env_vars("ASPNETCORE_")
-        .add_command_line(std::env::args().skip(1))
-    {
-        Ok(b) => b.build(),
+    // Configuration: appsettings.json, appsettings.{Environment}.json,
+    // ASPNETCORE_* variables, then the command line (docs/configuration.md).
+    let host = WebHost::create_default_builder(std::env::args())
+        .use_kestrel(|_options| {})
+        .configure(|pipeline| {
+            pipeline.run(app);
+        })
+        .build();
+    let host = match host {
+        Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
-            eprintln!("usage: kestrel-demo [--urls <url>[;<url>…]] | kestrel-demo dev-certs [--export <path>]");
+            eprintln!("usage: kestrel-demo [--urls <url>[;<url>…]] [--<Config:Key>=<value> …] | kestrel-demo dev-certs [--export <path>]");
             return ExitCode::from(2);
         }
     };
-    let mut server = KestrelServer::default();
-    if let Some(urls) = config.get("urls") {
-        server = server.urls([urls]);
-    }
-    let running = match server.start(app).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+    match host.run().await {
+        Ok(()) => {
+            tracing::info!("Application is shut down.");
+            ExitCode::SUCCESS
         }
-    };
-    tracing::info!("Application started. Press Ctrl+C to shut down.");
-    running.stop_on(shutdown_signal()).await;
-    tracing::info!("Application is shut down.");
-    ExitCode::SUCCESS
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

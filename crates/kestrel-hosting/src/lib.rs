@@ -1,19 +1,41 @@
 //! # kestrel-hosting
 //!
-//! Hosting for Kestrel for Rust, after ASP.NET Core's generic host. So far it
-//! holds [`config`]: layered configuration from environment variables
-//! (`ASPNETCORE_` prefix, `__` for nesting) and the command line
-//! (`--urls …`, `--Kestrel:Limits:MaxRequestBodySize=…`), read with
-//! case-insensitive `:`-separated keys. The `WebHostBuilder`, JSON settings
-//! files and the middleware pipeline come with the Hosting issue.
+//! Hosting for Kestrel for Rust, after ASP.NET Core's web host:
 //!
-//! This crate knows a server only through traits: it must not depend on the
-//! `kestrel` facade or on any protocol crate.
+//! * [`builder`]: [`WebHost::create_default_builder`] and [`WebHostBuilder`]
+//!   (`use_urls`, `use_environment`, `use_content_root`, `use_setting`,
+//!   `configure(|app| …)`, `build`, `run`);
+//! * [`config`]: layered configuration — `appsettings.json`,
+//!   `appsettings.{Environment}.json`, environment variables (`ASPNETCORE_`
+//!   prefix, `__` for nesting), the command line (`--urls …`,
+//!   `--Kestrel:Limits:MaxRequestBodySize=…`) — read with case-insensitive
+//!   `:`-separated keys;
+//! * [`kestrel_config`]: binding the `Kestrel` section (limits, endpoints,
+//!   certificates) with errors that name the key;
+//! * [`pipeline`] and [`middleware`]: the request pipeline and built-in
+//!   middleware (host filtering, forwarded headers, static files);
+//! * [`lifetime`] and [`systemd`]: signals, graceful shutdown, hooks,
+//!   socket activation and `sd_notify`;
+//! * [`server`]: the [`Server`] trait the host runs.
+//!
+//! This crate knows a server only through the [`Server`] trait: it does not
+//! depend on the `kestrel` facade or on any protocol crate. The facade
+//! implements the trait (`kestrel::hosting::WebHostBuilderKestrelExt::use_kestrel`).
+//! See `docs/configuration.md` for every key.
 
+pub mod builder;
 pub mod config;
+pub mod kestrel_config;
+pub mod lifetime;
 pub mod middleware;
 pub mod pipeline;
+pub mod server;
+pub mod systemd;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+pub use builder::{HostError, RunningHost, WebHost, WebHostBuilder};
 pub use config::{ConfigError, Configuration, ConfigurationBuilder};
+pub use kestrel_config::KestrelConfigError;
+pub use lifetime::ApplicationLifetime;
+pub use server::{HostContext, HostingUrls, Server, StartedServer};

@@ -270,17 +270,66 @@ pub const SYSTEMD_LISTEN_FDS_START: std::os::fd::RawFd = 3;
 /// Returns `None` when the variables are missing, malformed, or meant for
 /// another process. The environment is left untouched.
 ///
-/// This crate forbids `unsafe`, so it cannot take ownership of those raw
-/// descriptors itself: the caller turns each one into an
-/// [`OwnedFd`](std::os::fd::OwnedFd) with `unsafe { OwnedFd::from_raw_fd(fd) }`
-/// (sound only once, for descriptors nothing else owns) and passes it to
-/// [`from_owned_fd`].
+/// [`take_systemd_fd`] turns each of those descriptors into an
+/// [`OwnedFd`](std::os::fd::OwnedFd) (once), for [`from_owned_fd`].
 pub fn systemd_listen_fds_count() -> Option<usize> {
     let pid: u32 = std::env::var("LISTEN_PID").ok()?.trim().parse().ok()?;
     if pid != std::process::id() {
         return None;
     }
     std::env::var("LISTEN_FDS").ok()?.trim().parse().ok()
+}
+
+/// Take ownership of a socket passed by systemd socket activation, for
+/// [`from_owned_fd`]. This is the workspace's one audited `unsafe` block.
+///
+/// Refused (with [`io::ErrorKind::InvalidInput`]) unless all of these hold:
+/// * `LISTEN_PID` is this process's id and `fd` is in
+///   `3..3 + LISTEN_FDS` ([`systemd_listen_fds_count`]): the descriptor was
+///   handed to this process by its parent and is not one that Rust code
+///   opened (those get numbers above the inherited range);
+/// * `fd` has not been taken before in this process (a process-wide
+///   registry), so two `OwnedFd`s never own the same descriptor;
+/// * on Linux, `/proc/self/fd/<fd>` names a socket (`socket:[…]`), so the
+///   descriptor is open and is a socket (no `fstat`, no libc).
+///
+/// Do not call it for descriptors that some other code in the process has
+/// already adopted by other means (e.g. `OwnedFd::from_raw_fd` elsewhere):
+/// the registry only knows about this function's own calls.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+pub fn take_systemd_fd(fd: std::os::fd::RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::collections::HashSet;
+    use std::os::fd::FromRawFd;
+    use std::sync::{Mutex, PoisonError};
+    static TAKEN: Mutex<Option<HashSet<std::os::fd::RawFd>>> = Mutex::new(None);
+
+    let refuse = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd}: {why}"));
+    let count = systemd_listen_fds_count()
+        .ok_or_else(|| refuse("no socket activation for this process (LISTEN_PID/LISTEN_FDS)"))?;
+    let end = i64::from(SYSTEMD_LISTEN_FDS_START) + count as i64;
+    if fd < SYSTEMD_LISTEN_FDS_START || i64::from(fd) >= end {
+        return Err(refuse("not one of the descriptors passed by systemd"));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .map_err(|e| refuse(&format!("not an open descriptor ({e})")))?;
+        if !link.to_string_lossy().starts_with("socket:") {
+            return Err(refuse("not a socket"));
+        }
+    }
+    let mut taken = TAKEN.lock().unwrap_or_else(PoisonError::into_inner);
+    if !taken.get_or_insert_with(HashSet::new).insert(fd) {
+        return Err(refuse("already taken"));
+    }
+    // SAFETY: `fd` was passed to this process by socket activation (LISTEN_PID
+    // is our pid and fd lies in 3..3+LISTEN_FDS, a range inherited at exec,
+    // below any descriptor the process opened itself); it is open and a
+    // socket (checked through /proc on Linux); and the registry above
+    // guarantees this is the only `OwnedFd` this function ever makes for it,
+    // so ownership is unique and the descriptor is closed exactly once.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// Make sure an inherited socket is listening: if it is not yet (or on systems

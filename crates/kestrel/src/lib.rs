@@ -20,12 +20,20 @@
 //! on an endpoint, or `https://` URLs served with [`KestrelServer::https_defaults`]
 //! or else the development certificate ([`tls::DevCertificate`]).
 //!
-//! Cargo features: `tls` (default) adds HTTPS; `unix` (default) adds Unix domain socket endpoints;
+//! Hosting (feature `hosting`, on by default): [`hosting::WebHostBuilderKestrelExt::use_kestrel`]
+//! runs Kestrel under `kestrel-hosting`'s `WebHostBuilder`, configured from
+//! `appsettings.json`, the environment and the command line.
+//!
+//! Cargo features: `hosting` (default) adds `use_kestrel`; `tls` (default) adds HTTPS; `unix` (default) adds Unix domain socket endpoints;
 //! `http2` (default) adds HTTP/2.
 //! This crate sits at the top: nothing in the workspace depends on it.
 
 mod bind;
 mod error;
+/// Kestrel under `kestrel-hosting`'s web host (feature `hosting`, on by
+/// default): `use_kestrel` and the configuration binding.
+#[cfg(feature = "hosting")]
+pub mod hosting;
 mod protocol;
 mod server;
 

@@ -1,0 +1,561 @@
+//! `WebHostBuilder` and `WebHost` (ASP.NET Core's `WebHost.CreateDefaultBuilder`,
+//! `IWebHostBuilder`, `IWebHost`).
+//!
+//! ```no_run
+//! use kestrel_hosting::{WebHost, WebHostBuilder};
+//! # use kestrel_hosting::server::{Server, HostContext};
+//! # fn use_some_server(b: WebHostBuilder) -> WebHostBuilder { b }
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let builder = WebHost::create_default_builder(std::env::args());
+//! // `kestrel::hosting::WebHostBuilderKestrelExt::use_kestrel` picks the server.
+//! let host = use_some_server(builder)
+//!     .configure(|app| {
+//!         app.run(|_req: http::Request<kestrel_core::RequestBody>| async {
+//!             http::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi")))
+//!         });
+//!     })
+//!     .build()?;
+//! host.run().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Configuration, later wins per key: `appsettings.json` <
+//! `appsettings.{Environment}.json` < environment variables (`ASPNETCORE_`)
+//! < command line < settings made in code (`use_urls`, `use_setting`, …).
+//! The environment (`environment` setting, default `Production`) and the
+//! content root (`contentRoot`, default the current directory) are read
+//! from the environment, command line and code first, to find the files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kestrel_core::BoxError;
+
+use crate::config::{ConfigError, Configuration, ConfigurationBuilder};
+use crate::kestrel_config::{parse_time_span, KestrelConfigError};
+use crate::lifetime::{shutdown_signal, ApplicationLifetime};
+use crate::pipeline::{ApplicationBuilder, Pipeline};
+use crate::server::{HostContext, HostingUrls, ServerFactory, StartedServer};
+use crate::systemd;
+
+/// The default shutdown timeout (.NET 6+ hosts wait 30 s).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the host could not be built or started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// A configuration source is malformed (command line, JSON file).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A `Kestrel` configuration value is invalid.
+    #[error(transparent)]
+    Kestrel(#[from] KestrelConfigError),
+    /// A host setting is invalid.
+    #[error("invalid host setting '{key}' ({value:?}): {reason}")]
+    Setting {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// No server was chosen (`use_kestrel`, or `use_server`).
+    #[error("no server configured: call use_kestrel (kestrel::hosting) or use_server")]
+    NoServer,
+    /// The server could not be created or started (e.g. a bind failure).
+    #[error("the server failed to start: {0}")]
+    Server(#[source] BoxError),
+    /// Middleware set up from configuration refused its settings.
+    #[error("{0}")]
+    Middleware(String),
+}
+
+type Configure = Box<dyn FnOnce(&mut ApplicationBuilder) + Send + 'static>;
+
+/// Entry point of the default builder.
+#[derive(Debug)]
+pub struct WebHost {
+    context: HostContext,
+    server: Option<Box<dyn crate::server::Server>>,
+    pipeline: Pipeline,
+    urls: HostingUrls,
+    shutdown_timeout: Duration,
+    lifetime: ApplicationLifetime,
+}
+
+impl std::fmt::Debug for dyn crate::server::Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Server")
+    }
+}
+
+/// Builds a [`WebHost`] (ASP.NET Core's `WebHostBuilder`).
+pub struct WebHostBuilder {
+    args: Vec<String>,
+    defaults: bool,
+    env_prefix: Option<String>,
+    settings: Vec<(String, String)>,
+    configure: Vec<Configure>,
+    server: Option<ServerFactory>,
+    lifetime: ApplicationLifetime,
+}
+
+impl std::fmt::Debug for WebHostBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebHostBuilder")
+            .field("args", &self.args)
+            .field("defaults", &self.defaults)
+            .field("settings", &self.settings)
+            .field("server", &self.server.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WebHostBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WebHost {
+    /// The default builder (ASP.NET Core's `CreateDefaultBuilder(args)`):
+    /// configuration from `appsettings.json`, `appsettings.{Environment}.json`,
+    /// `ASPNETCORE_` environment variables and `args` (pass
+    /// `std::env::args()`: the first item, the program name, is skipped); console logging with the
+    /// level from `Logging:LogLevel:Default` and `RUST_LOG`; host filtering
+    /// when `AllowedHosts` is set.
+    pub fn create_default_builder<I, S>(args: I) -> WebHostBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        // Like `std::env::args()`, the first item is the program's name.
+        let args: Vec<String> = args.into_iter().skip(1).map(Into::into).collect();
+        WebHostBuilder {
+            args,
+            defaults: true,
+            env_prefix: Some("ASPNETCORE_".into()),
+            ..WebHostBuilder::new()
+        }
+    }
+
+    /// The built context: configuration, environment, content root.
+    pub fn context(&self) -> &HostContext {
+        &self.context
+    }
+
+    /// The lifetime hooks.
+    pub fn lifetime(&self) -> &ApplicationLifetime {
+        &self.lifetime
+    }
+
+    /// The graceful shutdown timeout.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+
+    /// Start the server: bind, log the start-up lines, notify systemd
+    /// (`READY=1`), run the started hooks.
+    pub async fn start(mut self) -> Result<RunningHost, HostError> {
+        let server = self.server.take().ok_or(HostError::NoServer)?;
+        let started = server
+            .start(self.pipeline.clone(), self.urls.clone())
+            .await
+            .map_err(HostError::Server)?;
+        tracing::info!(target: "kestrel::hosting", "Application started. Press Ctrl+C to shut down.");
+        tracing::info!(target: "kestrel::hosting", "Hosting environment: {}", self.context.environment);
+        tracing::info!(target: "kestrel::hosting", "Content root path: {}", self.context.content_root.display());
+        systemd::notify_logged("READY=1");
+        self.lifetime.fire_started();
+        Ok(RunningHost {
+            server: Some(started),
+            lifetime: self.lifetime,
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+
+    /// Start, wait for SIGINT/SIGTERM or
+    /// [`stop_application`](ApplicationLifetime::stop_application), then shut
+    /// down gracefully within the shutdown timeout.
+    pub async fn run(self) -> Result<(), HostError> {
+        let running = self.start().await?;
+        running.wait_for_shutdown().await;
+        Ok(())
+    }
+}
+
+/// A started host.
+pub struct RunningHost {
+    server: Option<Box<dyn StartedServer>>,
+    lifetime: ApplicationLifetime,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for RunningHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningHost")
+            .field("addresses", &self.addresses())
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningHost {
+    /// The bound addresses.
+    pub fn addresses(&self) -> Vec<String> {
+        self.server
+            .as_ref()
+            .map(|s| s.addresses())
+            .unwrap_or_default()
+    }
+
+    /// The lifetime hooks.
+    pub fn lifetime(&self) -> &ApplicationLifetime {
+        &self.lifetime
+    }
+
+    /// Wait for SIGINT/SIGTERM or `stop_application`, then [`stop`](Self::stop).
+    pub async fn wait_for_shutdown(self) {
+        let lifetime = self.lifetime.clone();
+        tokio::select! {
+            s = shutdown_signal() => {
+                tracing::info!(target: "kestrel::hosting", signal = s, "{s} received: shutting down");
+            }
+            _ = lifetime.stop_requested() => {}
+        }
+        self.stop().await
+    }
+
+    /// Shut down gracefully: notify systemd (`STOPPING=1`), run the stopping
+    /// hooks, stop the server within the shutdown timeout, run the stopped hooks.
+    pub async fn stop(mut self) {
+        tracing::info!(target: "kestrel::hosting", "Application is shutting down...");
+        systemd::notify_logged("STOPPING=1");
+        self.lifetime.fire_stopping();
+        if let Some(server) = self.server.take() {
+            let timeout = self.shutdown_timeout;
+            // The server aborts what is left at `timeout` and waits up to 1 s
+            // more for the aborts; never wait longer than that.
+            if tokio::time::timeout(timeout + Duration::from_secs(2), server.stop(timeout))
+                .await
+                .is_err()
+            {
+                tracing::warn!(target: "kestrel::hosting", "the server did not stop within the shutdown timeout");
+            }
+        }
+        self.lifetime.fire_stopped();
+    }
+}
+
+impl WebHostBuilder {
+    /// A bare builder: no configuration sources but the settings made in
+    /// code, no logging set-up, no host filtering.
+    pub fn new() -> Self {
+        WebHostBuilder {
+            args: Vec::new(),
+            defaults: false,
+            env_prefix: None,
+            settings: Vec::new(),
+            configure: Vec::new(),
+            server: None,
+            lifetime: ApplicationLifetime::new(),
+        }
+    }
+
+    /// Set a host or application setting (`"urls"`, `"environment"`,
+    /// `"Kestrel:Limits:MaxRequestBodySize"`, …). Settings made in code win
+    /// over every other source.
+    pub fn use_setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((key.into(), value.into()));
+        self
+    }
+
+    /// The URLs to listen on (`urls`), `;`-separated.
+    pub fn use_urls<I, S>(self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let joined = urls
+            .into_iter()
+            .map(Into::into)
+            .collect::<Vec<String>>()
+            .join(";");
+        self.use_setting("urls", joined)
+    }
+
+    /// Let the URLs win over endpoints configured in code or in
+    /// `Kestrel:Endpoints` (`preferHostingUrls`).
+    pub fn prefer_hosting_urls(self, prefer: bool) -> Self {
+        self.use_setting("preferHostingUrls", prefer.to_string())
+    }
+
+    /// The environment name (`environment`; `Development`, `Staging`, `Production`).
+    pub fn use_environment(self, environment: impl Into<String>) -> Self {
+        self.use_setting("environment", environment)
+    }
+
+    /// The content root (`contentRoot`): where `appsettings*.json` and
+    /// relative certificate paths are found.
+    pub fn use_content_root(self, path: impl AsRef<Path>) -> Self {
+        let p = path.as_ref().display().to_string();
+        self.use_setting("contentRoot", p)
+    }
+
+    /// The graceful shutdown timeout (`shutdownTimeoutSeconds`; default 30 s).
+    pub fn use_shutdown_timeout(self, timeout: Duration) -> Self {
+        self.use_setting(
+            "shutdownTimeoutSeconds",
+            format!("{}", timeout.as_secs_f64()),
+        )
+    }
+
+    /// Add to the request pipeline (ASP.NET Core's `Configure(app => …)`).
+    /// Several calls add in order.
+    pub fn configure(mut self, f: impl FnOnce(&mut ApplicationBuilder) + Send + 'static) -> Self {
+        self.configure.push(Box::new(f));
+        self
+    }
+
+    /// Choose the server: `factory` runs at [`build`](Self::build) with the
+    /// final configuration. `kestrel::hosting`'s `use_kestrel` calls this.
+    pub fn use_server(
+        mut self,
+        factory: impl FnOnce(&HostContext) -> Result<Box<dyn crate::server::Server>, BoxError>
+            + Send
+            + 'static,
+    ) -> Self {
+        self.server = Some(Box::new(factory));
+        self
+    }
+
+    /// The lifetime, to register hooks before the host is built.
+    pub fn lifetime(&self) -> &ApplicationLifetime {
+        &self.lifetime
+    }
+
+    fn base_layers(&self, b: ConfigurationBuilder) -> Result<ConfigurationBuilder, HostError> {
+        let mut b = b;
+        if let Some(prefix) = &self.env_prefix {
+            b = b.add_env_vars(prefix);
+        }
+        b = b.add_command_line(self.args.iter().cloned())?;
+        Ok(b.add_pairs(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+    }
+
+    /// Read every configuration source (without building the pipeline or the server).
+    pub fn build_context(&self) -> Result<HostContext, HostError> {
+        // Host settings first: they say which files to read.
+        let host = self.base_layers(ConfigurationBuilder::new())?.build();
+        let environment = host
+            .get("environment")
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or("Production")
+            .to_string();
+        let content_root = match host.get("contentRoot").filter(|p| !p.trim().is_empty()) {
+            Some(p) => {
+                let p = PathBuf::from(p);
+                if p.is_absolute() {
+                    p
+                } else {
+                    std::env::current_dir().unwrap_or_default().join(p)
+                }
+            }
+            None => std::env::current_dir().unwrap_or_default(),
+        };
+        let mut b = ConfigurationBuilder::new();
+        if self.defaults {
+            b = b
+                .add_json_file(content_root.join("appsettings.json"), true)?
+                .add_json_file(
+                    content_root.join(format!("appsettings.{environment}.json")),
+                    true,
+                )?;
+        }
+        let configuration = self.base_layers(b)?.build();
+        Ok(HostContext {
+            configuration,
+            environment,
+            content_root,
+            listen_fds: systemd::listen_fds(),
+        })
+    }
+
+    /// Read the configuration, set up logging (default builder), build the
+    /// pipeline and the server. Configuration errors (a bad limit, an
+    /// unknown key under `Kestrel:Limits`, …) surface here.
+    pub fn build(self) -> Result<WebHost, HostError> {
+        let context = self.build_context()?;
+        let config = &context.configuration;
+        if self.defaults {
+            init_logging(config);
+        }
+        let shutdown_timeout = match config.get("shutdownTimeoutSeconds") {
+            Some(v) if !v.trim().is_empty() => {
+                parse_time_span(v).map_err(|reason| HostError::Setting {
+                    key: "shutdownTimeoutSeconds".into(),
+                    value: v.into(),
+                    reason,
+                })?
+            }
+            _ => DEFAULT_SHUTDOWN_TIMEOUT,
+        };
+        let prefer_hosting_urls = match config.get("preferHostingUrls") {
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => true,
+                "false" | "0" | "" => false,
+                _ => {
+                    return Err(HostError::Setting {
+                        key: "preferHostingUrls".into(),
+                        value: v.into(),
+                        reason: "expected true or false".into(),
+                    })
+                }
+            },
+            None => false,
+        };
+        let urls = HostingUrls {
+            urls: config
+                .get("urls")
+                .map(|u| {
+                    u.split(';')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            prefer_hosting_urls,
+        };
+        let mut app = ApplicationBuilder::new();
+        if self.defaults {
+            if let Some(hosts) = config.get("AllowedHosts").filter(|h| !h.trim().is_empty()) {
+                let filter = crate::middleware::host_filtering::HostFiltering::new(hosts)
+                    .map_err(|e| HostError::Middleware(format!("AllowedHosts: {e}")))?;
+                app.use_middleware(filter);
+            }
+        }
+        for f in self.configure {
+            f(&mut app);
+        }
+        let server = match self.server {
+            Some(factory) => Some(factory(&context).map_err(HostError::Server)?),
+            None => None,
+        };
+        Ok(WebHost {
+            context,
+            server,
+            pipeline: app.build(),
+            urls,
+            shutdown_timeout,
+            lifetime: self.lifetime,
+        })
+    }
+}
+
+/// Map a .NET log level name to a tracing level directive.
+fn level_of(name: &str) -> Option<&'static str> {
+    Some(match name.trim().to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "information" | "info" => "info",
+        "warning" | "warn" => "warn",
+        "error" | "critical" => "error",
+        "none" | "off" => "off",
+        _ => return None,
+    })
+}
+
+/// The `tracing` filter from `Logging:LogLevel`: `Default` sets the global
+/// level; other entries whose category is a Rust target (`kestrel`,
+/// `kestrel::connections`, `my_app`) set that target's level. Dotted .NET
+/// categories (`Microsoft.AspNetCore`) are ignored.
+pub fn log_filter_from_config(config: &Configuration) -> String {
+    let mut directives = vec![config
+        .get("Logging:LogLevel:Default")
+        .and_then(level_of)
+        .unwrap_or("info")
+        .to_string()];
+    for (key, value) in config.section("Logging:LogLevel") {
+        let category = &key["Logging:LogLevel:".len()..];
+        if category.eq_ignore_ascii_case("default") || category.contains('.') {
+            continue;
+        }
+        if let Some(level) = level_of(value) {
+            directives.push(format!("{category}={level}"));
+        }
+    }
+    directives.join(",")
+}
+
+/// Console logging (tracing-subscriber `fmt`): `RUST_LOG` when set, else
+/// [`log_filter_from_config`]. Does nothing if a subscriber is already set.
+pub fn init_logging(config: &Configuration) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v).ok(),
+        _ => None,
+    }
+    .unwrap_or_else(|| {
+        EnvFilter::try_new(log_filter_from_config(config))
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .try_init();
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filter() {
+        let c = ConfigurationBuilder::new()
+            .add_pairs([
+                ("Logging:LogLevel:Default", "Warning"),
+                ("Logging:LogLevel:kestrel", "Debug"),
+                ("Logging:LogLevel:Microsoft.AspNetCore", "Warning"),
+            ])
+            .build();
+        assert_eq!(log_filter_from_config(&c), "warn,kestrel=debug");
+        assert_eq!(log_filter_from_config(&Configuration::default()), "info");
+    }
+
+    #[test]
+    fn settings_in_code_and_defaults() {
+        let dir = std::env::temp_dir().join(format!("kestrel-builder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("appsettings.json"),
+            r#"{"urls":"http://file:1","A":"file","B":"file"}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("appsettings.Staging.json"), r#"{"A":"staging"}"#).unwrap();
+        let ctx = WebHost::create_default_builder(["prog", "--B=cli"])
+            .use_content_root(&dir)
+            .use_environment("Staging")
+            .build_context()
+            .unwrap();
+        assert_eq!(ctx.environment, "Staging");
+        assert_eq!(ctx.configuration.get("A"), Some("staging"));
+        assert_eq!(ctx.configuration.get("B"), Some("cli"));
+        assert_eq!(ctx.configuration.get("urls"), Some("http://file:1"));
+        let host = WebHostBuilder::new()
+            .use_shutdown_timeout(Duration::from_millis(1500))
+            .build()
+            .unwrap();
+        assert_eq!(host.shutdown_timeout(), Duration::from_millis(1500));
+        let err = WebHostBuilder::new()
+            .use_setting("shutdownTimeoutSeconds", "soon")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("shutdownTimeoutSeconds"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

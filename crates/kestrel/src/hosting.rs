@@ -1,0 +1,312 @@
+//! Kestrel as the server of a `kestrel-hosting` web host (feature `hosting`,
+//! on by default), as `UseKestrel` plugs Kestrel into ASP.NET Core's `IServer`.
+//!
+//! ```no_run
+//! use kestrel::hosting::WebHostBuilderKestrelExt;
+//! use kestrel_hosting::WebHost;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! WebHost::create_default_builder(std::env::args())
+//!     .use_kestrel(|options| {
+//!         options.limits.max_request_body_size = Some(10 * 1024 * 1024);
+//!     })
+//!     .configure(|app| {
+//!         app.run(|_req: http::Request<kestrel::RequestBody>| async {
+//!             http::Response::new(http_body_util::Full::new(bytes::Bytes::from("hello")))
+//!         });
+//!     })
+//!     .build()?
+//!     .run()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! What `use_kestrel` reads from configuration (`docs/configuration.md`):
+//! `Kestrel:Limits:*` and the top-level switches into
+//! [`KestrelServerOptions`]; `Kestrel:Endpoints:<Name>` as listen endpoints
+//! (they win over `urls` with a warning, unless `preferHostingUrls`), HTTPS
+//! ones with their certificate (PEM or PFX, relative to the content root),
+//! `Sni`, `ClientCertificateMode` and `SslProtocols`;
+//! `Kestrel:EndpointDefaults`; `Kestrel:Certificates:Default` for `https://`
+//! URLs and HTTPS endpoints without a certificate; and the sockets passed by
+//! systemd socket activation. Then the `configure` callback runs, so code
+//! wins over configuration.
+
+use std::time::Duration;
+
+use kestrel_core::{BindTarget, BoxError, HttpProtocols, KestrelServerOptions, ListenOptions};
+use kestrel_hosting::kestrel_config::{
+    bind_server_options, read_kestrel_section, KestrelConfigError,
+};
+use kestrel_hosting::pipeline::Pipeline;
+use kestrel_hosting::server::{BoxFuture, HostContext, HostingUrls, Server, StartedServer};
+use kestrel_hosting::WebHostBuilder;
+
+use crate::server::{KestrelServer, RunningServer};
+
+/// Adds [`use_kestrel`](Self::use_kestrel) to [`WebHostBuilder`].
+pub trait WebHostBuilderKestrelExt {
+    /// Host the app on Kestrel. `configure` adjusts the options after the
+    /// `Kestrel` configuration section was applied.
+    fn use_kestrel(
+        self,
+        configure: impl FnOnce(&mut KestrelServerOptions) + Send + 'static,
+    ) -> Self;
+}
+
+impl WebHostBuilderKestrelExt for WebHostBuilder {
+    fn use_kestrel(
+        self,
+        configure: impl FnOnce(&mut KestrelServerOptions) + Send + 'static,
+    ) -> Self {
+        self.use_server(move |ctx: &HostContext| {
+            let server = kestrel_from_context(ctx, configure)?;
+            Ok(Box::new(HostedKestrel { server }) as Box<dyn Server>)
+        })
+    }
+}
+
+/// Build a [`KestrelServer`] from the host's configuration, then `configure`.
+/// This is what [`WebHostBuilderKestrelExt::use_kestrel`] does; it is public
+/// for tests and for hosting Kestrel without the builder.
+pub fn kestrel_from_context(
+    ctx: &HostContext,
+    configure: impl FnOnce(&mut KestrelServerOptions),
+) -> Result<KestrelServer, BoxError> {
+    let config = &ctx.configuration;
+    let mut options = KestrelServerOptions::default();
+    bind_server_options(config, &mut options)?;
+    let section = read_kestrel_section(config, &ctx.content_root)?;
+    let defaults = section.endpoint_defaults.clone();
+    if let Some(p) = defaults.protocols {
+        options.configure_endpoint_defaults(move |l: &mut ListenOptions| l.protocols = p);
+    }
+    for fd in &ctx.listen_fds {
+        tracing::info!(target: "kestrel", fd, "listening on a socket passed by systemd");
+        options.listen(BindTarget::Fd(*fd), |_| {});
+    }
+    #[cfg(feature = "tls")]
+    let default_cert = match &section.default_certificate {
+        Some(c) => Some(tls::load_certificate(c, "Kestrel:Certificates:Default")?),
+        None => None,
+    };
+    for ep in &section.endpoints {
+        let mut lo = ListenOptions::new(ep.url.target.clone());
+        options.apply_endpoint_defaults(&mut lo);
+        if let Some(p) = ep.tls.protocols {
+            lo.protocols = p;
+        }
+        if lo.protocols == HttpProtocols::NONE {
+            return Err(Box::new(KestrelConfigError::Invalid {
+                key: format!("Kestrel:Endpoints:{}:Protocols", ep.name),
+                value: "None".into(),
+                reason: "an endpoint must enable at least one protocol".into(),
+            }));
+        }
+        if ep.url.scheme == kestrel_core::Scheme::Https {
+            #[cfg(feature = "tls")]
+            {
+                use kestrel_tls::ListenOptionsHttpsExt;
+                let https = tls::endpoint_https(ep, &defaults, default_cert.as_ref())?;
+                lo.try_use_https(https)?;
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(Box::new(crate::StartError::TlsNotConfigured(
+                ep.url.original.clone(),
+            )));
+        }
+        tracing::debug!(target: "kestrel", endpoint = %ep.name, url = %ep.url.original, "endpoint from configuration");
+        options.listen.push(lo);
+    }
+    configure(&mut options);
+    let mut server = KestrelServer::new(options);
+    #[cfg(feature = "tls")]
+    {
+        let mut https = kestrel_tls::HttpsOptions::new();
+        tls::apply_settings(&mut https, &defaults, "Kestrel:EndpointDefaults")?;
+        if let Some(cert) = default_cert {
+            https = https.with_certificate(cert);
+        }
+        server = server.https_defaults(https);
+    }
+    Ok(server)
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use kestrel_hosting::kestrel_config::{
+        CertificateSetting, ClientCertificateModeSetting, EndpointSetting, KestrelConfigError,
+        SslProtocolsSetting, TlsSettings,
+    };
+    use kestrel_tls::{Certificate, ClientCertificateMode, HttpsOptions, TlsVersion};
+
+    fn err(key: &str, e: impl std::fmt::Display) -> KestrelConfigError {
+        KestrelConfigError::Invalid {
+            key: key.to_string(),
+            value: String::new(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Load a PEM pair (`Path` + `KeyPath`) or a PKCS#12 file (`Path` + `Password`).
+    pub(super) fn load_certificate(
+        c: &CertificateSetting,
+        key: &str,
+    ) -> Result<Certificate, KestrelConfigError> {
+        let Some(path) = &c.path else {
+            return Err(err(&format!("{key}:Path"), "a certificate needs a Path"));
+        };
+        match &c.key_path {
+            Some(kp) => Certificate::from_pem_files(path, kp).map_err(|e| err(key, e)),
+            None => {
+                let is_pem = path.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("pem") || e.eq_ignore_ascii_case("crt")
+                });
+                if is_pem {
+                    // A PEM file holding both the chain and the key.
+                    Certificate::from_pem_files(path, path).map_err(|e| err(key, e))
+                } else {
+                    Certificate::from_pkcs12_file(path, c.password.as_deref().unwrap_or(""))
+                        .map_err(|e| err(key, e))
+                }
+            }
+        }
+    }
+
+    pub(super) fn apply_settings(
+        https: &mut HttpsOptions,
+        s: &TlsSettings,
+        key: &str,
+    ) -> Result<(), KestrelConfigError> {
+        if let Some(m) = s.client_certificate_mode {
+            https.client_certificate_mode = match m {
+                ClientCertificateModeSetting::NoCertificate => ClientCertificateMode::NoCertificate,
+                ClientCertificateModeSetting::AllowCertificate => {
+                    ClientCertificateMode::AllowCertificate
+                }
+                ClientCertificateModeSetting::RequireCertificate => {
+                    ClientCertificateMode::RequireCertificate
+                }
+                ClientCertificateModeSetting::DelayCertificate => {
+                    return Err(err(
+                        &format!("{key}:ClientCertificateMode"),
+                        "DelayCertificate is not supported (rustls has no renegotiation); use AllowCertificate",
+                    ))
+                }
+                _ => ClientCertificateMode::NoCertificate,
+            };
+        }
+        if let Some(v) = s.ssl_protocols {
+            https.min_protocol_version = match v {
+                SslProtocolsSetting::Tls13 => TlsVersion::Tls13,
+                _ => TlsVersion::Tls12,
+            };
+        }
+        Ok(())
+    }
+
+    /// The HTTPS options of one configured endpoint.
+    pub(super) fn endpoint_https(
+        ep: &EndpointSetting,
+        defaults: &TlsSettings,
+        default_cert: Option<&Certificate>,
+    ) -> Result<HttpsOptions, KestrelConfigError> {
+        let prefix = format!("Kestrel:Endpoints:{}", ep.name);
+        let mut https = HttpsOptions::new();
+        apply_settings(&mut https, defaults, "Kestrel:EndpointDefaults")?;
+        apply_settings(&mut https, &ep.tls, &prefix)?;
+        match &ep.tls.certificate {
+            Some(c) => {
+                https =
+                    https.with_certificate(load_certificate(c, &format!("{prefix}:Certificate"))?)
+            }
+            None => {
+                if let Some(c) = default_cert {
+                    https = https.with_certificate(c.clone());
+                }
+            }
+        }
+        for (host, s) in &ep.sni {
+            let sp = format!("{prefix}:Sni:{host}");
+            match &s.certificate {
+                Some(c) => {
+                    https = https.with_sni_certificate(
+                        host.clone(),
+                        load_certificate(c, &format!("{sp}:Certificate"))?,
+                    )
+                }
+                None => {
+                    return Err(err(
+                        &format!("{sp}:Certificate"),
+                        "an SNI entry needs its own Certificate (per-host protocols and client certificate modes are not supported)",
+                    ))
+                }
+            }
+            if s.client_certificate_mode.is_some()
+                || s.ssl_protocols.is_some()
+                || s.protocols.is_some()
+            {
+                return Err(err(
+                    &sp,
+                    "per-host Protocols, SslProtocols and ClientCertificateMode are not supported; set them on the endpoint",
+                ));
+            }
+        }
+        if !https.has_server_certificate() {
+            https = https
+                .with_development_certificate()
+                .map_err(|e| err(&prefix, e))?;
+        }
+        Ok(https)
+    }
+}
+
+/// The facade's [`Server`]: a [`KestrelServer`] waiting to start.
+#[derive(Debug)]
+pub struct HostedKestrel {
+    server: KestrelServer,
+}
+
+impl HostedKestrel {
+    /// Wrap a configured server.
+    pub fn new(server: KestrelServer) -> Self {
+        HostedKestrel { server }
+    }
+}
+
+impl Server for HostedKestrel {
+    fn start(
+        self: Box<Self>,
+        app: Pipeline,
+        urls: HostingUrls,
+    ) -> BoxFuture<'static, Result<Box<dyn StartedServer>, BoxError>> {
+        Box::pin(async move {
+            let running = self
+                .server
+                .urls(urls.urls)
+                .prefer_urls(urls.prefer_hosting_urls)
+                .start(app)
+                .await?;
+            Ok(Box::new(StartedKestrel { running }) as Box<dyn StartedServer>)
+        })
+    }
+}
+
+#[derive(Debug)]
+struct StartedKestrel {
+    running: RunningServer,
+}
+
+impl StartedServer for StartedKestrel {
+    fn addresses(&self) -> Vec<String> {
+        self.running
+            .addresses()
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    }
+
+    fn stop(self: Box<Self>, timeout: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(self.running.stop_with_timeout(timeout))
+    }
+}
