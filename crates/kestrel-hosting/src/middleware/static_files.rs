@@ -17,7 +17,7 @@
 //!   the trailing `/` it is first redirected (`301`) to the path with one.
 //! - Files are streamed with `tokio::fs` in 64 KiB chunks, never read whole.
 //!
-//! Path safety: the request path (below the [`PathBase`](crate::pipeline::PathBase)
+//! Path safety: the request path (below the [`PathBase`]
 //! and [`request_path`](StaticFiles::request_path)) is split on `/` and each
 //! segment percent-decoded; a segment that is `.` or `..`, or that decodes
 //! to a `/`, `\`, NUL or invalid UTF-8, or an invalid `%` escape, is answered
