@@ -7,7 +7,9 @@
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use kestrel::http1::codec::{encode_response_head, ChunkedDecoder, ChunkedEvent, HeadParser, ResponseHead};
+use kestrel::http1::codec::{
+    encode_response_head, ChunkedDecoder, ChunkedEvent, HeadParser, ResponseHead,
+};
 
 fn main() {
     divan::main();
@@ -88,7 +90,10 @@ fn decode_chunked_64k(bencher: divan::Bencher<'_, '_>, chunk: usize) {
 #[divan::bench]
 fn encode_hello_head(bencher: divan::Bencher<'_, '_>) {
     let mut headers = HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
     let date = b"Sun, 22 Nov 2026 04:30:55 GMT";
     let mut dst = BytesMut::with_capacity(1024);
     bencher.bench_local(|| {

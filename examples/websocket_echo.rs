@@ -7,7 +7,9 @@ use kestrel::{KestrelServer, RequestBody};
 
 #[tokio::main]
 async fn main() {
-    let url = std::env::args().nth(1).unwrap_or_else(|| "http://127.0.0.1:5001".to_string());
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "http://127.0.0.1:5001".to_string());
     let server = match KestrelServer::default()
         .urls([url])
         .start(|req: Request<RequestBody>| kestrel_demo::websocket::echo(req))

@@ -175,14 +175,20 @@ pub mod websocket {
             req.headers().get(SEC_WEBSOCKET_KEY),
             is_websocket,
         ) else {
-            return plain(StatusCode::BAD_REQUEST, "a WebSocket handshake is expected here\n");
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "a WebSocket handshake is expected here\n",
+            );
         };
         let on_upgrade = match upgrade.upgrade() {
             Ok(u) => u,
             // For instance max_concurrent_upgraded_connections is reached.
             Err(e) => {
                 tracing::debug!("WebSocket upgrade refused: {e}");
-                return plain(StatusCode::SERVICE_UNAVAILABLE, "too many upgraded connections\n");
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many upgraded connections\n",
+                );
             }
         };
         let accept = derive_accept_key(key.as_bytes());
@@ -199,8 +205,10 @@ pub mod websocket {
             }
         });
         let mut r = plain(StatusCode::SWITCHING_PROTOCOLS, "");
-        r.headers_mut().insert(UPGRADE, HeaderValue::from_static("websocket"));
-        r.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        r.headers_mut()
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         if let Ok(v) = HeaderValue::from_str(&accept) {
             r.headers_mut().insert(SEC_WEBSOCKET_ACCEPT, v);
         }

@@ -21,25 +21,36 @@ async fn count_body(req: Request<RequestBody>) -> Response<Full<Bytes>> {
     if req.headers().contains_key("x-allow-slow") {
         let limits = req.extensions().get::<RequestLimits>().unwrap();
         limits
-            .set_min_request_body_data_rate(Some(MinDataRate::new(10.0, Duration::from_millis(1500)).unwrap()))
+            .set_min_request_body_data_rate(Some(
+                MinDataRate::new(10.0, Duration::from_millis(1500)).unwrap(),
+            ))
             .unwrap();
     }
     match req.into_body().collect().await {
-        Ok(b) => Response::new(Full::new(Bytes::from(format!("len={}", b.to_bytes().len())))),
+        Ok(b) => Response::new(Full::new(Bytes::from(format!(
+            "len={}",
+            b.to_bytes().len()
+        )))),
         Err(e) => Response::new(Full::new(Bytes::from(format!("error={e}")))),
     }
 }
 
 #[tokio::test]
 async fn slowloris_gets_408_while_others_are_served() {
-    let server = start(|o| o.limits.request_headers_timeout = Duration::from_secs(2), support::hello).await;
+    let server = start(
+        |o| o.limits.request_headers_timeout = Duration::from_secs(2),
+        support::hello,
+    )
+    .await;
     let addr = support::addr(&server);
     let slow = tokio::spawn(async move {
         let s = TcpStream::connect(addr).await.unwrap();
         let (mut rd, mut wr) = s.into_split();
         let t = Instant::now();
         let trickle = tokio::spawn(async move {
-            for b in b"GET / HTTP/1.1\r\nHost: x\r\nX-Trickle: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            for b in
+                b"GET / HTTP/1.1\r\nHost: x\r\nX-Trickle: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            {
                 if wr.write_all(&[*b]).await.is_err() {
                     break;
                 }
@@ -47,45 +58,70 @@ async fn slowloris_gets_408_while_others_are_served() {
             }
         });
         let mut reply = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut reply)).await.ok();
+        tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut reply))
+            .await
+            .ok();
         let took = t.elapsed();
         trickle.abort();
         (String::from_utf8_lossy(&reply).into_owned(), took)
     });
     // A normal client is served throughout.
     for _ in 0..10 {
-        let reply = support::raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let reply = support::raw(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert_eq!(status_of(&reply), 200);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (reply, took) = slow.await.unwrap();
     assert_eq!(status_of(&reply), 408, "{reply}");
     assert!(reply.contains("connection: close"), "{reply}");
-    assert!(took >= Duration::from_secs(2) && took < Duration::from_millis(3500), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(3500),
+        "{took:?}"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_client_that_sends_nothing_is_dropped() {
-    let server = start(|o| o.limits.request_headers_timeout = Duration::from_secs(2), support::hello).await;
+    let server = start(
+        |o| o.limits.request_headers_timeout = Duration::from_secs(2),
+        support::hello,
+    )
+    .await;
     let mut s = TcpStream::connect(support::addr(&server)).await.unwrap();
     let t = Instant::now();
     assert_eq!(read_to_close(&mut s).await, "", "closed without a response");
     let took = t.elapsed();
-    assert!(took >= Duration::from_secs(2) && took < Duration::from_millis(3500), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(3500),
+        "{took:?}"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn idle_keep_alive_connection_closes_after_the_timeout() {
-    let server = start(|o| o.limits.keep_alive_timeout = Duration::from_secs(2), support::hello).await;
+    let server = start(
+        |o| o.limits.keep_alive_timeout = Duration::from_secs(2),
+        support::hello,
+    )
+    .await;
     let mut s = TcpStream::connect(support::addr(&server)).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     read_until(&mut s, "Hello, World!").await;
     let t = Instant::now();
     assert_eq!(read_to_close(&mut s).await, "");
     let took = t.elapsed();
-    assert!(took >= Duration::from_secs(2) && took < Duration::from_millis(3500), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(3500),
+        "{took:?}"
+    );
     server.stop().await;
 }
 
@@ -125,14 +161,23 @@ async fn slow_upload(addr: std::net::SocketAddr, extra_header: &str) -> (String,
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(15), read).await.ok();
+    tokio::time::timeout(Duration::from_secs(15), read)
+        .await
+        .ok();
     writer.abort();
-    (String::from_utf8_lossy(&reply).into_owned(), answered.unwrap_or(t.elapsed()))
+    (
+        String::from_utf8_lossy(&reply).into_owned(),
+        answered.unwrap_or(t.elapsed()),
+    )
 }
 
 #[tokio::test]
 async fn slow_upload_below_the_minimum_rate_gets_408() {
-    let server = start(|o| o.limits.min_request_body_data_rate = slow_rate(), count_body).await;
+    let server = start(
+        |o| o.limits.min_request_body_data_rate = slow_rate(),
+        count_body,
+    )
+    .await;
     let addr = support::addr(&server);
     let (reply, took) = slow_upload(addr, "").await;
     assert_eq!(status_of(&reply), 408, "{reply}");
@@ -143,7 +188,11 @@ async fn slow_upload_below_the_minimum_rate_gets_408() {
 
     // A fast upload is unaffected.
     let body = vec![b'y'; 64 * 1024];
-    let mut req = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+    let mut req = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     req.extend_from_slice(&body);
     let reply = support::raw(addr, &req).await;
     assert!(reply.ends_with("len=65536"), "{reply}");
@@ -172,7 +221,10 @@ impl http_body::Body for Endless {
             return std::task::Poll::Ready(None);
         }
         self.produced.fetch_add(64 * 1024, Ordering::SeqCst);
-        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(vec![b'z'; 64 * 1024])))))
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(vec![
+            b'z';
+            64 * 1024
+        ])))))
     }
 }
 
@@ -198,17 +250,25 @@ async fn a_client_that_stops_reading_is_aborted_and_memory_stays_bounded() {
     let rate = Some(MinDataRate::new(1_000_000.0, Duration::from_millis(1500)).unwrap());
     let server = start(|o| o.limits.min_response_data_rate = rate, app).await;
     let mut s = TcpStream::connect(support::addr(&server)).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     // Never read. The server may fill the socket buffers, then must wait.
     let t = Instant::now();
     while !dropped.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(dropped.load(Ordering::SeqCst), "the slow reader was aborted");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the slow reader was aborted"
+    );
     let produced = produced.load(Ordering::SeqCst);
     // What the app produced = what the kernel buffers took + at most the
     // response buffer limit (64 KiB) + one 64 KiB frame: far below 100 MB.
-    assert!(produced < 24 * 1024 * 1024, "the server buffered {produced} bytes for a client that reads nothing");
+    assert!(
+        produced < 24 * 1024 * 1024,
+        "the server buffered {produced} bytes for a client that reads nothing"
+    );
     // The connection is gone: reading drains what the kernel held, then ends.
     let mut sink = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -220,8 +280,13 @@ async fn a_client_that_stops_reading_is_aborted_and_memory_stays_bounded() {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), drain).await.unwrap();
-    assert!(total < produced, "the response was cut short ({total} of {produced} bytes)");
+    tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .unwrap();
+    assert!(
+        total < produced,
+        "the response was cut short ({total} of {produced} bytes)"
+    );
     server.stop().await;
 }
 
@@ -239,7 +304,10 @@ async fn per_request_body_size_override() {
         let mut body = req.into_body();
         let first = body.frame().await;
         assert!(limits.is_read_only());
-        assert_eq!(limits.set_max_request_body_size(None), Err(FeatureError::ReadOnly));
+        assert_eq!(
+            limits.set_max_request_body_size(None),
+            Err(FeatureError::ReadOnly)
+        );
         let mut len = 0;
         if let Some(Ok(f)) = first {
             len += f.into_data().map(|d| d.len()).unwrap_or(0);
@@ -256,11 +324,18 @@ async fn per_request_body_size_override() {
         format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
     };
     let reply = support::raw(addr, post("/raise", &body).as_bytes()).await;
-    assert!(reply.ends_with("len=50"), "a raised limit lets 50 bytes through: {reply}");
+    assert!(
+        reply.ends_with("len=50"),
+        "a raised limit lets 50 bytes through: {reply}"
+    );
     let reply = support::raw(addr, post("/", &body).as_bytes()).await;
     assert_eq!(status_of(&reply), 413, "{reply}");
     let reply = support::raw(addr, post("/lower", "abcde").as_bytes()).await;
-    assert_eq!(status_of(&reply), 413, "a lowered limit refuses 5 bytes: {reply}");
+    assert_eq!(
+        status_of(&reply),
+        413,
+        "a lowered limit refuses 5 bytes: {reply}"
+    );
     server.stop().await;
 }
 
@@ -270,13 +345,18 @@ async fn connection_timeout_feature_closes_the_connection() {
         let info = req.extensions().get::<ConnectionInfo>().unwrap();
         let timeout = info.timeout().expect("served connections have the feature");
         timeout.set_timeout(Duration::from_millis(300)).unwrap();
-        assert!(timeout.set_timeout(Duration::from_secs(1)).is_err(), "a second set is refused");
+        assert!(
+            timeout.set_timeout(Duration::from_secs(1)).is_err(),
+            "a second set is refused"
+        );
         tokio::time::sleep(Duration::from_secs(30)).await;
         Response::new(Full::new(Bytes::new()))
     };
     let server = start(|_| {}, app).await;
     let mut s = TcpStream::connect(support::addr(&server)).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let t = Instant::now();
     assert_eq!(read_to_close(&mut s).await, "");
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());

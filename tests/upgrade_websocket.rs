@@ -29,7 +29,10 @@ async fn websocket_echo_through_the_upgrade() {
         assert_eq!(echoed.into_text().unwrap().as_str(), text);
     }
     ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap().into_data().as_ref(), &[1u8, 2, 3]);
+    assert_eq!(
+        ws.next().await.unwrap().unwrap().into_data().as_ref(),
+        &[1u8, 2, 3]
+    );
     ws.close(None).await.unwrap();
     server.stop().await;
 }
@@ -54,29 +57,70 @@ async fn upgraded_connections_have_their_own_limit() {
     // ... and its upgrade is refused while the first is open: the app answers normally.
     assert_eq!(status_of(&reply), 503, "{reply}");
     first.send(Message::text("still here")).await.unwrap();
-    assert_eq!(first.next().await.unwrap().unwrap().into_text().unwrap().as_str(), "still here");
+    assert_eq!(
+        first
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .as_str(),
+        "still here"
+    );
     first.close(None).await.unwrap();
     drop(first);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (mut second, _) = tokio_tungstenite::connect_async(&url).await.expect("the place was freed");
+    let (mut second, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("the place was freed");
     second.send(Message::text("again")).await.unwrap();
-    assert_eq!(second.next().await.unwrap().unwrap().into_text().unwrap().as_str(), "again");
+    assert_eq!(
+        second
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .as_str(),
+        "again"
+    );
     second.close(None).await.unwrap();
     server.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_aborts_an_open_upgraded_connection_after_the_timeout() {
-    let server = start(|o| o.shutdown_timeout = Duration::from_millis(300), kestrel_demo::app).await;
+    let server = start(
+        |o| o.shutdown_timeout = Duration::from_millis(300),
+        kestrel_demo::app,
+    )
+    .await;
     let url = format!("ws://{}/ws", support::addr(&server));
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     ws.send(Message::text("ping")).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap().into_text().unwrap().as_str(), "ping");
+    assert_eq!(
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .as_str(),
+        "ping"
+    );
     let t = std::time::Instant::now();
     server.stop().await;
-    assert!(t.elapsed() < Duration::from_secs(3), "stop waited {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stop waited {:?}",
+        t.elapsed()
+    );
     // The server side is gone: the client's stream ends.
-    let next = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap();
     assert!(!matches!(next, Some(Ok(Message::Text(_)))), "{next:?}");
 }
 

@@ -83,7 +83,9 @@ impl ConnectionInfo {
             addresses,
             ..self.into_inner()
         };
-        ConnectionInfo { inner: Arc::new(inner) }
+        ConnectionInfo {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The same, with the connection-timeout feature bound to the live connection.
@@ -92,7 +94,9 @@ impl ConnectionInfo {
             timeout: Some(ConnectionTimeout { handle, clock }),
             ..self.into_inner()
         };
-        ConnectionInfo { inner: Arc::new(inner) }
+        ConnectionInfo {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The connection-timeout feature (Kestrel's `IConnectionTimeoutFeature`),

@@ -479,7 +479,10 @@ impl Driver {
             protocol = "HTTP/1.1",
             connection_id = %self.handle.id(),
         );
-        let mut fut = pin!(CatchUnwind::new(tracing::Instrument::instrument(app.call(request), span)));
+        let mut fut = pin!(CatchUnwind::new(tracing::Instrument::instrument(
+            app.call(request),
+            span
+        )));
         let shared = &self.shared;
         let wb = &mut self.wb;
         let result = poll_fn(|cx| {
@@ -809,6 +812,8 @@ impl Driver {
             matches!((c.body.limit, c.body.declared_len), (Some(l), Some(n)) if n > l)
         };
         if too_large {
+            self.handle
+                .set_end_reason(ConnectionEndReason::MaxRequestBodySizeExceeded);
             return Ok(false);
         }
         self.handle.rates().end_read();

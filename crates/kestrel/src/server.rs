@@ -6,9 +6,10 @@ use std::future::{poll_fn, Future};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kestrel_core::connection::{ConnectionGuard, ConnectionManager};
+use kestrel_core::connection::{ConnectionEndReason, ConnectionGuard, ConnectionManager};
 use kestrel_core::heartbeat::{spawn_heartbeat, Clock};
 use kestrel_core::limits::HEARTBEAT_INTERVAL;
+use kestrel_core::metrics::{self, EndpointTags};
 use kestrel_core::{
     Application, BoundAddress, ConnectionInfo, KestrelServerOptions, ListenOptions,
     ServerAddresses, TlsInfo,
@@ -191,6 +192,7 @@ async fn accept_loop<A: Application>(
     shared: Arc<ServerShared<A>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let tags = EndpointTags::new(bound.listener.local_addr());
     loop {
         let accepted = tokio::select! {
             biased;
@@ -207,10 +209,12 @@ async fn accept_loop<A: Application>(
                             conn,
                             bound.endpoint.clone(),
                             bound.address.clone(),
+                            tags.clone(),
                             shared.clone(),
                         ));
                     }
                     Err(e) => {
+                        metrics::connection_rejected(&tags);
                         tracing::warn!(
                             target: "kestrel::connections",
                             event_id = 24u32,
@@ -233,11 +237,37 @@ async fn accept_loop<A: Application>(
 
 async fn serve_connection<A: Application>(
     guard: ConnectionGuard,
+    conn: Connection,
+    endpoint: Arc<ListenOptions>,
+    address: BoundAddress,
+    tags: EndpointTags,
+    shared: Arc<ServerShared<A>>,
+) {
+    let id = guard.id();
+    let handle = guard.handle().clone();
+    let started = metrics::ENABLED.then(std::time::Instant::now);
+    metrics::connection_started(&tags);
+    let span = tracing::debug_span!(target: "kestrel::connections", "connection", connection_id = %id, remote = %conn.remote_addr, endpoint = %address);
+    let version = tracing::Instrument::instrument(
+        run_connection(guard, conn, endpoint, address, shared),
+        span,
+    )
+    .await;
+    if let Some(started) = started {
+        metrics::connection_stopped(&tags, started.elapsed(), version, handle.end_reason());
+    }
+    tracing::debug!(target: "kestrel::connections", event_id = 2u32, event_name = "ConnectionStop", connection_id = %id, "connection stopped");
+}
+
+/// Run the connection middleware, pick the protocol and serve; returns the
+/// protocol version spoken (`"1.1"`, `"2"`), if any.
+async fn run_connection<A: Application>(
+    guard: ConnectionGuard,
     mut conn: Connection,
     endpoint: Arc<ListenOptions>,
     address: BoundAddress,
     shared: Arc<ServerShared<A>>,
-) {
+) -> Option<&'static str> {
     let id = guard.id();
     tracing::debug!(target: "kestrel::connections", event_id = 1u32, event_name = "ConnectionStart", connection_id = %id, remote = %conn.remote_addr, endpoint = %address, "connection started");
     let mut features = http::Extensions::new();
@@ -245,8 +275,12 @@ async fn serve_connection<A: Application>(
         match mw.call(conn, &mut features).await {
             Ok(c) => conn = c,
             Err(e) => {
+                // TLS is the connection middleware that fails in practice.
+                guard
+                    .handle()
+                    .set_end_reason(ConnectionEndReason::TlsHandshakeFailed);
                 tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection middleware closed the connection");
-                return;
+                return None;
             }
         }
     }
@@ -261,6 +295,7 @@ async fn serve_connection<A: Application>(
     .with_server_addresses(shared.addresses.clone())
     .with_timeout_feature(guard.handle().clone(), shared.clock.clone());
     let handle = guard.handle().clone();
+    let end_handle = handle.clone();
     let mut io = conn.io;
     // ALPN over TLS; on cleartext, the endpoint's protocols and the preface.
     let chosen = choose(
@@ -287,9 +322,13 @@ async fn serve_connection<A: Application>(
             match result {
                 Ok(()) | Err(Http1Error::BadRequest(_)) => {}
                 Err(e) => {
+                    if matches!(e, Http1Error::Io(_)) {
+                        end_handle.set_end_reason(ConnectionEndReason::ConnectionReset);
+                    }
                     tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection ended with an error")
                 }
             }
+            Some("1.1")
         }
         #[cfg(feature = "http2")]
         Chosen::Http2(read) => {
@@ -307,12 +346,18 @@ async fn serve_connection<A: Application>(
                 tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "HTTP/2 connection ended with an error")
             }
             drop(guard);
+            Some("2")
         }
         #[cfg(not(feature = "http2"))]
-        Chosen::Http2(_) => drop(guard),
-        Chosen::Close => drop(guard),
+        Chosen::Http2(_) => {
+            drop(guard);
+            None
+        }
+        Chosen::Close => {
+            drop(guard);
+            None
+        }
     }
-    tracing::debug!(target: "kestrel::connections", event_id = 2u32, event_name = "ConnectionStop", connection_id = %id, "connection stopped");
 }
 
 /// A started server: its addresses, and the way to stop it.

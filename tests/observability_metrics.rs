@@ -1,0 +1,236 @@
+//! Kestrel's metrics, recorded through the `metrics` facade into a test
+//! recorder: connection counts, rejections, end reasons, request durations.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod support;
+
+use std::time::Duration;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::MetricKind;
+use support::{raw, read_to_close, read_until, start, status_of};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+type Entry = (MetricKind, String, Vec<(String, String)>, DebugValue);
+
+/// Everything recorded so far. The debugging recorder's snapshots report
+/// changes since the previous snapshot (gauges and counters reset,
+/// histograms drained), so the test keeps every snapshot and sums them.
+struct Recorded {
+    snapshotter: Snapshotter,
+    all: Vec<Entry>,
+}
+
+impl Recorded {
+    fn now(&mut self) -> &[Entry] {
+        let fresh = self
+            .snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(ck, _, _, v)| {
+                let (kind, key) = ck.into_parts();
+                let labels = key
+                    .labels()
+                    .map(|l| (l.key().to_string(), l.value().to_string()))
+                    .collect();
+                (kind, key.name().to_string(), labels, v)
+            });
+        self.all.extend(fresh);
+        &self.all
+    }
+}
+
+fn gauge(all: &[Entry], name: &str) -> f64 {
+    all.iter()
+        .filter(|(_, n, _, _)| n == name)
+        .map(|(_, _, _, v)| match v {
+            DebugValue::Gauge(g) => g.into_inner(),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn histogram_with(all: &[Entry], name: &str, label: (&str, &str)) -> usize {
+    all.iter()
+        .filter(|(_, n, l, _)| n == name && l.iter().any(|(k, v)| k == label.0 && v == label.1))
+        .map(|(_, _, _, v)| match v {
+            DebugValue::Histogram(h) => h.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn connection_and_request_metrics() {
+    let recorder = DebuggingRecorder::new();
+    let mut rec = Recorded {
+        snapshotter: recorder.snapshotter(),
+        all: Vec::new(),
+    };
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    let server = start(
+        |o| {
+            o.limits.max_concurrent_connections = Some(2);
+            o.limits.keep_alive_timeout = Duration::from_millis(200);
+            o.limits.max_request_body_size = Some(5);
+        },
+        |req: http::Request<kestrel::RequestBody>| async move {
+            use http_body_util::BodyExt;
+            let _ = req.into_body().collect().await;
+            http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"Hello, World!",
+            )))
+        },
+    )
+    .await;
+    let addr = support::addr(&server);
+
+    // Two open connections: the gauge rises.
+    let mut a = TcpStream::connect(addr).await.unwrap();
+    a.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_until(&mut a, "Hello, World!").await;
+    let mut b = TcpStream::connect(addr).await.unwrap();
+    b.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_until(&mut b, "Hello, World!").await;
+    assert_eq!(gauge(rec.now(), "kestrel.active_connections"), 2.0);
+
+    // A third is rejected and counted.
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(read_to_close(&mut c).await, "");
+    let all = rec.now();
+    let rejected: u64 = all
+        .iter()
+        .filter(|(_, n, _, _)| n == "kestrel.rejected_connections")
+        .map(|(_, _, _, v)| match v {
+            DebugValue::Counter(c) => *c,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(rejected, 1);
+    let tags: Vec<String> = all
+        .iter()
+        .find(|(_, n, _, _)| n == "kestrel.rejected_connections")
+        .map(|(_, _, l, _)| l.iter().map(|(k, v)| format!("{k}={v}")).collect())
+        .unwrap();
+    assert!(
+        tags.contains(&"server.address=127.0.0.1".to_string()),
+        "{tags:?}"
+    );
+    assert!(tags.contains(&"network.type=ipv4".to_string()), "{tags:?}");
+    assert!(
+        tags.contains(&"network.transport=tcp".to_string()),
+        "{tags:?}"
+    );
+
+    // Idle connections end by the keep-alive timeout: error.type says so.
+    assert_eq!(read_to_close(&mut a).await, "");
+    assert_eq!(read_to_close(&mut b).await, "");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let all = rec.now();
+    assert_eq!(
+        gauge(all, "kestrel.active_connections"),
+        0.0,
+        "the gauge falls again"
+    );
+    assert_eq!(
+        histogram_with(
+            all,
+            "kestrel.connection.duration",
+            ("error.type", "keep_alive_timeout")
+        ),
+        2
+    );
+    assert!(
+        histogram_with(
+            all,
+            "kestrel.connection.duration",
+            ("network.protocol.version", "1.1")
+        ) >= 2
+    );
+
+    // A body over the limit: 413, and the connection's end reason.
+    let reply = raw(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789",
+    )
+    .await;
+    assert_eq!(status_of(&reply), 413);
+    // A trickled head: request_headers_timeout. (Default 30 s is too long; a
+    // malformed line is enough to check another reason.)
+    let reply = raw(addr, b"GET / HTTP/9.9\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status_of(&reply), 505);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let all = rec.now();
+    assert_eq!(
+        histogram_with(
+            all,
+            "kestrel.connection.duration",
+            ("error.type", "max_request_body_size_exceeded")
+        ),
+        1
+    );
+    assert_eq!(
+        histogram_with(
+            all,
+            "kestrel.connection.duration",
+            ("error.type", "invalid_http_version")
+        ),
+        1
+    );
+
+    // Request durations with method and status.
+    assert_eq!(
+        histogram_with(
+            all,
+            "http.server.request.duration",
+            ("http.response.status_code", "200")
+        ),
+        2
+    );
+    assert!(
+        histogram_with(
+            all,
+            "http.server.request.duration",
+            ("http.request.method", "GET")
+        ) >= 2
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn request_headers_timeout_end_reason() {
+    let recorder = DebuggingRecorder::new();
+    let mut rec = Recorded {
+        snapshotter: recorder.snapshotter(),
+        all: Vec::new(),
+    };
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let server = start(
+        |o| o.limits.request_headers_timeout = Duration::from_millis(300),
+        support::hello,
+    )
+    .await;
+    let mut s = TcpStream::connect(support::addr(&server)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost:").await.unwrap();
+    let reply = read_to_close(&mut s).await;
+    assert_eq!(status_of(&reply), 408);
+    // The server drains what the client may still send; closing ends that.
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let all = rec.now();
+    assert_eq!(
+        histogram_with(
+            all,
+            "kestrel.connection.duration",
+            ("error.type", "request_headers_timeout")
+        ),
+        1
+    );
+    server.stop().await;
+}
