@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kestrel_core::features::TlsInfo;
+use kestrel_core::metrics::{self, EndpointTags};
 use kestrel_core::middleware::{BoxFuture, ConnectionMiddleware};
 use kestrel_core::{HttpProtocols, ListenOptions};
 use kestrel_transport::{BoxIo, Connection};
@@ -206,7 +207,28 @@ impl ConnectionMiddleware for HttpsConnectionMiddleware {
         connection: Connection,
         features: &'a mut http::Extensions,
     ) -> BoxFuture<'a, io::Result<Connection>> {
-        Box::pin(self.handshake(connection, features))
+        Box::pin(async move {
+            // kestrel.tls_handshake.duration / kestrel.active_tls_handshakes
+            // (no-ops, and no clock read, unless metrics are compiled in).
+            let started = metrics::ENABLED.then(std::time::Instant::now);
+            let tags = EndpointTags::default();
+            if started.is_some() {
+                metrics::tls_handshake_started(&tags);
+            }
+            let result = self.handshake(connection, features).await;
+            if let Some(started) = started {
+                let version =
+                    features
+                        .get::<TlsInfo>()
+                        .and_then(|i| match i.protocol_version.as_str() {
+                            "TLSv1_3" => Some("1.3"),
+                            "TLSv1_2" => Some("1.2"),
+                            _ => None,
+                        });
+                metrics::tls_handshake_stopped(&tags, started.elapsed(), version, result.is_err());
+            }
+            result
+        })
     }
 }
 
