@@ -158,3 +158,43 @@ async fn graceful_shutdown_sends_two_goaways_and_finishes_the_stream_in_flight()
         .expect("the server stopped")
         .expect("join");
 }
+
+#[tokio::test]
+async fn streams_still_running_at_the_shutdown_timeout_are_aborted() {
+    let server = support::start(
+        |o| o.shutdown_timeout = Duration::from_millis(300),
+        test_app(),
+    )
+    .await;
+    let mut w = Wire::connect(support::addr(&server)).await;
+    w.send(&get_headers(1, "/slow?ms=20000", true)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let stop = tokio::spawn(server.stop());
+    let frames = w.drain().await;
+    let goaways: Vec<(u32, u32)> = frames
+        .iter()
+        .filter(|f| f.kind == GOAWAY)
+        .map(Frame::goaway)
+        .collect();
+    assert_eq!(
+        goaways.first(),
+        Some(&(0x7fff_ffff, NO_ERROR)),
+        "{goaways:?}"
+    );
+    assert_eq!(
+        goaways.last().map(|g| g.1),
+        Some(INTERNAL_ERROR),
+        "the abort is a GOAWAY INTERNAL_ERROR: {goaways:?}"
+    );
+    assert!(!frames.iter().any(|f| f.kind == HEADERS), "no response");
+    tokio::time::timeout(Duration::from_secs(5), stop)
+        .await
+        .expect("the server stopped")
+        .expect("join");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

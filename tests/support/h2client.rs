@@ -96,6 +96,11 @@ impl Body for PanicAfterFirst {
 /// The response body type of [`app`].
 pub type AppBody = BoxBody<Bytes, BoxError>;
 
+/// The future [`app`] returns.
+pub type AppFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response<AppBody>, BoxError>> + Send>,
+>;
+
 /// A full body.
 pub fn full(b: impl Into<Bytes>) -> AppBody {
     Full::new(b.into()).map_err(|e| match e {}).boxed()
@@ -115,13 +120,7 @@ pub fn full(b: impl Into<Bytes>) -> AppBody {
 ///   the `reports` channel.
 pub fn app(
     reports: mpsc::UnboundedSender<Result<Bytes, String>>,
-) -> impl Fn(
-    Request<RequestBody>,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Response<AppBody>, BoxError>> + Send>,
-> + Send
-       + Sync
-       + 'static {
+) -> impl Fn(Request<RequestBody>) -> AppFuture + Send + Sync + 'static {
     move |req: Request<RequestBody>| {
         let reports = reports.clone();
         Box::pin(async move {

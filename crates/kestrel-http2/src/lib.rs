@@ -47,3 +47,25 @@ pub use kestrel_core::Http2Limits;
 /// The client connection preface every HTTP/2 connection starts with
 /// (RFC 9113 §3.4).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        send_sync::<Http2Config>();
+        send_sync::<StreamReset>();
+        send_sync::<Http2Error>();
+        send::<Http2Connection>();
+    }
+
+    #[test]
+    fn the_preface_is_rfc_9113s() {
+        assert_eq!(PREFACE.len(), 24);
+        assert!(PREFACE.starts_with(b"PRI * HTTP/2.0\r\n"));
+    }
+}
