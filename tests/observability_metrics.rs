@@ -2,6 +2,8 @@
 //! recorder: connection counts, rejections, end reasons, request durations.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod support;
+#[path = "support/tls.rs"]
+mod tls_support;
 
 use std::time::Duration;
 
@@ -232,5 +234,57 @@ async fn request_headers_timeout_end_reason() {
         ),
         1
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tls_handshake_metrics_and_failed_handshake_end_reason() {
+    let recorder = DebuggingRecorder::new();
+    let mut rec = Recorded {
+        snapshotter: recorder.snapshotter(),
+        all: Vec::new(),
+    };
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let ca = tls_support::TestCa::new();
+    let https = kestrel::tls::HttpsOptions::new().with_certificate(ca.server_cert(&["localhost"]));
+    let server =
+        tls_support::serve(https, kestrel::HttpProtocols::HTTP1, tls_support::tls_app).await;
+    let addr = tls_support::addr(&server);
+    // A good handshake and request.
+    let config = tls_support::client_config(&ca.pem, &["http/1.1"], None);
+    let reply = tls_support::https_get(addr, "localhost", config)
+        .await
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // A client that speaks plain HTTP fails the handshake.
+    let reply = raw(addr, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let all = rec.now();
+    assert_eq!(
+        histogram_with(
+            all,
+            "kestrel.tls_handshake.duration",
+            ("tls.protocol.version", "1.3")
+        ),
+        1
+    );
+    assert_eq!(
+        histogram_with(
+            all,
+            "kestrel.tls_handshake.duration",
+            ("error.type", "tls_handshake_failed")
+        ),
+        1
+    );
+    assert_eq!(
+        histogram_with(
+            all,
+            "kestrel.connection.duration",
+            ("error.type", "tls_handshake_failed")
+        ),
+        1
+    );
+    assert_eq!(gauge(all, "kestrel.active_tls_handshakes"), 0.0);
     server.stop().await;
 }
