@@ -214,3 +214,17 @@ async fn stages_after_the_terminal_handler_never_run() {
     assert_eq!(call(&p, "/").await.1, "first");
     assert_eq!(call(&p, "/x").await.1, "first");
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Pipeline>();
+    send_sync::<Next>();
+    send_sync::<PathBase>();
+    send_sync::<kestrel_hosting::middleware::HostFiltering>();
+    send_sync::<kestrel_hosting::middleware::ForwardedHeaders>();
+    send_sync::<kestrel_hosting::middleware::ForwardedInfo>();
+    send_sync::<kestrel_hosting::middleware::StaticFiles>();
+    send::<ApplicationBuilder>();
+}
