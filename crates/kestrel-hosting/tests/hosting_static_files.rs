@@ -294,3 +294,25 @@ async fn under_a_map_branch_and_a_request_path() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn traversal_is_refused_by_the_middleware_itself() {
+    use kestrel::Application;
+    // Straight into the pipeline, so the HTTP/1 codec's own checks do not help.
+    let site = site();
+    let p = pipeline(StaticFiles::new(&site.root));
+    for path in [
+        "/../secret.txt",
+        "/css/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/..%5csecret.txt",
+        "/..\\secret.txt",
+    ] {
+        let mut req = Request::new(RequestBody::empty());
+        let Ok(uri) = path.parse() else { continue };
+        *req.uri_mut() = uri;
+        let status = p.call(req).await.unwrap().status();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+    }
+}
