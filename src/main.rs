@@ -3,7 +3,9 @@
 //!
 //! * `GET`/`HEAD /`: "Hosted by Kestrel", the listening addresses and the request URL;
 //! * `POST /echo`: echoes the request body as it streams in;
-//! * other methods on those paths: 405 with `Allow`; other paths: 404.
+//! * other methods on those paths: 405 with `Allow`;
+//! * files under `wwwroot/` (e.g. `/kestrel.css`, `/about.html`), with
+//!   ETag, conditional and range requests; other paths: 404.
 //!
 //! It runs on `kestrel-hosting`'s default web host: settings come from
 //! `appsettings.json` (next to it: the content root is the working
@@ -24,6 +26,7 @@ use std::process::ExitCode;
 
 use kestrel::hosting::WebHostBuilderKestrelExt;
 use kestrel_demo::app;
+use kestrel_hosting::middleware::StaticFiles;
 use kestrel_hosting::WebHost;
 
 /// `kestrel-demo dev-certs [--export <path>]`: create (or find) the HTTPS
@@ -80,7 +83,10 @@ async fn main() -> ExitCode {
     // ASPNETCORE_* variables, then the command line (docs/configuration.md).
     let host = WebHost::create_default_builder(std::env::args())
         .use_kestrel(|_options| {})
-        .configure(|pipeline| {
+        .configure_with(|ctx, pipeline| {
+            // Files under <content root>/wwwroot first (there is no
+            // index.html, so `/` reaches the sample page), then the demo app.
+            pipeline.use_middleware(StaticFiles::new(ctx.content_root.join("wwwroot")));
             pipeline.run(app);
         })
         .build();

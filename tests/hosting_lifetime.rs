@@ -101,6 +101,8 @@ fn command_line_limits_and_errors() {
         String::from_utf8_lossy(&out.stderr).contains("Kestrel:Limits:KeepAliveTimout"),
         "{out:?}"
     );
+    std::fs::create_dir(dir.path().join("wwwroot")).unwrap();
+    std::fs::write(dir.path().join("wwwroot/hello.txt"), "static hello").unwrap();
     // A valid keep-alive timeout from the command line is used: an idle
     // connection is closed after ~1 s (plus the heartbeat), not 130 s.
     let demo = spawn(command(
@@ -123,6 +125,15 @@ fn command_line_limits_and_errors() {
     let text = String::from_utf8_lossy(&all);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
+    // Static files from <content root>/wwwroot.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("static hello"), "{text}");
     // The host filter from --AllowedHosts.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();

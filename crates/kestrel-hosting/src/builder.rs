@@ -72,7 +72,7 @@ pub enum HostError {
     Middleware(String),
 }
 
-type Configure = Box<dyn FnOnce(&mut ApplicationBuilder) + Send + 'static>;
+type Configure = Box<dyn FnOnce(&HostContext, &mut ApplicationBuilder) + Send + 'static>;
 
 /// Entry point of the default builder.
 #[derive(Debug)]
@@ -315,6 +315,17 @@ impl WebHostBuilder {
     /// Add to the request pipeline (ASP.NET Core's `Configure(app => …)`).
     /// Several calls add in order.
     pub fn configure(mut self, f: impl FnOnce(&mut ApplicationBuilder) + Send + 'static) -> Self {
+        self.configure.push(Box::new(move |_, app| f(app)));
+        self
+    }
+
+    /// [`configure`](Self::configure) with the built [`HostContext`]
+    /// (configuration, environment, content root), e.g. to serve static
+    /// files from `<content root>/wwwroot`.
+    pub fn configure_with(
+        mut self,
+        f: impl FnOnce(&HostContext, &mut ApplicationBuilder) + Send + 'static,
+    ) -> Self {
         self.configure.push(Box::new(f));
         self
     }
@@ -438,7 +449,7 @@ impl WebHostBuilder {
             }
         }
         for f in self.configure {
-            f(&mut app);
+            f(&context, &mut app);
         }
         let server = match self.server {
             Some(factory) => Some(factory(&context).map_err(HostError::Server)?),
