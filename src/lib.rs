@@ -69,6 +69,26 @@ fn method_not_allowed(allow: &'static str) -> Response<DemoBody> {
     r
 }
 
+/// The client's address: the forwarded one when the forwarded-headers
+/// middleware applied one (behind nginx), else the connection's peer.
+fn client_address(req: &Request<RequestBody>) -> String {
+    use kestrel_hosting::middleware::ForwardedInfo;
+    if let Some(addr) = req
+        .extensions()
+        .get::<ForwardedInfo>()
+        .and_then(|f| f.remote_addr)
+    {
+        return addr.ip().to_string();
+    }
+    req.extensions()
+        .get::<ConnectionInfo>()
+        .map(|c| match c.remote_addr().ip() {
+            Some(a) => a.ip().to_string(),
+            None => "(none: Unix socket)".to_string(),
+        })
+        .unwrap_or_default()
+}
+
 /// The demo application.
 pub async fn app(req: Request<RequestBody>) -> Response<DemoBody> {
     match req.uri().path() {
@@ -83,9 +103,11 @@ pub async fn app(req: Request<RequestBody>) -> Response<DemoBody> {
                     "<!DOCTYPE html>\n<html><head><title>Kestrel for Rust</title></head><body>\n\
                      <p>Hosted by Kestrel</p>\n\
                      <p>Listening on the following addresses: {}</p>\n\
-                     <p>Request URL: {}</p>\n</body></html>\n",
+                     <p>Request URL: {}</p>\n\
+                     <p>Client address: {}</p>\n</body></html>\n",
                     escape_html(&addresses),
-                    escape_html(&display_url(&req))
+                    escape_html(&display_url(&req)),
+                    escape_html(&client_address(&req))
                 );
                 let mut r = Response::new(Either::Left(Full::new(Bytes::from(page))));
                 r.headers_mut().insert(

@@ -1,5 +1,6 @@
 //! A real nginx (Debian package `nginx`) reverse-proxying to the demo's
-//! Unix-socket endpoint, configured from the demo's command line.
+//! Unix-socket endpoint, configured from the demo's command line; the app
+//! sees the client's address through the forwarded headers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "support/demo_process.rs"]
 mod demo_process;
@@ -29,10 +30,14 @@ async fn nginx_proxies_to_a_unix_socket_endpoint() {
     let sock = dir.path().join("app.sock");
     let demo = spawn(command(
         dir.path(),
-        &[&format!(
-            "--Kestrel:Endpoints:Sock:Url=http://unix:{}",
-            sock.display()
-        )],
+        &[
+            &format!(
+                "--Kestrel:Endpoints:Sock:Url=http://unix:{}",
+                sock.display()
+            ),
+            // The default builder then adds the forwarded-headers middleware.
+            "--ForwardedHeaders_Enabled=true",
+        ],
     ));
     let shown = demo.listening_on();
     assert_eq!(shown, format!("http://unix:{}", sock.display()));
@@ -85,7 +90,15 @@ async fn nginx_proxies_to_a_unix_socket_endpoint() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = curl(&["-i", &format!("http://127.0.0.1:{port}/")]).await;
+    // From 127.0.0.3, so the address the app sees can only come from
+    // nginx's X-Forwarded-For (the app's own peer is a Unix socket).
+    let out = curl(&[
+        "-i",
+        "--interface",
+        "127.0.0.3",
+        &format!("http://127.0.0.1:{port}/"),
+    ])
+    .await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.starts_with("HTTP/1.1 200"),
@@ -93,6 +106,7 @@ async fn nginx_proxies_to_a_unix_socket_endpoint() {
         demo.output()
     );
     assert!(text.contains("Hosted by Kestrel"), "{text}");
+    assert!(text.contains("Client address: 127.0.0.3"), "{text}");
     assert!(text.contains("Request URL: http://127.0.0.1/"), "{text}");
     let out = curl(&[
         "--data-binary",

@@ -413,20 +413,7 @@ impl WebHostBuilder {
             }
             _ => DEFAULT_SHUTDOWN_TIMEOUT,
         };
-        let prefer_hosting_urls = match config.get("preferHostingUrls") {
-            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" => true,
-                "false" | "0" | "" => false,
-                _ => {
-                    return Err(HostError::Setting {
-                        key: "preferHostingUrls".into(),
-                        value: v.into(),
-                        reason: "expected true or false".into(),
-                    })
-                }
-            },
-            None => false,
-        };
+        let prefer_hosting_urls = config_flag(config, "preferHostingUrls")?;
         let urls = HostingUrls {
             urls: config
                 .get("urls")
@@ -441,6 +428,19 @@ impl WebHostBuilder {
             prefer_hosting_urls,
         };
         let mut app = ApplicationBuilder::new();
+        if self.defaults && config_flag(config, "ForwardedHeaders_Enabled")? {
+            // As ASP.NET Core's ASPNETCORE_FORWARDEDHEADERS_ENABLED: honour
+            // X-Forwarded-For and -Proto from any peer (the known proxies and
+            // networks are cleared; Unix-socket peers are trusted). Only for
+            // servers that nothing but the proxy can reach.
+            use crate::middleware::forwarded_headers::{ForwardedHeader, ForwardedHeaders};
+            app.use_middleware(
+                ForwardedHeaders::new()
+                    .headers(ForwardedHeader::FOR | ForwardedHeader::PROTO)
+                    .clear_known()
+                    .trust_unix_socket_peers(true),
+            );
+        }
         if self.defaults {
             if let Some(hosts) = config.get("AllowedHosts").filter(|h| !h.trim().is_empty()) {
                 let filter = crate::middleware::host_filtering::HostFiltering::new(hosts)
@@ -463,6 +463,22 @@ impl WebHostBuilder {
             shutdown_timeout,
             lifetime: self.lifetime,
         })
+    }
+}
+
+/// A boolean host setting (`true`/`false`/`1`/`0`; unset or empty = false).
+fn config_flag(config: &Configuration, key: &str) -> Result<bool, HostError> {
+    match config.get(key) {
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" | "" => Ok(false),
+            _ => Err(HostError::Setting {
+                key: key.into(),
+                value: v.into(),
+                reason: "expected true or false".into(),
+            }),
+        },
+        None => Ok(false),
     }
 }
 
