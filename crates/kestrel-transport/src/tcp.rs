@@ -401,3 +401,19 @@ pub fn from_owned_fd(fd: std::os::fd::OwnedFd, opts: &TcpOptions) -> io::Result<
         "inherited socket is neither an IP nor a Unix domain socket",
     ))
 }
+
+#[cfg(all(test, unix))]
+mod systemd_fd_tests {
+    /// Without socket activation for this process (cargo sets no
+    /// `LISTEN_PID`), no descriptor can be adopted: not stdin, not fd 3.
+    #[test]
+    fn take_systemd_fd_refuses_without_activation() {
+        if super::systemd_listen_fds_count().is_some() {
+            return;
+        }
+        for fd in [0, 3, 4] {
+            let e = super::take_systemd_fd(fd).expect_err("refused");
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+        }
+    }
+}
