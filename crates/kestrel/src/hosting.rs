@@ -119,6 +119,7 @@ pub fn kestrel_from_context(
         options.listen.push(lo);
     }
     configure(&mut options);
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     let mut server = KestrelServer::new(options);
     #[cfg(feature = "tls")]
     {
