@@ -33,7 +33,7 @@ use kestrel_core::BoxError;
 
 use crate::config::{ConfigError, Configuration, ConfigurationBuilder};
 use crate::kestrel_config::{parse_time_span, KestrelConfigError};
-use crate::lifetime::{shutdown_signal, ApplicationLifetime};
+use crate::lifetime::{ApplicationLifetime, ShutdownSignals};
 use crate::pipeline::{ApplicationBuilder, Pipeline};
 use crate::server::{HostContext, HostingUrls, ServerFactory, StartedServer};
 use crate::systemd;
@@ -160,6 +160,9 @@ impl WebHost {
     /// (`READY=1`), run the started hooks.
     pub async fn start(mut self) -> Result<RunningHost, HostError> {
         let server = self.server.take().ok_or(HostError::NoServer)?;
+        // Before anyone can know we are up (READY=1, the log lines): a
+        // SIGTERM from then on starts a graceful shutdown.
+        let signals = ShutdownSignals::install();
         let started = server
             .start(self.pipeline.clone(), self.urls.clone())
             .await
@@ -171,6 +174,7 @@ impl WebHost {
         self.lifetime.fire_started();
         Ok(RunningHost {
             server: Some(started),
+            signals: Some(signals),
             lifetime: self.lifetime,
             shutdown_timeout: self.shutdown_timeout,
         })
@@ -189,6 +193,7 @@ impl WebHost {
 /// A started host.
 pub struct RunningHost {
     server: Option<Box<dyn StartedServer>>,
+    signals: Option<ShutdownSignals>,
     lifetime: ApplicationLifetime,
     shutdown_timeout: Duration,
 }
@@ -217,10 +222,11 @@ impl RunningHost {
     }
 
     /// Wait for SIGINT/SIGTERM or `stop_application`, then [`stop`](Self::stop).
-    pub async fn wait_for_shutdown(self) {
+    pub async fn wait_for_shutdown(mut self) {
         let lifetime = self.lifetime.clone();
+        let mut signals = self.signals.take().unwrap_or_else(ShutdownSignals::install);
         tokio::select! {
-            s = shutdown_signal() => {
+            s = signals.recv() => {
                 tracing::info!(target: "kestrel::hosting", signal = s, "{s} received: shutting down");
             }
             _ = lifetime.stop_requested() => {}

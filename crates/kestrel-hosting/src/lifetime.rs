@@ -129,31 +129,74 @@ impl ApplicationLifetime {
     }
 }
 
-/// Resolves at the first SIGINT (Ctrl+C) or SIGTERM, with the signal's name.
-/// If a signal handler cannot be installed, that signal is never reported.
-pub async fn shutdown_signal() -> &'static str {
-    let ctrl_c = async {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => "SIGINT",
-            Err(_) => std::future::pending().await,
-        }
-    };
+/// SIGINT (Ctrl+C) and SIGTERM handlers, installed when this is created (so
+/// a signal that arrives before [`recv`](Self::recv) is awaited is not lost
+/// and does not kill the process).
+#[derive(Debug)]
+pub struct ShutdownSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-                "SIGTERM"
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    /// Install the handlers. Must be called inside a tokio runtime. A handler
+    /// that cannot be installed is logged, and that signal never reported.
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mk = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(target: "kestrel::hosting", "cannot listen for {name}: {e}");
+                    None
+                }
+            };
+            ShutdownSignals {
+                int: mk(SignalKind::interrupt(), "SIGINT"),
+                term: mk(SignalKind::terminate(), "SIGTERM"),
             }
-            Err(_) => std::future::pending().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<&'static str>();
-    tokio::select! {
-        s = ctrl_c => s,
-        s = term => s,
+        #[cfg(not(unix))]
+        ShutdownSignals {}
     }
+
+    /// Resolves at the first SIGINT or SIGTERM, with the signal's name.
+    pub async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        if s.recv().await.is_none() {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.int) => "SIGINT",
+                _ = next(&mut self.term) => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "SIGINT",
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+}
+
+/// Resolves at the first SIGINT (Ctrl+C) or SIGTERM, with the signal's name.
+/// The handlers are installed when this is first polled; prefer
+/// [`ShutdownSignals::install`] early to not miss a signal.
+pub async fn shutdown_signal() -> &'static str {
+    ShutdownSignals::install().recv().await
 }
 
 #[cfg(test)]
