@@ -19,6 +19,12 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    // With the `metrics` feature, record Kestrel's metrics into a Prometheus
+    // recorder, to measure what metrics cost (`cargo xtask bench --metrics`).
+    #[cfg(feature = "metrics")]
+    let _prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("install the Prometheus recorder");
     let json = json_body();
     let app = move |req: Request<RequestBody>| {
         let json = json.clone();

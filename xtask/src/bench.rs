@@ -21,6 +21,14 @@ struct Server {
     args: &'static [&'static str],
 }
 
+/// `hello-kestrel` built with the `metrics` feature (a Prometheus recorder
+/// installed), run with `--metrics` to measure what metrics cost.
+const KESTREL_METRICS: Server = Server {
+    name: "kestrel+metrics",
+    bin: "../bench-metrics/release/hello-kestrel",
+    args: &[],
+};
+
 const SERVERS: &[Server] = &[
     Server {
         name: "kestrel",
@@ -124,6 +132,7 @@ struct Opts {
     reps: usize,
     idle_conns: usize,
     only: Vec<String>,
+    metrics: bool,
 }
 
 fn have(tool: &str) -> bool {
@@ -411,6 +420,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         reps: 3,
         idle_conns: 10_000,
         only: Vec::new(),
+        metrics: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -428,6 +438,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     .map_err(|e| format!("--idle-conns: {e}"))?
             }
             "--only" => o.only = val("--only")?.split(',').map(str::to_string).collect(),
+            "--metrics" => o.metrics = true,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -479,6 +490,30 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
         eprintln!("xtask bench: build failed");
         return std::process::ExitCode::FAILURE;
     }
+    let mut servers: Vec<&Server> = SERVERS.iter().collect();
+    if opts.metrics {
+        eprintln!("xtask bench: building hello-kestrel with metrics");
+        let built = Command::new(env!("CARGO"))
+            .current_dir(root)
+            .args([
+                "build",
+                "--release",
+                "-q",
+                "-p",
+                "kestrel-demo",
+                "--bin",
+                "hello-kestrel",
+                "--features",
+                "metrics",
+            ])
+            .env("CARGO_TARGET_DIR", root.join("target/bench-metrics"))
+            .status();
+        if !built.is_ok_and(|s| s.success()) {
+            eprintln!("xtask bench: build with metrics failed");
+            return std::process::ExitCode::FAILURE;
+        }
+        servers.insert(1, &KESTREL_METRICS);
+    }
     let bin_dir = root.join("target/release");
     let out_dir = root.join("target/bench");
     let _ = std::fs::create_dir_all(&out_dir);
@@ -490,14 +525,14 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
         .filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| o == c.name))
         .collect();
     // samples[case][server] = Vec<Sample>
-    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); SERVERS.len()]; cases.len()];
+    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); servers.len()]; cases.len()];
     let mut port = 18_000u16;
     for rep in 0..opts.reps {
         for (ci, case) in cases.iter().enumerate() {
             if case.load == Load::H2load && !h2load {
                 continue;
             }
-            for (si, server) in SERVERS.iter().enumerate() {
+            for (si, server) in servers.iter().enumerate() {
                 if case.load == Load::Idle && server.name == "hyper-pf" {
                     continue;
                 }
@@ -540,11 +575,12 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
             }
         }
     }
-    report(&cases, &samples, &opts, &out_dir)
+    report(&cases, &servers, &samples, &opts, &out_dir)
 }
 
 fn report(
     cases: &[&Case],
+    servers: &[&Server],
     samples: &[Vec<Vec<Sample>>],
     opts: &Opts,
     out_dir: &Path,
@@ -570,7 +606,7 @@ fn report(
             med(ours, |s| s.bytes_per_conn),
         );
         let mut servers_json = Vec::new();
-        for (si, server) in SERVERS.iter().enumerate() {
+        for (si, server) in servers.iter().enumerate() {
             let v = &samples[ci][si];
             if v.is_empty() {
                 continue;

@@ -169,52 +169,107 @@ pub fn tls_handshake_stopped(
 }
 
 #[cfg(feature = "metrics")]
-fn method_str(method: &http::Method) -> metrics::SharedString {
+const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
+];
+
+#[cfg(feature = "metrics")]
+fn method_index(method: &http::Method) -> usize {
     match *method {
-        http::Method::GET => "GET".into(),
-        http::Method::POST => "POST".into(),
-        http::Method::PUT => "PUT".into(),
-        http::Method::DELETE => "DELETE".into(),
-        http::Method::HEAD => "HEAD".into(),
-        http::Method::OPTIONS => "OPTIONS".into(),
-        http::Method::PATCH => "PATCH".into(),
-        http::Method::CONNECT => "CONNECT".into(),
-        http::Method::TRACE => "TRACE".into(),
+        http::Method::GET => 0,
+        http::Method::POST => 1,
+        http::Method::PUT => 2,
+        http::Method::DELETE => 3,
+        http::Method::HEAD => 4,
+        http::Method::OPTIONS => 5,
+        http::Method::PATCH => 6,
+        http::Method::CONNECT => 7,
+        http::Method::TRACE => 8,
         // Unknown methods are reported as `_OTHER` (OpenTelemetry semantic conventions).
-        _ => "_OTHER".into(),
+        _ => 9,
     }
 }
 
-/// A request started.
-#[inline]
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub fn request_started(method: &http::Method) {
+/// Per-connection request metrics (`http.server.request.duration`,
+/// `http.server.active_requests`). The registered handles are looked up once
+/// per connection and label set, then reused, so a request costs two atomic
+/// updates and a clock read. Zero-sized, and every method empty, without the
+/// `metrics` feature.
+#[derive(Default)]
+pub struct RequestMetrics {
     #[cfg(feature = "metrics")]
-    metrics::gauge!("http.server.active_requests", "http.request.method" => method_str(method))
-        .increment(1.0);
+    version: &'static str,
+    #[cfg(feature = "metrics")]
+    active: [Option<metrics::Gauge>; 10],
+    #[cfg(feature = "metrics")]
+    durations: Vec<(usize, u16, metrics::Histogram)>,
 }
 
-/// A request ended with `status` after `elapsed`, over `protocol_version`.
-#[inline]
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub fn request_stopped(
-    method: &http::Method,
-    status: http::StatusCode,
-    protocol_version: &'static str,
-    elapsed: Duration,
-) {
-    #[cfg(feature = "metrics")]
-    {
-        let m = method_str(method);
-        metrics::gauge!("http.server.active_requests", "http.request.method" => m.clone())
-            .decrement(1.0);
-        metrics::histogram!(
-            "http.server.request.duration",
-            "http.request.method" => m,
-            "http.response.status_code" => metrics::SharedString::from(status.as_u16().to_string()),
-            "network.protocol.name" => "http",
-            "network.protocol.version" => protocol_version
-        )
-        .record(elapsed.as_secs_f64());
+impl std::fmt::Debug for RequestMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestMetrics").finish_non_exhaustive()
+    }
+}
+
+impl RequestMetrics {
+    /// Metrics for requests over `protocol_version` (`"1.1"`, `"2"`).
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub fn new(protocol_version: &'static str) -> Self {
+        RequestMetrics {
+            #[cfg(feature = "metrics")]
+            version: protocol_version,
+            ..Default::default()
+        }
+    }
+
+    /// A request started.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub fn started(&mut self, method: &http::Method) {
+        #[cfg(feature = "metrics")]
+        {
+            let i = method_index(method);
+            self.active[i]
+                .get_or_insert_with(|| metrics::gauge!("http.server.active_requests", "http.request.method" => METHODS[i]))
+                .increment(1.0);
+        }
+    }
+
+    /// A request ended with `status` after `elapsed`.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub fn stopped(&mut self, method: &http::Method, status: http::StatusCode, elapsed: Duration) {
+        #[cfg(feature = "metrics")]
+        {
+            let i = method_index(method);
+            if let Some(g) = &self.active[i] {
+                g.decrement(1.0);
+            }
+            let code = status.as_u16();
+            let version = self.version;
+            let pos = match self
+                .durations
+                .iter()
+                .position(|(m, c, _)| *m == i && *c == code)
+            {
+                Some(p) => p,
+                None => {
+                    let h = metrics::histogram!(
+                        "http.server.request.duration",
+                        "http.request.method" => METHODS[i],
+                        "http.response.status_code" => code.to_string(),
+                        "network.protocol.name" => "http",
+                        "network.protocol.version" => version
+                    );
+                    // A connection sees few (method, status) pairs; keep the cache small.
+                    if self.durations.len() >= 32 {
+                        let _ = self.durations.remove(0);
+                    }
+                    self.durations.push((i, code, h));
+                    self.durations.len() - 1
+                }
+            };
+            self.durations[pos].2.record(elapsed.as_secs_f64());
+        }
     }
 }

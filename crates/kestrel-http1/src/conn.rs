@@ -117,6 +117,7 @@ impl Http1Connection {
             clock: self.clock,
             info: self.info,
             guard: self.guard,
+            request_metrics: metrics::RequestMetrics::new("1.1"),
             wb: WriteBuf::new(),
             linger: false,
         };
@@ -136,6 +137,7 @@ struct Driver {
     date: DateSlot,
     info: Option<ConnectionInfo>,
     guard: Option<ConnectionGuard>,
+    request_metrics: metrics::RequestMetrics,
     wb: WriteBuf,
     /// Unread input may remain at close: shut down our side and drain before closing.
     linger: bool,
@@ -301,7 +303,7 @@ impl Driver {
         let is_head = method == Method::HEAD;
         // Read the clock and keep the method only when metrics are compiled in.
         let metrics_start = metrics::ENABLED.then(|| {
-            metrics::request_started(&method);
+            self.request_metrics.started(&method);
             (std::time::Instant::now(), method.clone())
         });
         {
@@ -401,7 +403,8 @@ impl Driver {
             }
         };
         if let Some((started, method)) = metrics_start {
-            metrics::request_stopped(&method, status, "1.1", started.elapsed());
+            self.request_metrics
+                .stopped(&method, status, started.elapsed());
         }
         let continue_unanswered = {
             let c = self.shared.lock();
