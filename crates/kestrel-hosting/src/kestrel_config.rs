@@ -305,14 +305,49 @@ pub fn bind_limits(
         .map_err(|e| KestrelConfigError::Limits(e.to_string()))
 }
 
+/// The direct children of `Kestrel` that mean something (to us or, for the
+/// last ones, to .NET only: accepted and ignored).
+const KESTREL_CHILDREN: &[&str] = &[
+    "limits",
+    "endpoints",
+    "endpointdefaults",
+    "certificates",
+    "addserverheader",
+    "allowresponseheadercompression",
+    "allowalternateschemes",
+    "allowhostheaderoverride",
+    "allowsynchronousio",
+    "disablestringreuse",
+];
+
+/// A misspelled section (`Kestrel:Limit:KeepAliveTimeout`) would otherwise
+/// be silently ignored: refuse unknown children of `Kestrel`.
+fn check_kestrel_children(config: &Configuration) -> Result<(), KestrelConfigError> {
+    for child in config.children("Kestrel") {
+        if !KESTREL_CHILDREN.contains(&child.to_ascii_lowercase().as_str()) {
+            let key = config
+                .section(&format!("Kestrel:{child}"))
+                .first()
+                .map(|(k, _)| k.to_string())
+                .unwrap_or_else(|| format!("Kestrel:{child}"));
+            return Err(KestrelConfigError::UnknownKey(key));
+        }
+    }
+    Ok(())
+}
+
 /// [`bind_limits`] into `options.limits`, plus the top-level switches
 /// `Kestrel:AddServerHeader`, `Kestrel:AllowResponseHeaderCompression`,
 /// `Kestrel:AllowAlternateSchemes` and `Kestrel:AllowHostHeaderOverride`.
+/// Any other child of `Kestrel` than those, `Limits`, `Endpoints`,
+/// `EndpointDefaults` and `Certificates` is an error (`AllowSynchronousIO`
+/// and `DisableStringReuse`, which mean nothing here, are ignored).
 /// (The shutdown timeout is the host's `shutdownTimeoutSeconds` setting.)
 pub fn bind_server_options(
     config: &Configuration,
     options: &mut KestrelServerOptions,
 ) -> Result<(), KestrelConfigError> {
+    check_kestrel_children(config)?;
     bind_limits(config, &mut options.limits)?;
     let flags: [(&str, &mut bool); 4] = [
         ("Kestrel:AddServerHeader", &mut options.add_server_header),
@@ -790,6 +825,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, KestrelConfigError::Limits(_)), "{err}");
+    }
+
+    #[test]
+    fn unknown_kestrel_children_are_refused() {
+        let mut o = KestrelServerOptions::default();
+        let err = bind_server_options(&cfg(&[("Kestrel:Limit:KeepAliveTimeout", "5")]), &mut o)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("Kestrel:Limit:KeepAliveTimeout"),
+            "{err}"
+        );
+        let err =
+            bind_server_options(&cfg(&[("Kestrel:AddServerHeadr", "false")]), &mut o).unwrap_err();
+        assert!(err.to_string().contains("Kestrel:AddServerHeadr"), "{err}");
+        bind_server_options(
+            &cfg(&[
+                ("Kestrel:AddServerHeader", "false"),
+                ("Kestrel:AllowSynchronousIO", "true"),
+                ("kestrel:allowhostheaderoverride", "TRUE"),
+            ]),
+            &mut o,
+        )
+        .unwrap();
+        assert!(!o.add_server_header);
+        assert!(o.allow_host_header_override);
+        assert!(bind_server_options(&cfg(&[("Kestrel:AddServerHeader", "no")]), &mut o).is_err());
     }
 
     #[test]
