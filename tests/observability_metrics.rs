@@ -1,6 +1,8 @@
 //! Kestrel's metrics, recorded through the `metrics` facade into a test
 //! recorder: connection counts, rejections, end reasons, request durations.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "support/h2client.rs"]
+mod h2client;
 mod support;
 #[path = "support/tls.rs"]
 mod tls_support;
@@ -287,4 +289,44 @@ async fn tls_handshake_metrics_and_failed_handshake_end_reason() {
     );
     assert_eq!(gauge(all, "kestrel.active_tls_handshakes"), 0.0);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn http2_requests_and_connections_are_recorded_as_version_2() {
+    let recorder = DebuggingRecorder::new();
+    let mut rec = Recorded {
+        snapshotter: recorder.snapshotter(),
+        all: Vec::new(),
+    };
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let server = start(|_| {}, support::hello).await;
+    let mut client = h2client::connect(support::addr(&server)).await;
+    for _ in 0..3 {
+        let (resp, _) = client
+            .send_request(h2client::request("GET", "/"), true)
+            .unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let _ = h2client::read_body(resp.into_body()).await.unwrap();
+    }
+    drop(client);
+    server.stop().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let all = rec.now();
+    assert_eq!(
+        histogram_with(
+            all,
+            "http.server.request.duration",
+            ("network.protocol.version", "2")
+        ),
+        3
+    );
+    assert_eq!(
+        histogram_with(
+            all,
+            "kestrel.connection.duration",
+            ("network.protocol.version", "2")
+        ),
+        1
+    );
 }

@@ -29,6 +29,9 @@ pub(crate) struct StreamCtx<'a> {
     pub date: Mutex<DateSlot>,
     pub info: Option<&'a ConnectionInfo>,
     pub conn_id: ConnectionId,
+    /// `http.server.request.duration` / active requests (zero-sized without
+    /// the `metrics` feature).
+    pub metrics: Mutex<kestrel_core::metrics::RequestMetrics>,
 }
 
 /// Headers that are meaningful only on an HTTP/1 connection (RFC 9113
@@ -265,6 +268,12 @@ pub(crate) async fn serve_stream<A: Application>(
     }
     parts.extensions.insert(StreamReset::new(state.clone()));
     let is_head = parts.method == Method::HEAD;
+    let metrics_start = kestrel_core::metrics::ENABLED.then(|| {
+        if let Ok(mut m) = ctx.metrics.lock() {
+            m.started(&parts.method);
+        }
+        (std::time::Instant::now(), parts.method.clone())
+    });
     let body = if end_stream {
         RequestBody::empty()
     } else {
@@ -293,6 +302,14 @@ pub(crate) async fn serve_stream<A: Application>(
             }
         })
         .await
+    };
+    let status = match &event {
+        AppEvent::Done(Ok(Ok(r))) => r.status(),
+        AppEvent::Done(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        // 499, as Kestrel logs a request the client aborted.
+        AppEvent::ClientReset(_) | AppEvent::AppReset(_) => {
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+        }
     };
     let outcome = match event {
         AppEvent::ClientReset(reason) => {
@@ -340,6 +357,11 @@ pub(crate) async fn serve_stream<A: Application>(
             }
         }
     };
+    if let Some((started, method)) = metrics_start {
+        if let Ok(mut m) = ctx.metrics.lock() {
+            m.stopped(&method, status, started.elapsed());
+        }
+    }
     // If the client is still sending the request body, `h2` resets the
     // stream with NO_ERROR once every handle is dropped, after the queued
     // response (RFC 9113 §8.1); an explicit reset here would discard the
