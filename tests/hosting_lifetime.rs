@@ -145,14 +145,10 @@ fn command_line_limits_and_errors() {
 }
 
 /// systemd socket activation: python3 binds a listening socket, moves it to
-/// fd 3, sets LISTEN_PID to its own pid and execs the demo (same pid).
-///
-/// Ignored until `kestrel/src/bind.rs` binds `BindTarget::Fd` (it answers
-/// Unsupported today): the hook is
-/// `BindTarget::Fd(fd) => from_owned_fd(tcp::take_systemd_fd(fd)?, tcp)`.
+/// fd 3, sets LISTEN_PID to its own pid and execs the demo (same pid); the
+/// demo adopts the socket (`BindTarget::Fd`) instead of binding.
 #[cfg(unix)]
 #[test]
-#[ignore = "needs BindTarget::Fd support in kestrel/src/bind.rs"]
 fn socket_activation_listens_on_the_inherited_fd() {
     if !support::have_tool("python3") {
         return;

@@ -220,6 +220,25 @@ pub(crate) fn bind_endpoint(
                 .map_err(|e| bind_err(display.to_string(), e.into()))?;
             Ok(vec![mk(Box::new(l), display)])
         }
+        #[cfg(unix)]
+        BindTarget::Fd(fd) => {
+            // An inherited, already-listening socket (systemd socket
+            // activation, Kestrel's ListenHandle): adopted, never re-bound.
+            let shown = BoundAddress::fd(scheme);
+            let owned = kestrel_transport::tcp::take_systemd_fd(fd)
+                .map_err(|e| bind_err(shown.to_string(), e))?;
+            let l = kestrel_transport::tcp::from_owned_fd(owned, tcp)
+                .map_err(|e| bind_err(shown.to_string(), e))?;
+            let display = match l.local_addr() {
+                kestrel_transport::Address::Ip(a) => BoundAddress::ip(scheme, *a),
+                kestrel_transport::Address::Unix(p) if !p.as_os_str().is_empty() => {
+                    BoundAddress::unix(scheme, p)
+                }
+                _ => shown,
+            };
+            Ok(vec![mk(l, display)])
+        }
+        #[allow(unreachable_patterns)]
         other => Err(StartError::Unsupported(format!("{other:?}"))),
     }
 }
