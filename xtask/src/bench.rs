@@ -480,6 +480,8 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
             "-q",
             "-p",
             "kestrel-demo",
+            // No Prometheus endpoint (the demo's default feature) in the benchmark server.
+            "--no-default-features",
             "--bin",
             "hello-kestrel",
             "-p",
@@ -501,6 +503,7 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
                 "-q",
                 "-p",
                 "kestrel-demo",
+                "--no-default-features",
                 "--bin",
                 "hello-kestrel",
                 "--features",

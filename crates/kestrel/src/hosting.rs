@@ -61,7 +61,16 @@ impl WebHostBuilderKestrelExt for WebHostBuilder {
     ) -> Self {
         self.use_server(move |ctx: &HostContext| {
             let server = kestrel_from_context(ctx, configure)?;
-            Ok(Box::new(HostedKestrel { server }) as Box<dyn Server>)
+            let prometheus_url = ctx
+                .configuration
+                .get(PROMETHEUS_URL_KEY)
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string);
+            Ok(Box::new(HostedKestrel {
+                server,
+                prometheus_url,
+            }) as Box<dyn Server>)
         })
     }
 }
@@ -266,12 +275,20 @@ mod tls {
 #[derive(Debug)]
 pub struct HostedKestrel {
     server: KestrelServer,
+    prometheus_url: Option<String>,
 }
+
+/// The configuration key that turns on the Prometheus `/metrics` endpoint
+/// (on its own listener; needs the `prometheus` feature).
+pub const PROMETHEUS_URL_KEY: &str = "Metrics:Prometheus:Url";
 
 impl HostedKestrel {
     /// Wrap a configured server.
     pub fn new(server: KestrelServer) -> Self {
-        HostedKestrel { server }
+        HostedKestrel {
+            server,
+            prometheus_url: None,
+        }
     }
 }
 
@@ -282,13 +299,29 @@ impl Server for HostedKestrel {
         urls: HostingUrls,
     ) -> BoxFuture<'static, Result<Box<dyn StartedServer>, BoxError>> {
         Box::pin(async move {
+            #[cfg(feature = "prometheus")]
+            let prometheus = match &self.prometheus_url {
+                Some(url) => Some(crate::prometheus::PrometheusEndpoint::start(url).await?),
+                None => None,
+            };
+            #[cfg(not(feature = "prometheus"))]
+            if let Some(url) = &self.prometheus_url {
+                return Err(format!(
+                    "{PROMETHEUS_URL_KEY} is set ({url}) but this build lacks the `prometheus` feature of the kestrel crate"
+                )
+                .into());
+            }
             let running = self
                 .server
                 .urls(urls.urls)
                 .prefer_urls(urls.prefer_hosting_urls)
                 .start(app)
                 .await?;
-            Ok(Box::new(StartedKestrel { running }) as Box<dyn StartedServer>)
+            Ok(Box::new(StartedKestrel {
+                running,
+                #[cfg(feature = "prometheus")]
+                prometheus,
+            }) as Box<dyn StartedServer>)
         })
     }
 }
@@ -296,6 +329,8 @@ impl Server for HostedKestrel {
 #[derive(Debug)]
 struct StartedKestrel {
     running: RunningServer,
+    #[cfg(feature = "prometheus")]
+    prometheus: Option<crate::prometheus::PrometheusEndpoint>,
 }
 
 impl StartedServer for StartedKestrel {
@@ -308,6 +343,12 @@ impl StartedServer for StartedKestrel {
     }
 
     fn stop(self: Box<Self>, timeout: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(self.running.stop_with_timeout(timeout))
+        Box::pin(async move {
+            self.running.stop_with_timeout(timeout).await;
+            #[cfg(feature = "prometheus")]
+            if let Some(p) = self.prometheus {
+                p.stop().await;
+            }
+        })
     }
 }

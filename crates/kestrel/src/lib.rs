@@ -34,6 +34,8 @@ mod error;
 /// default): `use_kestrel` and the configuration binding.
 #[cfg(feature = "hosting")]
 pub mod hosting;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 mod protocol;
 mod server;
 
