@@ -255,3 +255,15 @@ async fn https_urls_use_the_https_defaults_and_report_configuration_errors() {
     assert!(matches!(err, kestrel::StartError::Tls(_)), "{err}");
     assert!(err.to_string().contains("trusted client roots"), "{err}");
 }
+
+#[tokio::test]
+async fn https_endpoints_in_code_report_an_https_address() {
+    let ca = TestCa::new();
+    let https = kestrel::tls::HttpsOptions::new().with_certificate(ca.server_cert(&["localhost"]));
+    let server =
+        tls_support::serve(https, kestrel::HttpProtocols::HTTP1, tls_support::tls_app).await;
+    let shown: Vec<String> = server.addresses().iter().map(|a| a.to_string()).collect();
+    assert_eq!(shown.len(), 1);
+    assert!(shown[0].starts_with("https://127.0.0.1:"), "{shown:?}");
+    server.stop().await;
+}

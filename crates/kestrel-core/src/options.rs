@@ -175,6 +175,9 @@ pub struct ListenOptions {
     pub target: BindTarget,
     /// Which HTTP versions it speaks. Default Http1AndHttp2.
     pub protocols: HttpProtocols,
+    /// `http` or `https`: how the endpoint's address is shown. The TLS
+    /// middleware's `use_https` sets `Https`.
+    pub scheme: crate::endpoint::Scheme,
     middleware: Vec<Arc<dyn ConnectionMiddleware>>,
 }
 
@@ -183,6 +186,7 @@ impl fmt::Debug for ListenOptions {
         f.debug_struct("ListenOptions")
             .field("target", &self.target)
             .field("protocols", &self.protocols)
+            .field("scheme", &self.scheme)
             .field("middleware", &self.middleware.len())
             .finish()
     }
@@ -194,6 +198,7 @@ impl ListenOptions {
         ListenOptions {
             target,
             protocols: HttpProtocols::default(),
+            scheme: crate::endpoint::Scheme::Http,
             middleware: Vec::new(),
         }
     }

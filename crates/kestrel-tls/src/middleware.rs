@@ -250,14 +250,16 @@ pub trait ListenOptionsHttpsExt {
 
 impl ListenOptionsHttpsExt for ListenOptions {
     fn use_https(&mut self, options: HttpsOptions) -> &mut Self {
-        match HttpsConnectionMiddleware::new(&options, self.protocols) {
-            Ok(mw) => self.use_middleware(mw),
-            Err(e) => panic!("use_https on {:?}: {e}", self.target),
+        let target = self.target.clone();
+        if let Err(e) = self.try_use_https(options) {
+            panic!("use_https on {target:?}: {e}");
         }
+        self
     }
 
     fn try_use_https(&mut self, options: HttpsOptions) -> Result<&mut Self, TlsError> {
         let mw = HttpsConnectionMiddleware::new(&options, self.protocols)?;
+        self.scheme = kestrel_core::Scheme::Https;
         Ok(self.use_middleware(mw))
     }
 }

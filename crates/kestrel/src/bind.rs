@@ -112,7 +112,7 @@ pub(crate) fn plan_endpoints(
             .iter()
             .map(|o| EndpointPlan {
                 options: o.clone(),
-                scheme: Scheme::Http,
+                scheme: o.scheme,
             })
             .collect());
     }
