@@ -25,6 +25,16 @@ struct Recorded {
     all: Vec<Entry>,
 }
 
+/// A fresh debugging recorder and the accumulator over its snapshots.
+fn recorder() -> (DebuggingRecorder, Recorded) {
+    let recorder = DebuggingRecorder::new();
+    let rec = Recorded {
+        snapshotter: recorder.snapshotter(),
+        all: Vec::new(),
+    };
+    (recorder, rec)
+}
+
 impl Recorded {
     fn now(&mut self) -> &[Entry] {
         let fresh = self
@@ -67,11 +77,7 @@ fn histogram_with(all: &[Entry], name: &str, label: (&str, &str)) -> usize {
 
 #[tokio::test]
 async fn connection_and_request_metrics() {
-    let recorder = DebuggingRecorder::new();
-    let mut rec = Recorded {
-        snapshotter: recorder.snapshotter(),
-        all: Vec::new(),
-    };
+    let (recorder, mut rec) = recorder();
     let _local = metrics::set_default_local_recorder(&recorder);
 
     let server = start(
@@ -209,11 +215,7 @@ async fn connection_and_request_metrics() {
 
 #[tokio::test]
 async fn request_headers_timeout_end_reason() {
-    let recorder = DebuggingRecorder::new();
-    let mut rec = Recorded {
-        snapshotter: recorder.snapshotter(),
-        all: Vec::new(),
-    };
+    let (recorder, mut rec) = recorder();
     let _local = metrics::set_default_local_recorder(&recorder);
     let server = start(
         |o| o.limits.request_headers_timeout = Duration::from_millis(300),
@@ -241,11 +243,7 @@ async fn request_headers_timeout_end_reason() {
 
 #[tokio::test]
 async fn tls_handshake_metrics_and_failed_handshake_end_reason() {
-    let recorder = DebuggingRecorder::new();
-    let mut rec = Recorded {
-        snapshotter: recorder.snapshotter(),
-        all: Vec::new(),
-    };
+    let (recorder, mut rec) = recorder();
     let _local = metrics::set_default_local_recorder(&recorder);
     let ca = tls_support::TestCa::new();
     let https = kestrel::tls::HttpsOptions::new().with_certificate(ca.server_cert(&["localhost"]));
@@ -293,11 +291,7 @@ async fn tls_handshake_metrics_and_failed_handshake_end_reason() {
 
 #[tokio::test]
 async fn http2_requests_and_connections_are_recorded_as_version_2() {
-    let recorder = DebuggingRecorder::new();
-    let mut rec = Recorded {
-        snapshotter: recorder.snapshotter(),
-        all: Vec::new(),
-    };
+    let (recorder, mut rec) = recorder();
     let _local = metrics::set_default_local_recorder(&recorder);
     let server = start(|_| {}, support::hello).await;
     let mut client = h2client::connect(support::addr(&server)).await;

@@ -165,30 +165,6 @@ async fn content_length_mismatch() {
 }
 
 #[tokio::test]
-async fn keep_alive_timeout_closes_idle_connections() {
-    let server = start(
-        |o| o.limits.keep_alive_timeout = Duration::from_millis(300),
-        support::hello,
-    )
-    .await;
-    let mut s = TcpStream::connect(support::addr(&server)).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    read_until(&mut s, "Hello, World!").await;
-    let t = Instant::now();
-    let rest = read_to_close(&mut s).await;
-    assert_eq!(rest, "", "an idle close sends nothing");
-    let took = t.elapsed();
-    assert!(
-        took >= Duration::from_millis(300),
-        "closed too early: {took:?}"
-    );
-    assert!(took < Duration::from_secs(3), "closed too late: {took:?}");
-    server.stop().await;
-}
-
-#[tokio::test]
 async fn request_headers_timeout_gives_408_even_for_a_trickling_client() {
     let server = start(
         |o| o.limits.request_headers_timeout = Duration::from_millis(400),
