@@ -338,10 +338,15 @@ async fn run_connection<A: Application>(
                 Box::new(kestrel_transport::Rewind::new(read.freeze(), io))
             };
             let result =
-                Http2Connection::new(io, shared.http2.clone(), handle, shared.clock.clone())
-                    .with_connection_info(info)
-                    .serve(&shared.app)
-                    .await;
+                // Boxed: the HTTP/2 driver's state is large, and every
+                // connection task would otherwise reserve room for it, HTTP/1
+                // ones included (idle memory per connection).
+                Box::pin(
+                    Http2Connection::new(io, shared.http2.clone(), handle, shared.clock.clone())
+                        .with_connection_info(info)
+                        .serve(&shared.app),
+                )
+                .await;
             if let Err(e) = result {
                 tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "HTTP/2 connection ended with an error")
             }
