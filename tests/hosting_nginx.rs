@@ -52,7 +52,7 @@ async fn nginx_proxies_to_a_unix_socket_endpoint() {
         ""
     };
     let conf = format!(
-        "{user}daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+        "{user}daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
          error_log {d}/error.log info;\n\
          events {{ worker_connections 64; }}\n\
          http {{\n access_log {d}/access.log;\n\
