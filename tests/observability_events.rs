@@ -119,3 +119,51 @@ async fn bad_request_event_carries_kestrels_id_and_reason() {
     assert_eq!(request.field("protocol"), Some("HTTP/1.1"));
     assert!(request.field("connection_id").is_some());
 }
+
+#[tokio::test]
+async fn connection_logging_logs_reads_and_writes_at_trace() {
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut options = kestrel::KestrelServerOptions::default();
+    options.listen((std::net::Ipv4Addr::LOCALHOST, 0), |l| {
+        l.use_middleware(kestrel::connection_logging::ConnectionLogging::new());
+    });
+    let server = kestrel::KestrelServer::new(options)
+        .start(support::hello)
+        .await
+        .unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let reply = raw(support::addr(&server), request).await;
+    assert_eq!(status_of(&reply), 200);
+    server.stop().await;
+
+    let events = recorder.events.lock().unwrap().clone();
+    let logged: Vec<&Seen> = events
+        .iter()
+        .filter(|e| e.target == "kestrel::connection_logging")
+        .collect();
+    assert!(logged.iter().all(|e| e.level == "TRACE"), "{logged:#?}");
+    let read = logged
+        .iter()
+        .find(|e| e.field("bytes") == Some(&request.len().to_string()))
+        .unwrap_or_else(|| panic!("no read of the request logged: {logged:#?}"));
+    assert!(
+        read.field("message")
+            .is_some_and(|m| m.starts_with("ReadAsync[") && m.contains("GET /")),
+        "{read:?}"
+    );
+    let wrote = logged
+        .iter()
+        .find(|e| {
+            e.field("message")
+                .is_some_and(|m| m.starts_with("WriteAsync["))
+        })
+        .unwrap_or_else(|| panic!("no write logged: {logged:#?}"));
+    assert_eq!(
+        wrote.field("bytes"),
+        Some(reply.len().to_string().as_str()),
+        "{wrote:?}"
+    );
+}

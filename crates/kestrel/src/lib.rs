@@ -43,10 +43,10 @@ pub use error::StartError;
 pub use server::{KestrelServer, RunningServer};
 
 pub use kestrel_core::{
-    app, body, connection, endpoint, features, limits, middleware, options, Application,
-    BindTarget, BodyError, BoundAddress, BoxError, ConnectionInfo, Http1Options, Http2Limits,
-    HttpProtocols, IntoAppResult, KestrelServerOptions, ListenOptions, MinDataRate, RequestBody,
-    Scheme, ServerAddresses, ServerLimits,
+    app, body, connection, connection_logging, endpoint, features, limits, middleware, options,
+    Application, BindTarget, BodyError, BoundAddress, BoxError, ConnectionInfo, Http1Options,
+    Http2Limits, HttpProtocols, IntoAppResult, KestrelServerOptions, ListenOptions, MinDataRate,
+    RequestBody, Scheme, ServerAddresses, ServerLimits,
 };
 pub use kestrel_core::{
     request_limits, upgrade, FeatureError, OnUpgrade, RequestLimits, TlsInfo, UpgradeError,
