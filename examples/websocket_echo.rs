@@ -1,6 +1,8 @@
-//! A WebSocket echo server on Kestrel's opaque upgrade:
+//! A WebSocket echo server on Kestrel's upgrade feature:
 //! `cargo run --example websocket_echo -- [URL]` (default `http://127.0.0.1:5001`),
-//! then connect a WebSocket client to `ws://127.0.0.1:5001/`.
+//! then connect a WebSocket client to `ws://127.0.0.1:5001/`. The same
+//! handler answers HTTP/1.1 upgrades and HTTP/2 extended CONNECT (RFC 8441):
+//! the endpoint speaks both (h2c by prior knowledge, or `h2` over TLS).
 
 use http::Request;
 use kestrel::{KestrelServer, RequestBody};

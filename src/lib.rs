@@ -4,8 +4,9 @@
 //!
 //! * `GET`/`HEAD /`: "Hosted by Kestrel", the listening addresses and the request URL;
 //! * `POST /echo`: echoes the request body as it streams in;
-//! * `GET /ws`: a WebSocket echo, on top of the server's opaque upgrade
-//!   ([`websocket`]);
+//! * `/ws`: a WebSocket echo, on top of the server's upgrade feature
+//!   ([`websocket`]): `GET` + `Upgrade: websocket` on HTTP/1.1, extended
+//!   CONNECT (RFC 8441) on HTTP/2;
 //! * other methods on those paths: 405 with `Allow`; other paths: 404.
 //!
 //! [`bench`] holds the payloads of the benchmark servers.
@@ -163,10 +164,16 @@ pub mod bench {
 }
 
 pub mod websocket {
-    //! A WebSocket echo on top of the server's opaque upgrade (Kestrel's
-    //! `IHttpUpgradeFeature`): the server knows nothing of WebSocket; this
-    //! handler checks the handshake, accepts the upgrade, answers `101`, and
-    //! runs the protocol with tokio-tungstenite on the raw stream.
+    //! A WebSocket echo on top of the server's upgrade feature (Kestrel's
+    //! `IHttpUpgradeFeature` / `IHttpExtendedConnectFeature`): the server knows
+    //! nothing of WebSocket; this handler checks the handshake, accepts the
+    //! upgrade, answers `101`, and runs the protocol with tokio-tungstenite on
+    //! the raw stream. The same code serves both handshakes:
+    //!
+    //! * HTTP/1.1 (RFC 6455): `GET` with `Upgrade: websocket` and a
+    //!   `Sec-WebSocket-Key`, answered with `101` and `Sec-WebSocket-Accept`;
+    //! * HTTP/2 (RFC 8441): an extended CONNECT with `:protocol websocket`
+    //!   and no key; the server sends the `101` as `200`.
 
     use bytes::Bytes;
     use futures_util::{SinkExt, StreamExt};
@@ -186,22 +193,29 @@ pub mod websocket {
         r
     }
 
-    /// Answer a WebSocket handshake and echo every text and binary message.
+    /// Answer a WebSocket handshake (HTTP/1.1 upgrade or HTTP/2 extended
+    /// CONNECT) and echo every text and binary message.
     pub async fn echo(req: Request<RequestBody>) -> Response<DemoBody> {
-        let is_websocket = req
-            .headers()
-            .get(UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-        let (Some(upgrade), Some(key), true) = (
-            req.extensions().get::<UpgradeFeature>(),
-            req.headers().get(SEC_WEBSOCKET_KEY),
-            is_websocket,
-        ) else {
+        let Some(upgrade) = req.extensions().get::<UpgradeFeature>() else {
             return plain(
                 StatusCode::BAD_REQUEST,
                 "a WebSocket handshake is expected here\n",
             );
         };
+        let is_websocket = upgrade
+            .protocol()
+            .is_some_and(|p| p.eq_ignore_ascii_case("websocket"));
+        // Only the HTTP/1.1 handshake carries a key (RFC 8441 §5 drops it).
+        let accept = req
+            .headers()
+            .get(SEC_WEBSOCKET_KEY)
+            .map(|key| derive_accept_key(key.as_bytes()));
+        if !is_websocket || (accept.is_none() && !upgrade.is_extended_connect()) {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "a WebSocket handshake is expected here\n",
+            );
+        }
         let on_upgrade = match upgrade.upgrade() {
             Ok(u) => u,
             // For instance max_concurrent_upgraded_connections is reached.
@@ -213,14 +227,12 @@ pub mod websocket {
                 );
             }
         };
-        let accept = derive_accept_key(key.as_bytes());
         tokio::spawn(async move {
             let Ok(io) = on_upgrade.await else { return };
             let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+            // After a close frame, the next poll sends tungstenite's reply
+            // and ends the stream: a clean closing handshake.
             while let Some(Ok(msg)) = ws.next().await {
-                if msg.is_close() {
-                    break;
-                }
                 if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
                     break;
                 }
@@ -231,7 +243,7 @@ pub mod websocket {
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
         r.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        if let Ok(v) = HeaderValue::from_str(&accept) {
+        if let Some(v) = accept.and_then(|a| HeaderValue::from_str(&a).ok()) {
             r.headers_mut().insert(SEC_WEBSOCKET_ACCEPT, v);
         }
         r

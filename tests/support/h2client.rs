@@ -62,6 +62,125 @@ pub async fn get(
     Ok((Response::from_parts(parts, ()), bytes))
 }
 
+/// The client's side of an extended CONNECT (RFC 8441) stream as a duplex
+/// byte stream, for a WebSocket client: reads are the response's DATA
+/// frames, writes are DATA frames within the window, shutdown is END_STREAM.
+pub struct H2Io {
+    pub send: h2::SendStream<Bytes>,
+    pub recv: RecvStream,
+    pending: Bytes,
+    eof: bool,
+}
+
+impl H2Io {
+    pub fn new(send: h2::SendStream<Bytes>, recv: RecvStream) -> Self {
+        H2Io {
+            send,
+            recv,
+            pending: Bytes::new(),
+            eof: false,
+        }
+    }
+}
+
+fn io_err(e: h2::Error) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, e)
+}
+
+impl tokio::io::AsyncRead for H2Io {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        use bytes::Buf;
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(buf.remaining());
+                buf.put_slice(&self.pending[..n]);
+                self.pending.advance(n);
+                let _ = self.recv.flow_control().release_capacity(n);
+                return Poll::Ready(Ok(()));
+            }
+            if self.eof {
+                return Poll::Ready(Ok(()));
+            }
+            match std::task::ready!(self.recv.poll_data(cx)) {
+                Some(Ok(d)) => self.pending = d,
+                Some(Err(e)) => return Poll::Ready(Err(io_err(e))),
+                None => self.eof = true,
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for H2Io {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        loop {
+            let cap = self.send.capacity();
+            if cap > 0 {
+                let n = cap.min(buf.len());
+                self.send
+                    .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                    .map_err(io_err)?;
+                return Poll::Ready(Ok(n));
+            }
+            self.send.reserve_capacity(buf.len());
+            match std::task::ready!(self.send.poll_capacity(cx)) {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Poll::Ready(Err(io_err(e))),
+                None => {
+                    return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+                }
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let _ = self.send.send_data(Bytes::new(), true);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Open an extended CONNECT stream for `path` with `:protocol` = `protocol`
+/// (after a GET round trip, so that the server's SETTINGS — and its
+/// ENABLE_CONNECT_PROTOCOL — have been seen). Returns the response head and
+/// the stream's two halves.
+pub async fn extended_connect(
+    send: &mut SendRequest<Bytes>,
+    path: &str,
+    protocol: &'static str,
+) -> Result<(Response<()>, h2::SendStream<Bytes>, RecvStream), h2::Error> {
+    if !send.is_extended_connect_protocol_enabled() {
+        get(send, "/").await?;
+    }
+    let mut req = Request::builder()
+        .method("CONNECT")
+        .uri(format!("http://localhost{path}"))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .expect("request");
+    req.extensions_mut()
+        .insert(h2::ext::Protocol::from_static(protocol));
+    let (resp, stream) = send.send_request(req, false)?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+        .await
+        .expect("a response within 10 s")?;
+    let (parts, recv) = resp.into_parts();
+    Ok((Response::from_parts(parts, ()), stream, recv))
+}
+
 /// A body fed from a channel (a slow or failing response).
 pub struct ChanBody(pub mpsc::Receiver<Result<Frame<Bytes>, BoxError>>);
 

@@ -270,6 +270,33 @@ impl ConnectionHandle {
         }
     }
 
+    /// Count one upgraded HTTP/2 stream (an accepted extended CONNECT, RFC
+    /// 8441) toward `max_concurrent_upgraded_connections`; the connection
+    /// itself stays in the normal count. Refused over the limit.
+    pub fn try_add_upgraded_stream(&self) -> Result<(), ConnectionLimitError> {
+        let c = &self.counters;
+        match c.max_upgraded {
+            Some(max) => {
+                c.upgraded
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < max).then_some(n + 1)
+                    })
+                    .map_err(|_| ConnectionLimitError::MaxConcurrentUpgradedConnections(max))?;
+            }
+            None => {
+                c.upgraded.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        crate::metrics::upgraded_connection(1.0);
+        Ok(())
+    }
+
+    /// Give back a place taken by [`try_add_upgraded_stream`](Self::try_add_upgraded_stream).
+    pub fn remove_upgraded_stream(&self) {
+        self.counters.upgraded.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::upgraded_connection(-1.0);
+    }
+
     /// Whether the connection was upgraded.
     pub fn is_upgraded(&self) -> bool {
         self.flags.load(Ordering::Acquire) & UPGRADED != 0

@@ -192,6 +192,10 @@ pub struct Http2Limits {
     pub keep_alive_ping_delay: Option<Duration>,
     /// How long to wait for a ping's answer before closing. Default 20 s.
     pub keep_alive_ping_timeout: Duration,
+    /// Send `SETTINGS_ENABLE_CONNECT_PROTOCOL = 1` and accept RFC 8441
+    /// extended CONNECT requests (WebSockets over HTTP/2). Default on.
+    /// Not one of Kestrel's `Http2Limits`: Kestrel (.NET 7+) has no such switch.
+    pub enable_connect_protocol: bool,
 }
 
 impl Default for Http2Limits {
@@ -205,6 +209,7 @@ impl Default for Http2Limits {
             initial_stream_window_size: 768 * 1024,
             keep_alive_ping_delay: None,
             keep_alive_ping_timeout: Duration::from_secs(20),
+            enable_connect_protocol: true,
         }
     }
 }

@@ -352,8 +352,8 @@ impl Driver {
             .extensions_mut()
             .insert(self.shared.limits.begin(token, self.config.limit_values()));
         // An upgrade request that has a body is handled as a normal request.
-        let upgrade =
-            (upgrade && body == BodyKind::Empty).then(|| UpgradeFeature::new(self.handle.clone()));
+        let upgrade = (upgrade && body == BodyKind::Empty)
+            .then(|| UpgradeFeature::for_request(self.handle.clone(), request.headers()));
         if let Some(u) = &upgrade {
             request.extensions_mut().insert(u.clone());
         }

@@ -115,6 +115,12 @@ impl StreamState {
         drop(recv);
     }
 
+    /// Take the receive half for an accepted extended CONNECT: its DATA
+    /// frames now belong to the tunnel, not to a request body.
+    pub fn take_recv(&self) -> Option<RecvStream> {
+        self.lock().recv.take()
+    }
+
     fn request_reset(&self, code: u32) {
         let mut s = self.lock();
         if !s.completed {

@@ -138,6 +138,11 @@ impl Http2Config {
             .reset_stream_duration(self.reset_stream_duration)
             .max_send_buffer_size(self.max_send_buffer_size.min(u32::MAX as usize))
             .data_frame_budget(self.data_frame_budget);
+        if l.enable_connect_protocol {
+            // SETTINGS_ENABLE_CONNECT_PROTOCOL = 1: RFC 8441 extended CONNECT
+            // (WebSockets over HTTP/2), surfaced as an `UpgradeFeature`.
+            b.enable_connect_protocol();
+        }
         b
     }
 }

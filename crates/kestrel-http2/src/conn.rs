@@ -184,6 +184,7 @@ impl Http2Connection {
             date: Mutex::new(DateSlot::new(clock.date())),
             info: info.as_ref(),
             conn_id: handle.id(),
+            handle: &handle,
             metrics: Mutex::new(kestrel_core::metrics::RequestMetrics::new("2")),
         };
         let mut driver = Driver {

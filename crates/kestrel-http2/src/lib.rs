@@ -17,6 +17,10 @@
 //!   size (413, or RST_STREAM once the response started), `100 Continue`
 //!   when the app first reads the body, connection-specific response headers
 //!   removed (event 41), `Date` and `Server` added.
+//! * **Extended CONNECT (RFC 8441)**: SETTINGS_ENABLE_CONNECT_PROTOCOL is
+//!   sent, and a CONNECT with `:protocol` (WebSockets over HTTP/2) reaches
+//!   the app with the same `UpgradeFeature` as an HTTP/1.1 upgrade; the
+//!   accepted stream becomes the app's duplex stream.
 //! * **Streams run concurrently inside the connection task** (no task per
 //!   stream, no head-of-line blocking between streams); the application is
 //!   borrowed, as with HTTP/1.
@@ -38,6 +42,7 @@ mod config;
 mod conn;
 mod io;
 mod stream;
+mod tunnel;
 
 pub use body::StreamReset;
 pub use config::Http2Config;

@@ -14,13 +14,15 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use kestrel_core::app::{CatchUnwind, PanicError};
-use kestrel_core::connection::ConnectionId;
+use kestrel_core::connection::{ConnectionHandle, ConnectionId};
 use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::request_limits::LimitsCell;
-use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody};
+use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody, UpgradeFeature, Upgraded};
+use tokio::sync::oneshot;
 
 use crate::body::{StreamReset, StreamState};
 use crate::config::Http2Config;
+use crate::tunnel::Tunnel;
 
 /// What every stream of a connection borrows from its driver.
 pub(crate) struct StreamCtx<'a> {
@@ -29,6 +31,7 @@ pub(crate) struct StreamCtx<'a> {
     pub date: Mutex<DateSlot>,
     pub info: Option<&'a ConnectionInfo>,
     pub conn_id: ConnectionId,
+    pub handle: &'a Arc<ConnectionHandle>,
     /// `http.server.request.duration` / active requests (zero-sized without
     /// the `metrics` feature).
     pub metrics: Mutex<kestrel_core::metrics::RequestMetrics>,
@@ -172,6 +175,20 @@ impl StreamCtx<'_> {
             );
             return Err(Rejection::Reset(Reason::PROTOCOL_ERROR));
         }
+        // `h2` checks CONNECT's pseudo-headers but lets one without
+        // :authority through (RFC 9113 §8.5 requires it; an extended CONNECT
+        // may omit it, RFC 8441 §4).
+        if req.method() == Method::CONNECT
+            && uri.authority().is_none()
+            && req.extensions().get::<h2::ext::Protocol>().is_none()
+        {
+            self.log_stream_error(
+                stream_id,
+                Reason::PROTOCOL_ERROR,
+                "a CONNECT request without :authority",
+            );
+            return Err(Rejection::Reset(Reason::PROTOCOL_ERROR));
+        }
         let headers = req.headers();
         if headers.len() > c.max_request_header_count {
             self.log_bad_request(
@@ -241,6 +258,13 @@ pub(crate) async fn serve_stream<A: Application>(
         }
         return;
     }
+    // An extended CONNECT (RFC 8441): `h2` checked the pseudo-headers
+    // (CONNECT with :scheme and :path, and SETTINGS_ENABLE_CONNECT_PROTOCOL sent).
+    let upgrade = req
+        .extensions()
+        .get::<h2::ext::Protocol>()
+        .filter(|_| req.method() == Method::CONNECT)
+        .map(|p| UpgradeFeature::extended_connect(ctx.handle.clone(), p.as_str()));
     let (mut parts, recv) = req.into_parts();
     let end_stream = recv.is_end_stream();
     let declared_len = parts
@@ -256,6 +280,13 @@ pub(crate) async fn serve_stream<A: Application>(
     let values = ctx.config.limit_values();
     let cell = LimitsCell::new(values);
     parts.extensions.insert(cell.begin(1, values));
+    if let Some(u) = &upgrade {
+        // Its DATA frames are the tunnel's, not a body: no body-size limit,
+        // no data rate, and nothing for the app to change (as in Kestrel).
+        cell.freeze();
+        cell.remove_body_size_limit();
+        parts.extensions.insert(u.clone());
+    }
     let state = StreamState::new(stream_id, recv, cell, declared_len, expect_continue);
     // In HTTP/2 `:authority` stands for Host (Kestrel copies it over Host).
     if let Some(authority) = parts.uri.authority() {
@@ -274,7 +305,7 @@ pub(crate) async fn serve_stream<A: Application>(
         }
         (std::time::Instant::now(), parts.method.clone())
     });
-    let body = if end_stream {
+    let body = if end_stream || upgrade.is_some() {
         RequestBody::empty()
     } else {
         RequestBody::from_source(state.clone(), 0)
@@ -303,7 +334,21 @@ pub(crate) async fn serve_stream<A: Application>(
         })
         .await
     };
+    // An accepted upgrade answered with 101 (the status an HTTP/1.1 app
+    // returns) or a 2xx becomes the tunnel; otherwise it is refused.
+    let tunnel = match (&upgrade, &event) {
+        (Some(u), AppEvent::Done(Ok(Ok(r)))) if u.is_accepted() => {
+            r.status() == StatusCode::SWITCHING_PROTOCOLS || r.status().is_success()
+        }
+        _ => false,
+    };
+    if let (Some(u), false) = (&upgrade, tunnel) {
+        u.cancel();
+    }
     let status = match &event {
+        AppEvent::Done(Ok(Ok(r))) if tunnel && r.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            StatusCode::OK
+        }
         AppEvent::Done(Ok(Ok(r))) => r.status(),
         AppEvent::Done(_) => StatusCode::INTERNAL_SERVER_ERROR,
         // 499, as Kestrel logs a request the client aborted.
@@ -342,6 +387,13 @@ pub(crate) async fn serve_stream<A: Application>(
                 Sent::Done
             } else {
                 match result {
+                    Ok(resp) if tunnel => {
+                        if let Some(u) = &upgrade {
+                            accept_tunnel(ctx, &mut respond, &state, resp, u, stream_id).await
+                        } else {
+                            Sent::Done
+                        }
+                    }
                     Ok(resp) => {
                         send_response(ctx, &mut respond, &state, resp, is_head, stream_id).await
                     }
@@ -368,6 +420,56 @@ pub(crate) async fn serve_stream<A: Application>(
     // response frames not yet written.
     let _ = outcome;
     state.complete();
+}
+
+/// Accept an extended CONNECT: send the app's response head (a `101`
+/// becomes `200`) without END_STREAM, hand the stream to the app as an
+/// [`Upgraded`], and wait until the app drops it, so that the stream counts
+/// as active (no keep-alive timeout, graceful shutdown waits for it).
+async fn accept_tunnel<B>(
+    ctx: &StreamCtx<'_>,
+    respond: &mut SendResponse<Bytes>,
+    state: &Arc<StreamState>,
+    resp: Response<B>,
+    upgrade: &UpgradeFeature,
+    stream_id: u32,
+) -> Sent {
+    // A 2xx response to CONNECT has no body, no Content-Length (RFC 9110
+    // §9.3.6) and none of HTTP/1.1's upgrade headers (RFC 8441 §5).
+    let (mut parts, _body) = resp.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        parts.status = StatusCode::OK;
+    }
+    for name in [header::UPGRADE, header::CONNECTION, header::CONTENT_LENGTH] {
+        parts.headers.remove(name);
+    }
+    let mut head = Response::from_parts(parts, ());
+    ctx.prepare_headers(head.headers_mut(), stream_id, false);
+    let Some(recv) = state.take_recv() else {
+        upgrade.cancel();
+        respond.send_reset(Reason::INTERNAL_ERROR);
+        return Sent::Reset;
+    };
+    let send = match respond.send_response(head, false) {
+        Ok(send) => send,
+        Err(e) => {
+            tracing::debug!(target: "kestrel::http2", connection_id = %ctx.conn_id, stream_id, error = %e, "could not accept the extended CONNECT");
+            upgrade.cancel();
+            return Sent::Reset;
+        }
+    };
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let tunnel = Tunnel::new(send, recv, done_tx);
+    tracing::debug!(target: "kestrel::http2", connection_id = %ctx.conn_id, stream_id, protocol = upgrade.protocol().unwrap_or(""), "HTTP/2 stream upgraded (extended CONNECT)");
+    match upgrade.complete(Upgraded::new(Box::new(tunnel), Bytes::new(), None)) {
+        // Resolves (with an error) when the app drops the stream.
+        Ok(()) => {
+            let _ = done_rx.await;
+        }
+        // The app dropped its `OnUpgrade`: the stream ends here.
+        Err(unwanted) => drop(unwanted),
+    }
+    Sent::Done
 }
 
 fn send_continue(respond: &mut SendResponse<Bytes>) {
