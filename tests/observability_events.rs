@@ -1,6 +1,8 @@
 //! Kestrel's log events as `tracing` events: target = Kestrel's category,
 //! fields `event_id`/`event_name`, and spans a subscriber can correlate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "support/h2wire.rs"]
+mod h2wire;
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -118,6 +120,47 @@ async fn bad_request_event_carries_kestrels_id_and_reason() {
     assert_eq!(request.field("method"), Some("GET"));
     assert_eq!(request.field("protocol"), Some("HTTP/1.1"));
     assert!(request.field("connection_id").is_some());
+}
+
+#[tokio::test]
+async fn http2_minimum_data_rate_event_names_the_stream() {
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let rate = kestrel::MinDataRate::new(1000.0, std::time::Duration::from_millis(1500)).unwrap();
+    let server = start(
+        |o| o.limits.min_response_data_rate = Some(rate),
+        support::hello,
+    )
+    .await;
+    // A client with a zero stream window that never sends WINDOW_UPDATE.
+    let tcp = tokio::net::TcpStream::connect(support::addr(&server))
+        .await
+        .unwrap();
+    let mut w = h2wire::Wire::over(tcp);
+    let mut hello = h2wire::PREFACE.to_vec();
+    hello.extend(h2wire::settings(&[(0x4, 0)]));
+    hello.extend(h2wire::get_headers(1, "/", true));
+    w.send(&hello).await;
+    let goaway = w
+        .until(|f| f.kind == h2wire::GOAWAY)
+        .await
+        .expect("a GOAWAY");
+    assert_eq!(goaway.goaway().1, h2wire::INTERNAL_ERROR);
+    server.stop().await;
+
+    let events = recorder.events.lock().unwrap().clone();
+    let slow = events
+        .iter()
+        .find(|e| e.target == "kestrel::bad_requests" && e.field("event_id") == Some("28"))
+        .unwrap_or_else(|| panic!("no event 28 in {events:#?}"));
+    assert_eq!(slow.level, "DEBUG");
+    assert_eq!(
+        slow.field("event_name"),
+        Some("ResponseMinimumDataRateNotSatisfied")
+    );
+    assert_eq!(slow.field("stream_id"), Some("1"));
 }
 
 #[tokio::test]

@@ -120,6 +120,14 @@ impl DataRateControl {
 
     /// Check both rates at `now_ms` (called by the heartbeat).
     pub fn on_tick(&self, now_ms: u64) -> Option<TimeoutReason> {
+        self.on_tick_with(now_ms, true)
+    }
+
+    /// Check both rates at `now_ms`; with `count_reads` false, this tick's
+    /// time does not count as waiting on reads and the read rate is not
+    /// checked (HTTP/2: the connection's receive window is low, so the
+    /// client cannot send, as Kestrel skips read timing then).
+    pub fn on_tick_with(&self, now_ms: u64, count_reads: bool) -> Option<TimeoutReason> {
         // Ticks are stored +1 so that 0 means "no tick seen yet": the first
         // tick a connection sees contributes nothing, and no tick counts for
         // more than one heartbeat's worth (at most MAX_TICK_MS).
@@ -130,7 +138,7 @@ impl DataRateControl {
             now_ms.saturating_sub(last - 1).min(MAX_TICK_MS)
         };
         let milli = self.read_rate_milli.load(Ordering::Acquire);
-        if milli != 0 && self.read_active.load(Ordering::Relaxed) {
+        if count_reads && milli != 0 && self.read_active.load(Ordering::Relaxed) {
             let elapsed = self.read_elapsed_ms.fetch_add(delta, Ordering::AcqRel) + delta;
             let grace = self.read_grace_ms.load(Ordering::Relaxed);
             if elapsed > grace {
@@ -244,6 +252,25 @@ mod tests {
             c.on_tick(73_000),
             Some(TimeoutReason::ReadDataRate),
             "300 B / 4 s < 100 B/s"
+        );
+    }
+
+    #[test]
+    fn ticks_that_do_not_count_reads_add_no_waiting_time() {
+        let c = DataRateControl::default();
+        c.on_tick(0);
+        c.begin_read(rate(100.0, 2));
+        c.set_read_waiting(true);
+        for t in 1..=10 {
+            assert_eq!(c.on_tick_with(t * 1000, false), None, "paused at {t} s");
+        }
+        c.add_read_bytes(250);
+        assert_eq!(c.on_tick(11_000), None);
+        assert_eq!(c.on_tick(12_000), None);
+        assert_eq!(
+            c.on_tick(13_000),
+            Some(TimeoutReason::ReadDataRate),
+            "250 B / 3 s counted < 100 B/s"
         );
     }
 

@@ -11,6 +11,8 @@ use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use h2::RecvStream;
 use http_body::{Frame, SizeHint};
+use kestrel_core::connection::TimeoutReason;
+use kestrel_core::data_rate::DataRateControl;
 use kestrel_core::request_limits::LimitsCell;
 use kestrel_core::{BodyError, BodySource};
 
@@ -23,6 +25,9 @@ pub(crate) struct StreamState {
     /// The request's limits (Kestrel's `IHttpMaxRequestBodySizeFeature`):
     /// the app may change them until it first reads the body.
     limits: LimitsCell,
+    /// This stream's minimum request body and response data rates, checked
+    /// by the connection's driver once per heartbeat interval.
+    rates: DataRateControl,
 }
 
 struct Inner {
@@ -41,6 +46,8 @@ struct Inner {
     completed: bool,
     /// A reset the application asked for, not yet sent.
     reset: Option<u32>,
+    /// The body arrived below the minimum data rate: reads fail with `Timeout`.
+    timed_out: bool,
 }
 
 /// What the driver must do for the application.
@@ -59,6 +66,7 @@ impl StreamState {
     ) -> Arc<Self> {
         Arc::new(StreamState {
             limits,
+            rates: DataRateControl::default(),
             inner: Mutex::new(Inner {
                 recv: Some(recv),
                 limit: None,
@@ -73,6 +81,7 @@ impl StreamState {
                 too_large: false,
                 completed: false,
                 reset: None,
+                timed_out: false,
             }),
             driver: AtomicWaker::new(),
             stream_id,
@@ -112,7 +121,52 @@ impl StreamState {
             s.recv.take()
         };
         self.limits.end();
+        self.rates.end_read();
         drop(recv);
+    }
+
+    /// The HTTP/2 stream id.
+    pub fn stream_id(&self) -> u32 {
+        self.stream_id
+    }
+
+    /// Whether the stream is over.
+    pub fn is_completed(&self) -> bool {
+        self.lock().completed
+    }
+
+    /// This stream's data-rate tracking.
+    pub fn rates(&self) -> &DataRateControl {
+        &self.rates
+    }
+
+    /// The response starts: its minimum data rate is the request's (the app
+    /// may have changed it). Returns whether there is one.
+    pub fn start_response_rate(&self) -> bool {
+        let rate = self.limits.current().min_response_data_rate;
+        self.rates.set_write_rate(rate);
+        rate.is_some()
+    }
+
+    /// Check the rates at `now_ms` (the driver, once per heartbeat interval);
+    /// see [`DataRateControl::on_tick_with`].
+    pub fn tick_rates(&self, now_ms: u64, count_reads: bool) -> Option<TimeoutReason> {
+        self.rates.on_tick_with(now_ms, count_reads)
+    }
+
+    /// Request body bytes `h2` holds for this stream that the app has not
+    /// read yet: they take up the connection's receive window.
+    pub fn buffered(&self) -> usize {
+        self.lock()
+            .recv
+            .as_mut()
+            .map_or(0, |r| r.flow_control().used_capacity())
+    }
+
+    /// The body arrived below its minimum rate: the app's reads fail with
+    /// [`BodyError::Timeout`] (the driver closes the connection).
+    pub fn time_out_body(&self) {
+        self.lock().timed_out = true;
     }
 
     /// Take the receive half for an accepted extended CONNECT: its DATA
@@ -145,6 +199,9 @@ impl BodySource for StreamState {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let mut guard = self.lock();
         let s = &mut *guard;
+        if s.timed_out {
+            return Poll::Ready(Some(Err(BodyError::Timeout)));
+        }
         if s.completed {
             return Poll::Ready(Some(Err(BodyError::RequestCompleted)));
         }
@@ -158,8 +215,12 @@ impl BodySource for StreamState {
         }
         if !s.first_read {
             s.first_read = true;
-            // The app's last word on the limit is taken now, as in Kestrel.
-            s.limit = self.limits.freeze().max_request_body_size;
+            // The app's last word on the limits is taken now, as in Kestrel.
+            let values = self.limits.freeze();
+            s.limit = values.max_request_body_size;
+            if values.min_request_body_data_rate.is_some() {
+                self.rates.begin_read(values.min_request_body_data_rate);
+            }
             if let (Some(limit), Some(n)) = (s.limit, s.declared_len) {
                 if n > limit {
                     s.too_large = true;
@@ -176,6 +237,8 @@ impl BodySource for StreamState {
             match recv.poll_data(cx) {
                 Poll::Ready(Some(Ok(data))) => {
                     let n = data.len();
+                    self.rates.set_read_waiting(false);
+                    self.rates.add_read_bytes(n);
                     // Hand the window back as the app consumes: h2 buffers at
                     // most one stream window of unread data.
                     let _ = recv.flow_control().release_capacity(n);
@@ -193,9 +256,19 @@ impl BodySource for StreamState {
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(aborted(e)))),
-                Poll::Ready(None) => s.data_done = true,
+                Poll::Ready(Some(Err(e))) => {
+                    self.rates.end_read();
+                    return Poll::Ready(Some(Err(aborted(e))));
+                }
+                Poll::Ready(None) => {
+                    // Only DATA is timed (trailers are a header block).
+                    self.rates.end_read();
+                    s.data_done = true;
+                }
                 Poll::Pending => {
+                    // Time spent waiting on the client counts toward the
+                    // minimum request body data rate; the app's own pauses do not.
+                    self.rates.set_read_waiting(true);
                     if s.expect_continue && !s.continue_requested && s.received == 0 {
                         // Kestrel sends `100 Continue` when the app first
                         // reads the body and none of it has arrived yet.

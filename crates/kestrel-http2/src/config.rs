@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use kestrel_core::request_limits::LimitValues;
-use kestrel_core::{Http2Limits, KestrelServerOptions};
+use kestrel_core::{Http2Limits, KestrelServerOptions, MinDataRate};
 
 /// How long a closed or reset stream is remembered, so that late frames for
 /// it are ignored rather than treated as a protocol error (Kestrel keeps a
@@ -47,6 +47,12 @@ pub struct Http2Config {
     /// Request body bytes at most, per stream (413, or RST_STREAM once the
     /// response started).
     pub max_request_body_size: Option<u64>,
+    /// Minimum request body data rate per stream (Kestrel's
+    /// `MinRequestBodyDataRate`); the app may change it for its request.
+    pub min_request_body_data_rate: Option<MinDataRate>,
+    /// Minimum response data rate per stream (Kestrel's
+    /// `MinResponseDataRate`); the app may change it for its request.
+    pub min_response_data_rate: Option<MinDataRate>,
     /// Idle time allowed while no stream is active.
     pub keep_alive_timeout: Duration,
     /// Time allowed for the connection preface.
@@ -92,6 +98,8 @@ impl Http2Config {
             max_request_headers_total_size: l.max_request_headers_total_size,
             max_request_line_size: l.max_request_line_size,
             max_request_body_size: l.max_request_body_size,
+            min_request_body_data_rate: l.min_request_body_data_rate,
+            min_response_data_rate: l.min_response_data_rate,
             keep_alive_timeout: l.keep_alive_timeout,
             request_headers_timeout: l.request_headers_timeout,
             add_server_header: o.add_server_header,
@@ -111,13 +119,12 @@ impl Http2Config {
     }
 
     /// The per-request limits every stream starts with (the app may change
-    /// them through its `RequestLimits` until it reads the body). Minimum
-    /// data rates are off: the HTTP/2 driver does not enforce them yet.
+    /// them through its `RequestLimits` until it reads the body).
     pub fn limit_values(&self) -> LimitValues {
         LimitValues {
             max_request_body_size: self.max_request_body_size,
-            min_request_body_data_rate: None,
-            min_response_data_rate: None,
+            min_request_body_data_rate: self.min_request_body_data_rate,
+            min_response_data_rate: self.min_response_data_rate,
         }
     }
 

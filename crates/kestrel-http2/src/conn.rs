@@ -13,15 +13,20 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::SendResponse;
 use h2::{Ping, PingPong, Reason, RecvStream};
 use http::Request;
-use kestrel_core::connection::{ConnectionHandle, Signal, TimeoutReason};
+use kestrel_core::connection::{ConnectionEndReason, ConnectionHandle, Signal, TimeoutReason};
 use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::{Application, ConnectionInfo};
 use kestrel_transport::BoxIo;
 use tokio::time::{Instant, Sleep};
 
+use crate::body::StreamState;
 use crate::config::{Http2Config, ENHANCE_YOUR_CALM_WINDOW_TICKS};
 use crate::io::{CountingIo, ReadCounter};
 use crate::stream::{serve_stream, StreamCtx};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// How long a closing connection may take to flush its GOAWAY.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +66,14 @@ pub enum Http2Error {
     /// The server aborted the connection (shutdown timeout).
     #[error("the connection was aborted by the server")]
     Aborted,
+    /// A request body arrived below its minimum data rate (GOAWAY
+    /// INTERNAL_ERROR, as Kestrel does).
+    #[error("a request body arrived below the minimum data rate")]
+    MinRequestBodyDataRate,
+    /// The client took a response below its minimum data rate (GOAWAY
+    /// INTERNAL_ERROR, as Kestrel does).
+    #[error("the client read a response below the minimum data rate")]
+    MinResponseDataRate,
 }
 
 impl From<h2::Error> for Http2Error {
@@ -178,6 +191,7 @@ impl Http2Connection {
             }),
             None => None,
         };
+        let rated: Mutex<Vec<Arc<StreamState>>> = Mutex::new(Vec::new());
         let ctx = StreamCtx {
             config: &config,
             clock: &clock,
@@ -185,6 +199,7 @@ impl Http2Connection {
             info: info.as_ref(),
             conn_id: handle.id(),
             handle: &handle,
+            rated: &rated,
             metrics: Mutex::new(kestrel_core::metrics::RequestMetrics::new("2")),
         };
         let mut driver = Driver {
@@ -199,6 +214,9 @@ impl Http2Connection {
             last_stream_id: 0,
             eyc_count: 0,
             eyc_window_start: 0,
+            rated: &rated,
+            rate_timer: None,
+            rate_timer_armed: false,
         };
         let mut streams = FuturesUnordered::new();
         let make = |req: Request<RecvStream>, respond: SendResponse<Bytes>| {
@@ -256,6 +274,12 @@ struct Driver<'a> {
     last_stream_id: u32,
     eyc_count: u32,
     eyc_window_start: u64,
+    /// Streams with data rates to check (shared with the streams).
+    rated: &'a Mutex<Vec<Arc<StreamState>>>,
+    /// One timer per connection, ticking every heartbeat interval while
+    /// there are streams to check (not one per stream).
+    rate_timer: Option<Pin<Box<Sleep>>>,
+    rate_timer_armed: bool,
 }
 
 impl Driver<'_> {
@@ -347,9 +371,93 @@ impl Driver<'_> {
         if let Some(end) = self.poll_ping(cx) {
             return Poll::Ready(end);
         }
+        if let Some(end) = self.poll_rates(cx) {
+            return Poll::Ready(end);
+        }
         Poll::Pending
     }
 
+    /// Every heartbeat interval while streams are open, check each stream's
+    /// minimum request body and response data rates.
+    fn poll_rates(&mut self, cx: &mut Context<'_>) -> Option<End> {
+        if lock(self.rated).is_empty() {
+            self.rate_timer_armed = false;
+            return None;
+        }
+        let interval = self.clock.interval();
+        let timer = self
+            .rate_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
+        if !self.rate_timer_armed {
+            timer.as_mut().reset(Instant::now() + interval);
+            self.rate_timer_armed = true;
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            timer.as_mut().reset(Instant::now() + interval);
+            if let Some(end) = check_rates(self.clock, self.config, self.handle, self.rated) {
+                return Some(end);
+            }
+        }
+        None
+    }
+}
+
+/// One check of every stream's rates. Like Kestrel, a stream below its
+/// rate closes the connection: GOAWAY INTERNAL_ERROR (events 27 / 28).
+fn check_rates(
+    clock: &Clock,
+    config: &Http2Config,
+    handle: &ConnectionHandle,
+    rated: &Mutex<Vec<Arc<StreamState>>>,
+) -> Option<End> {
+    let now = clock.precise_ticks();
+    let mut rated = lock(rated);
+    rated.retain(|s| !s.is_completed());
+    // Bytes received but not read by the app hold the connection's
+    // receive window; when it is low the client cannot send, so waiting
+    // time does not count against anyone (Kestrel's rule).
+    let buffered: u64 = rated.iter().map(|s| s.buffered() as u64).sum();
+    let count_reads = buffered * 2 < u64::from(config.limits.initial_connection_window_size);
+    for s in rated.iter() {
+        match s.tick_rates(now, count_reads) {
+            Some(TimeoutReason::ReadDataRate) => {
+                tracing::debug!(
+                    target: "kestrel::bad_requests",
+                    event_id = 27u32,
+                    event_name = "RequestBodyMinimumDataRateNotSatisfied",
+                    connection_id = %handle.id(),
+                    stream_id = s.stream_id(),
+                    "the request body arrived below the minimum data rate; closing the HTTP/2 connection"
+                );
+                s.time_out_body();
+                handle.set_end_reason(ConnectionEndReason::MinRequestBodyDataRate);
+                return Some(End::Close(
+                    Reason::INTERNAL_ERROR,
+                    Err(Http2Error::MinRequestBodyDataRate),
+                ));
+            }
+            Some(TimeoutReason::WriteDataRate) => {
+                tracing::debug!(
+                    target: "kestrel::bad_requests",
+                    event_id = 28u32,
+                    event_name = "ResponseMinimumDataRateNotSatisfied",
+                    connection_id = %handle.id(),
+                    stream_id = s.stream_id(),
+                    "the client read the response below the minimum data rate; closing the HTTP/2 connection"
+                );
+                handle.set_end_reason(ConnectionEndReason::MinResponseDataRate);
+                return Some(End::Close(
+                    Reason::INTERNAL_ERROR,
+                    Err(Http2Error::MinResponseDataRate),
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+impl Driver<'_> {
     /// Count a stream refused with ENHANCE_YOUR_CALM; true when too many
     /// were refused within the window (Kestrel's event 64).
     fn refused_too_often(&mut self) -> bool {

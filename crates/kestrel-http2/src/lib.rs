@@ -10,8 +10,10 @@
 //!   send buffer and its small-DATA-frame budget ([`Http2Config`]).
 //! * **Timeouts `h2` does not have**: keep-alive timeout while no stream is
 //!   active (closed with GOAWAY), a deadline on the connection preface, the
-//!   keep-alive PING with its timeout, and graceful shutdown (GOAWAY 2^31−1,
-//!   then GOAWAY with the last stream id once in-flight streams are done).
+//!   keep-alive PING with its timeout, minimum request body and response
+//!   data rates per stream (GOAWAY INTERNAL_ERROR below them, as Kestrel),
+//!   and graceful shutdown (GOAWAY 2^31−1, then GOAWAY with the last stream
+//!   id once in-flight streams are done).
 //! * **Kestrel's request rules**: header count and size (431), pseudo-header
 //!   length (`max_request_line_size`, RST_STREAM PROTOCOL_ERROR), request body
 //!   size (413, or RST_STREAM once the response started), `100 Continue`

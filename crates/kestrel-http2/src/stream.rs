@@ -15,6 +15,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use kestrel_core::app::{CatchUnwind, PanicError};
 use kestrel_core::connection::{ConnectionHandle, ConnectionId};
+use kestrel_core::data_rate::DataRateControl;
 use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::request_limits::LimitsCell;
 use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody, UpgradeFeature, Upgraded};
@@ -32,6 +33,9 @@ pub(crate) struct StreamCtx<'a> {
     pub info: Option<&'a ConnectionInfo>,
     pub conn_id: ConnectionId,
     pub handle: &'a Arc<ConnectionHandle>,
+    /// Streams whose minimum data rates the driver checks once per
+    /// heartbeat interval (completed ones are dropped at the next check).
+    pub rated: &'a Mutex<Vec<Arc<StreamState>>>,
     /// `http.server.request.duration` / active requests (zero-sized without
     /// the `metrics` feature).
     pub metrics: Mutex<kestrel_core::metrics::RequestMetrics>,
@@ -288,6 +292,14 @@ pub(crate) async fn serve_stream<A: Application>(
         parts.extensions.insert(u.clone());
     }
     let state = StreamState::new(stream_id, recv, cell, declared_len, expect_continue);
+    if upgrade.is_none() {
+        // A tunnel has no data rates; every other stream may have them (the
+        // app can turn them on or off for its request).
+        match ctx.rated.lock() {
+            Ok(mut rated) => rated.push(state.clone()),
+            Err(poisoned) => poisoned.into_inner().push(state.clone()),
+        }
+    }
     // In HTTP/2 `:authority` stands for Host (Kestrel copies it over Host).
     if let Some(authority) = parts.uri.authority() {
         if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
@@ -590,6 +602,9 @@ where
             return Sent::Reset;
         }
     };
+    // Time spent waiting for the client's window counts toward the
+    // response's minimum data rate (the request's, which the app may change).
+    let clock = state.start_response_rate().then_some(ctx.clock);
     let mut written: u64 = 0;
     let mut next = first;
     loop {
@@ -642,7 +657,7 @@ where
                         return fail_started_tx(ctx, &mut tx, stream_id, format!("the response body ended after {written} of its {n} Content-Length bytes").into());
                     }
                 }
-                if let Err((reason, why)) = send_data(&mut tx, state, data, eos).await {
+                if let Err((reason, why)) = send_data(&mut tx, state, data, eos, clock).await {
                     return reset_tx(ctx, &mut tx, stream_id, reason, why);
                 }
                 if overflow {
@@ -696,14 +711,26 @@ where
     }
 }
 
+/// Stops timing a response write when dropped.
+struct WriteTiming<'a>(&'a DataRateControl);
+
+impl Drop for WriteTiming<'_> {
+    fn drop(&mut self) {
+        self.0.stop_write();
+    }
+}
+
 /// Send `data` as the window allows: reserve capacity, wait for it, send
 /// what was granted, repeat. `h2` never buffers more than
-/// `max_send_buffer_size` per stream this way.
+/// `max_send_buffer_size` per stream this way. With `clock` (a minimum
+/// response data rate is set), the write is timed until `h2` has taken it
+/// all: `deadline += max(grace, bytes / rate)`, checked by the driver.
 async fn send_data(
     tx: &mut SendStream<Bytes>,
     state: &StreamState,
     mut data: Bytes,
     eos: bool,
+    clock: Option<&Clock>,
 ) -> Result<(), (Reason, &'static str)> {
     if data.is_empty() {
         return if eos {
@@ -713,6 +740,10 @@ async fn send_data(
             Ok(())
         };
     }
+    let _timing = clock.map(|c| {
+        state.rates().start_write(data.len(), c.precise_ticks());
+        WriteTiming(state.rates())
+    });
     while !data.is_empty() {
         tx.reserve_capacity(data.len());
         let mut granted = tx.capacity();
