@@ -213,7 +213,10 @@ impl std::fmt::Debug for RequestMetrics {
 
 impl RequestMetrics {
     /// Metrics for requests over `protocol_version` (`"1.1"`, `"2"`).
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    #[cfg_attr(
+        not(feature = "metrics"),
+        allow(unused_variables, clippy::needless_update)
+    )]
     pub fn new(protocol_version: &'static str) -> Self {
         RequestMetrics {
             #[cfg(feature = "metrics")]
