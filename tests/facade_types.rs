@@ -19,6 +19,7 @@ fn public_types_are_send_and_sync() {
     send_sync::<kestrel::BoundAddress>();
     send_sync::<kestrel::RequestLimits>();
     send_sync::<kestrel::UpgradeFeature>();
+    send_sync::<kestrel::RequestAborted>();
     send_sync::<kestrel::TlsInfo>();
     send_sync::<kestrel::StartError>();
     send_sync::<kestrel::BodyError>();

@@ -9,13 +9,15 @@
 //! * [`connection`]: connection ids, the concurrent-connection limit, per-connection
 //!   deadlines and shutdown signals; [`heartbeat`]: the 1 s tick and the cached `Date`;
 //! * [`app`]: the [`Application`] trait; [`body`]: [`RequestBody`];
-//!   [`features`]: typed per-request features;
+//!   [`features`]: typed per-request features; [`aborted`]: the
+//!   request-aborted signal;
 //! * [`middleware`]: connection middleware (`ListenOptions::use_middleware`).
 //!
 //! This crate must not depend on any protocol crate (`kestrel-http1`,
 //! `kestrel-http2`), TLS or hosting: they depend on it. Its only `kestrel-*`
 //! dependency is `kestrel-transport`.
 
+pub mod aborted;
 pub mod app;
 pub mod body;
 pub mod connection;
@@ -32,6 +34,7 @@ pub mod protocols;
 pub mod request_limits;
 pub mod upgrade;
 
+pub use aborted::RequestAborted;
 pub use app::{Application, IntoAppResult};
 pub use body::{BodyError, BodySource, BoxError, RequestBody};
 pub use endpoint::{BindTarget, BoundAddress, Scheme, ServerUrl, UrlError};

@@ -11,6 +11,7 @@ use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use h2::RecvStream;
 use http_body::{Frame, SizeHint};
+use kestrel_core::aborted::{AbortSignal, AbortSource};
 use kestrel_core::connection::TimeoutReason;
 use kestrel_core::data_rate::DataRateControl;
 use kestrel_core::request_limits::LimitsCell;
@@ -28,6 +29,8 @@ pub(crate) struct StreamState {
     /// This stream's minimum request body and response data rates, checked
     /// by the connection's driver once per heartbeat interval.
     rates: DataRateControl,
+    /// The request-aborted signal (`RequestAborted`).
+    abort: AbortSignal,
 }
 
 struct Inner {
@@ -67,6 +70,7 @@ impl StreamState {
         Arc::new(StreamState {
             limits,
             rates: DataRateControl::default(),
+            abort: AbortSignal::new(),
             inner: Mutex::new(Inner {
                 recv: Some(recv),
                 limit: None,
@@ -123,6 +127,14 @@ impl StreamState {
         self.limits.end();
         self.rates.end_read();
         drop(recv);
+    }
+
+    /// The request was aborted (the client reset the stream, the connection
+    /// is gone, or the stream was reset): fire `RequestAborted`.
+    pub fn abort(&self) {
+        if self.abort.abort() {
+            tracing::debug!(target: "kestrel", event_id = 66u32, event_name = "RequestAborted", stream_id = self.stream_id, "the request was aborted");
+        }
     }
 
     /// The HTTP/2 stream id.
@@ -258,6 +270,7 @@ impl BodySource for StreamState {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     self.rates.end_read();
+                    self.abort();
                     return Poll::Ready(Some(Err(aborted(e))));
                 }
                 Poll::Ready(None) => {
@@ -290,7 +303,10 @@ impl BodySource for StreamState {
                 s.done = true;
                 Poll::Ready(None)
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(aborted(e)))),
+            Poll::Ready(Err(e)) => {
+                self.abort();
+                Poll::Ready(Some(Err(aborted(e))))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -306,6 +322,12 @@ impl BodySource for StreamState {
             Some(n) => SizeHint::with_exact(n.saturating_sub(s.received)),
             None => SizeHint::default(),
         }
+    }
+}
+
+impl AbortSource for StreamState {
+    fn abort_signal(&self) -> &AbortSignal {
+        &self.abort
     }
 }
 

@@ -18,7 +18,9 @@ use kestrel_core::connection::{ConnectionHandle, ConnectionId};
 use kestrel_core::data_rate::DataRateControl;
 use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::request_limits::LimitsCell;
-use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody, UpgradeFeature, Upgraded};
+use kestrel_core::{
+    Application, BoxError, ConnectionInfo, RequestAborted, RequestBody, UpgradeFeature, Upgraded,
+};
 use tokio::sync::oneshot;
 
 use crate::body::{StreamReset, StreamState};
@@ -310,6 +312,12 @@ pub(crate) async fn serve_stream<A: Application>(
         parts.extensions.insert(info.clone());
     }
     parts.extensions.insert(StreamReset::new(state.clone()));
+    parts.extensions.insert(RequestAborted::new(
+        state.clone() as Arc<dyn kestrel_core::aborted::AbortSource>
+    ));
+    // Until the stream completes, dropping this future (the connection
+    // closed or was lost) aborts the request.
+    let abort_on_drop = AbortOnDrop(Some(state.clone()));
     let is_head = parts.method == Method::HEAD;
     let metrics_start = kestrel_core::metrics::ENABLED.then(|| {
         if let Ok(mut m) = ctx.metrics.lock() {
@@ -430,8 +438,29 @@ pub(crate) async fn serve_stream<A: Application>(
     // stream with NO_ERROR once every handle is dropped, after the queued
     // response (RFC 9113 §8.1); an explicit reset here would discard the
     // response frames not yet written.
-    let _ = outcome;
+    if let Sent::Reset = outcome {
+        state.abort();
+    }
+    abort_on_drop.disarm();
     state.complete();
+}
+
+/// Fires a stream's `RequestAborted` if its future is dropped before it
+/// completed (the connection closed, was lost, or was aborted).
+struct AbortOnDrop(Option<Arc<StreamState>>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            state.abort();
+        }
+    }
 }
 
 /// Accept an extended CONNECT: send the app's response head (a `101`
@@ -471,7 +500,7 @@ async fn accept_tunnel<B>(
         }
     };
     let (done_tx, done_rx) = oneshot::channel::<()>();
-    let tunnel = Tunnel::new(send, recv, done_tx);
+    let tunnel = Tunnel::new(send, recv, state.clone(), done_tx);
     tracing::debug!(target: "kestrel::http2", connection_id = %ctx.conn_id, stream_id, protocol = upgrade.protocol().unwrap_or(""), "HTTP/2 stream upgraded (extended CONNECT)");
     match upgrade.complete(Upgraded::new(Box::new(tunnel), Bytes::new(), None)) {
         // Resolves (with an error) when the app drops the stream.

@@ -4,12 +4,15 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
 use h2::{Reason, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
+
+use crate::body::StreamState;
 
 /// One HTTP/2 stream as an `AsyncRead + AsyncWrite`, handed to the app
 /// inside a `kestrel_core::Upgraded`.
@@ -20,24 +23,34 @@ pub(crate) struct Tunnel {
     pending: Bytes,
     read_eof: bool,
     write_closed: bool,
+    /// The stream's shared state: its `RequestAborted` fires when the
+    /// client resets the stream.
+    state: Arc<StreamState>,
     /// Dropped with the tunnel: tells the stream's driver the tunnel is over.
     _done: oneshot::Sender<()>,
 }
 
 impl Tunnel {
-    pub fn new(send: SendStream<Bytes>, recv: RecvStream, done: oneshot::Sender<()>) -> Self {
+    pub fn new(
+        send: SendStream<Bytes>,
+        recv: RecvStream,
+        state: Arc<StreamState>,
+        done: oneshot::Sender<()>,
+    ) -> Self {
         Tunnel {
             send,
             recv,
             pending: Bytes::new(),
             read_eof: false,
             write_closed: false,
+            state,
             _done: done,
         }
     }
 
     /// The stream was reset (by the client, or with its connection).
     fn reset_error(&self, e: h2::Error) -> io::Error {
+        self.state.abort();
         let kind = if e.is_io() || e.is_go_away() {
             io::ErrorKind::ConnectionAborted
         } else {
@@ -47,6 +60,7 @@ impl Tunnel {
     }
 
     fn reset_by(&self, reason: Reason) -> io::Error {
+        self.state.abort();
         io::Error::new(
             io::ErrorKind::ConnectionReset,
             format!("the client reset the HTTP/2 stream ({reason})"),

@@ -43,14 +43,14 @@ pub use error::StartError;
 pub use server::{KestrelServer, RunningServer};
 
 pub use kestrel_core::{
+    aborted, request_limits, upgrade, FeatureError, OnUpgrade, RequestAborted, RequestLimits,
+    TlsInfo, UpgradeError, UpgradeFeature, Upgraded,
+};
+pub use kestrel_core::{
     app, body, connection, connection_logging, endpoint, features, limits, middleware, options,
     Application, BindTarget, BodyError, BoundAddress, BoxError, ConnectionInfo, Http1Options,
     Http2Limits, HttpProtocols, IntoAppResult, KestrelServerOptions, ListenOptions, MinDataRate,
     RequestBody, Scheme, ServerAddresses, ServerLimits,
-};
-pub use kestrel_core::{
-    request_limits, upgrade, FeatureError, OnUpgrade, RequestLimits, TlsInfo, UpgradeError,
-    UpgradeFeature, Upgraded,
 };
 pub use kestrel_http1 as http1;
 /// HTTP/2 (feature `http2`, on by default): the driver, its settings and the
