@@ -27,7 +27,7 @@ use crate::codec::{
 };
 use crate::config::Http1Config;
 use crate::io::{BodyState, Decoder, Shared, WriteBuf};
-use crate::response::{plan, Framing, RequestFacts};
+use crate::response::{plan, Framing, Plan, RequestFacts};
 
 /// Data frames smaller than this are copied into the output buffer (and
 /// batched); larger ones are written straight from the app's buffer.
@@ -106,7 +106,14 @@ impl Http1Connection {
     }
 
     /// Serve requests until the connection closes.
-    pub async fn serve<A: Application>(self, app: &A) -> Result<(), Http1Error> {
+    ///
+    /// Not an `async fn`: the driver is built before the future, so the
+    /// future's state holds it once, not beside a copy of `self` (every
+    /// idle connection pays for the size of this future).
+    pub fn serve<A: Application>(
+        self,
+        app: &A,
+    ) -> impl Future<Output = Result<(), Http1Error>> + Send + '_ {
         let limits = LimitsCell::new(self.config.limit_values());
         let shared = Shared::new(self.io, self.read_buf, self.handle.clone(), limits);
         let mut driver = Driver {
@@ -121,11 +128,13 @@ impl Http1Connection {
             wb: WriteBuf::new(),
             linger: false,
         };
-        let result = driver.run(app).await;
-        driver
-            .close(result.is_ok() || matches!(result, Err(Http1Error::BadRequest(_))))
-            .await;
-        result
+        async move {
+            let result = driver.run(app).await;
+            driver
+                .close(result.is_ok() || matches!(result, Err(Http1Error::BadRequest(_))))
+                .await;
+            result
+        }
     }
 }
 
@@ -150,6 +159,15 @@ enum HeadOutcome {
     Head(RequestHead),
     Closed,
     Reject(RequestRejection),
+}
+
+/// What the driver keeps of a request while the app runs.
+struct Started {
+    is_head: bool,
+    version: Version,
+    keep_alive: bool,
+    upgrade: Option<UpgradeFeature>,
+    metrics_start: Option<(std::time::Instant, Method)>,
 }
 
 enum AppOutcome<B> {
@@ -283,12 +301,9 @@ impl Driver {
         }
     }
 
-    async fn serve_request<A: Application>(
-        &mut self,
-        app: &A,
-        head: RequestHead,
-        token: u64,
-    ) -> Result<bool, Http1Error> {
+    /// Set up the body state and build the app's request (a plain `fn`, so
+    /// the request is not part of the connection future's saved state).
+    fn begin_request(&mut self, head: RequestHead, token: u64) -> (Request<RequestBody>, Started) {
         let RequestHead {
             method,
             uri,
@@ -357,14 +372,41 @@ impl Driver {
         if let Some(u) = &upgrade {
             request.extensions_mut().insert(u.clone());
         }
+        let started = Started {
+            is_head,
+            version,
+            keep_alive,
+            upgrade,
+            metrics_start,
+        };
+        (request, started)
+    }
 
+    async fn serve_request<A: Application>(
+        &mut self,
+        app: &A,
+        head: RequestHead,
+        token: u64,
+    ) -> Result<bool, Http1Error> {
+        let (request, started) = self.begin_request(head, token);
+        let Started {
+            is_head,
+            version,
+            keep_alive,
+            upgrade,
+            metrics_start,
+        } = started;
         let mut outcome = self.run_app(app, request).await?;
 
         if let Some(u) = &upgrade {
             let switching = matches!(&outcome, AppOutcome::Response(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS);
             if switching && u.is_accepted() {
                 if let AppOutcome::Response(resp) = outcome {
-                    return self.finish_upgrade(resp, u, version).await.map(|()| false);
+                    // Boxed: upgrades are rare, and the connection future
+                    // would otherwise reserve room for this path.
+                    return Box::pin(self.finish_upgrade(resp, u, version))
+                        .await
+                        .map(|()| false);
                 }
                 unreachable!("checked above");
             }
@@ -608,18 +650,23 @@ impl Driver {
         self.linger = true;
     }
 
-    /// Frame and write the app's response; returns whether the connection stays open.
-    async fn write_response<B>(
+    /// Plan the response's framing and encode its head. Kept out of the
+    /// `async fn` so that the response's parts and headers are not held in
+    /// the connection future's state while the body is written.
+    fn start_response<B>(
         &mut self,
         resp: Response<B>,
         facts: &RequestFacts,
-    ) -> Result<bool, Http1Error>
+    ) -> Result<(Plan, B), bool>
     where
         B: Body<Data = Bytes, Error: Into<BoxError>>,
     {
         let (parts, body) = resp.into_parts();
-        let mut headers = parts.headers;
-        let status = parts.status;
+        let http::response::Parts {
+            status,
+            mut headers,
+            ..
+        } = parts;
         self.wb.begin_response();
         self.handle
             .rates()
@@ -628,7 +675,7 @@ impl Driver {
             Ok(p) => p,
             Err(e) => {
                 self.log_app_error(&e.into());
-                return Ok(self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, facts, None));
+                return Err(self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, facts, None));
             }
         };
         self.encode_head(
@@ -639,8 +686,24 @@ impl Driver {
             plan.connection,
         );
         if plan.framing == Framing::NoBody {
-            return Ok(plan.keep_alive);
+            return Err(plan.keep_alive);
         }
+        Ok((plan, body))
+    }
+
+    /// Frame and write the app's response; returns whether the connection stays open.
+    async fn write_response<B>(
+        &mut self,
+        resp: Response<B>,
+        facts: &RequestFacts,
+    ) -> Result<bool, Http1Error>
+    where
+        B: Body<Data = Bytes, Error: Into<BoxError>>,
+    {
+        let (plan, body) = match self.start_response(resp, facts) {
+            Ok(started) => started,
+            Err(keep_alive) => return Ok(keep_alive),
+        };
         let mut keep_alive = plan.keep_alive;
         let limit = self
             .config
@@ -648,11 +711,11 @@ impl Driver {
             .unwrap_or(UNLIMITED_RESPONSE_BUFFER);
         let mut body = pin!(body);
         let mut written: u64 = 0;
-        let mut trailers: Option<HeaderMap> = None;
+        let mut trailers: Option<Box<HeaderMap>> = None;
         loop {
             let shared = &self.shared;
             let wb = &mut self.wb;
-            let frame = poll_fn(|cx| {
+            let polled = poll_fn(|cx| {
                 match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll_frame(cx))) {
                     Ok(Poll::Ready(None)) => Poll::Ready(Ok(None)),
                     Ok(Poll::Ready(Some(Ok(f)))) => Poll::Ready(Ok(Some(f))),
@@ -678,20 +741,21 @@ impl Driver {
                 }
             })
             .await;
-            let frame = match frame {
-                Ok(Some(f)) => f,
+            // Only the data travels past this point (frames and trailers
+            // are large; trailers are rare and boxed).
+            let mut data = match polled {
+                Ok(Some(frame)) => match frame.into_data() {
+                    Ok(d) => d,
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            trailers = Some(Box::new(t));
+                        }
+                        continue;
+                    }
+                },
                 Ok(None) => break,
                 Err(None) => return Err(Http1Error::Aborted),
                 Err(Some(e)) => return self.fail_response(e, facts),
-            };
-            let mut data = match frame.into_data() {
-                Ok(d) => d,
-                Err(frame) => {
-                    if let Ok(t) = frame.into_trailers() {
-                        trailers = Some(t);
-                    }
-                    continue;
-                }
             };
             match plan.framing {
                 Framing::Length(n) => {
@@ -729,7 +793,7 @@ impl Driver {
                         .into();
                 return self.fail_response(e, facts);
             }
-            Framing::Chunked => encode_last_chunk(trailers.as_ref(), &mut self.wb.buf),
+            Framing::Chunked => encode_last_chunk(trailers.as_deref(), &mut self.wb.buf),
             _ => {}
         }
         Ok(keep_alive)

@@ -4,9 +4,12 @@
 
 use std::future::{poll_fn, Future};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use kestrel_core::connection::{ConnectionEndReason, ConnectionGuard, ConnectionManager};
+use kestrel_core::connection::{
+    ConnectionEndReason, ConnectionGuard, ConnectionHandle, ConnectionId, ConnectionManager,
+};
 use kestrel_core::heartbeat::{spawn_heartbeat, Clock};
 use kestrel_core::limits::HEARTBEAT_INTERVAL;
 use kestrel_core::metrics::{self, EndpointTags};
@@ -235,109 +238,157 @@ async fn accept_loop<A: Application>(
     tracing::debug!(target: "kestrel", endpoint = %bound.address, "stopped accepting connections");
 }
 
-async fn serve_connection<A: Application>(
+// Neither of these is an `async fn`: an `async fn` keeps its arguments twice
+// in its state (as arguments and as locals), and an `async` block that awaits
+// a captured future keeps it twice too; every connection task, idle ones
+// included, reserves room for the largest state.
+fn serve_connection<A: Application>(
     guard: ConnectionGuard,
     conn: Connection,
     endpoint: Arc<ListenOptions>,
     address: BoundAddress,
     tags: EndpointTags,
     shared: Arc<ServerShared<A>>,
-) {
+) -> impl Future<Output = ()> + Send {
     let id = guard.id();
     let handle = guard.handle().clone();
     let started = metrics::ENABLED.then(std::time::Instant::now);
     metrics::connection_started(&tags);
     let span = tracing::debug_span!(target: "kestrel::connections", "connection", connection_id = %id, remote = %conn.remote_addr, endpoint = %address);
-    let version = tracing::Instrument::instrument(
-        run_connection(guard, conn, endpoint, address, shared),
-        span,
-    )
-    .await;
-    if let Some(started) = started {
-        metrics::connection_stopped(&tags, started.elapsed(), version, handle.end_reason());
+    ServeConnection {
+        run: tracing::Instrument::instrument(
+            run_connection(guard, conn, endpoint, address, shared),
+            span,
+        ),
+        end: Some(ConnectionEnd {
+            id,
+            handle,
+            started,
+            tags,
+        }),
     }
-    tracing::debug!(target: "kestrel::connections", event_id = 2u32, event_name = "ConnectionStop", connection_id = %id, "connection stopped");
+}
+
+/// What [`serve_connection`] records when the connection ends.
+struct ConnectionEnd {
+    id: ConnectionId,
+    handle: Arc<ConnectionHandle>,
+    started: Option<std::time::Instant>,
+    tags: EndpointTags,
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's task: its protocol run, then the stop metrics and event.
+    struct ServeConnection<F> {
+        #[pin]
+        run: F,
+        end: Option<ConnectionEnd>,
+    }
+}
+
+impl<F: Future<Output = Option<&'static str>>> Future for ServeConnection<F> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let version = std::task::ready!(this.run.poll(cx));
+        if let Some(end) = this.end.take() {
+            if let Some(started) = end.started {
+                metrics::connection_stopped(
+                    &end.tags,
+                    started.elapsed(),
+                    version,
+                    end.handle.end_reason(),
+                );
+            }
+            tracing::debug!(target: "kestrel::connections", event_id = 2u32, event_name = "ConnectionStop", connection_id = %end.id, "connection stopped");
+        }
+        Poll::Ready(())
+    }
 }
 
 /// Run the connection middleware, pick the protocol and serve; returns the
 /// protocol version spoken (`"1.1"`, `"2"`), if any.
-async fn run_connection<A: Application>(
+// An `async fn` would hold the arguments twice (see above).
+#[allow(clippy::manual_async_fn)]
+fn run_connection<A: Application>(
     guard: ConnectionGuard,
     mut conn: Connection,
     endpoint: Arc<ListenOptions>,
     address: BoundAddress,
     shared: Arc<ServerShared<A>>,
-) -> Option<&'static str> {
-    let id = guard.id();
-    tracing::debug!(target: "kestrel::connections", event_id = 1u32, event_name = "ConnectionStart", connection_id = %id, remote = %conn.remote_addr, endpoint = %address, "connection started");
-    let mut features = http::Extensions::new();
-    for mw in endpoint.middleware() {
-        match mw.call(conn, &mut features).await {
-            Ok(c) => conn = c,
-            Err(e) => {
-                // TLS is the connection middleware that fails in practice.
-                guard
-                    .handle()
-                    .set_end_reason(ConnectionEndReason::TlsHandshakeFailed);
-                tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection middleware closed the connection");
-                return None;
-            }
-        }
-    }
-    let info = ConnectionInfo::new(
-        id,
-        conn.local_addr,
-        conn.remote_addr,
-        conn.kind,
-        Some(address),
-        features,
-    )
-    .with_server_addresses(shared.addresses.clone())
-    .with_timeout_feature(guard.handle().clone(), shared.clock.clone());
-    let handle = guard.handle().clone();
-    let end_handle = handle.clone();
-    let mut io = conn.io;
-    // ALPN over TLS; on cleartext, the endpoint's protocols and the preface.
-    let chosen = choose(
-        &mut io,
-        endpoint.protocols,
-        info.features().get::<TlsInfo>(),
-        &handle,
-        &shared.clock,
-        shared.request_headers_timeout,
-        shared.max_request_line_size,
-    )
-    .await;
-    match chosen {
-        Chosen::Http1(read) => {
-            // The driver holds the guard: an upgraded connection keeps its place in
-            // the upgraded count for as long as the app holds the stream.
-            let result =
-                Http1Connection::new(io, shared.http1.clone(), handle, shared.clock.clone())
-                    .with_read_buffer(read)
-                    .with_connection_info(info)
-                    .with_guard(guard)
-                    .serve(&shared.app)
-                    .await;
-            match result {
-                Ok(()) | Err(Http1Error::BadRequest(_)) => {}
+) -> impl Future<Output = Option<&'static str>> + Send {
+    async move {
+        let id = guard.id();
+        tracing::debug!(target: "kestrel::connections", event_id = 1u32, event_name = "ConnectionStart", connection_id = %id, remote = %conn.remote_addr, endpoint = %address, "connection started");
+        let mut features = http::Extensions::new();
+        for mw in endpoint.middleware() {
+            match mw.call(conn, &mut features).await {
+                Ok(c) => conn = c,
                 Err(e) => {
-                    if matches!(e, Http1Error::Io(_)) {
-                        end_handle.set_end_reason(ConnectionEndReason::ConnectionReset);
-                    }
-                    tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection ended with an error")
+                    // TLS is the connection middleware that fails in practice.
+                    guard
+                        .handle()
+                        .set_end_reason(ConnectionEndReason::TlsHandshakeFailed);
+                    tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection middleware closed the connection");
+                    return None;
                 }
             }
-            Some("1.1")
         }
-        #[cfg(feature = "http2")]
-        Chosen::Http2(read) => {
-            let io: kestrel_transport::BoxIo = if read.is_empty() {
-                io
-            } else {
-                Box::new(kestrel_transport::Rewind::new(read.freeze(), io))
-            };
-            let result =
+        let info = ConnectionInfo::new(
+            id,
+            conn.local_addr,
+            conn.remote_addr,
+            conn.kind,
+            Some(address),
+            features,
+        )
+        .with_server_addresses(shared.addresses.clone())
+        .with_timeout_feature(guard.handle().clone(), shared.clock.clone());
+        let handle = guard.handle().clone();
+        let end_handle = handle.clone();
+        let mut io = conn.io;
+        // ALPN over TLS; on cleartext, the endpoint's protocols and the preface.
+        let chosen = choose(
+            &mut io,
+            endpoint.protocols,
+            info.features().get::<TlsInfo>(),
+            &handle,
+            &shared.clock,
+            shared.request_headers_timeout,
+            shared.max_request_line_size,
+        )
+        .await;
+        match chosen {
+            Chosen::Http1(read) => {
+                // The driver holds the guard: an upgraded connection keeps its place in
+                // the upgraded count for as long as the app holds the stream.
+                let result =
+                    Http1Connection::new(io, shared.http1.clone(), handle, shared.clock.clone())
+                        .with_read_buffer(read)
+                        .with_connection_info(info)
+                        .with_guard(guard)
+                        .serve(&shared.app)
+                        .await;
+                match result {
+                    Ok(()) | Err(Http1Error::BadRequest(_)) => {}
+                    Err(e) => {
+                        if matches!(e, Http1Error::Io(_)) {
+                            end_handle.set_end_reason(ConnectionEndReason::ConnectionReset);
+                        }
+                        tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection ended with an error")
+                    }
+                }
+                Some("1.1")
+            }
+            #[cfg(feature = "http2")]
+            Chosen::Http2(read) => {
+                let io: kestrel_transport::BoxIo = if read.is_empty() {
+                    io
+                } else {
+                    Box::new(kestrel_transport::Rewind::new(read.freeze(), io))
+                };
+                let result =
                 // Boxed: the HTTP/2 driver's state is large, and every
                 // connection task would otherwise reserve room for it, HTTP/1
                 // ones included (idle memory per connection).
@@ -347,20 +398,21 @@ async fn run_connection<A: Application>(
                         .serve(&shared.app),
                 )
                 .await;
-            if let Err(e) = result {
-                tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "HTTP/2 connection ended with an error")
+                if let Err(e) = result {
+                    tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "HTTP/2 connection ended with an error")
+                }
+                drop(guard);
+                Some("2")
             }
-            drop(guard);
-            Some("2")
-        }
-        #[cfg(not(feature = "http2"))]
-        Chosen::Http2(_) => {
-            drop(guard);
-            None
-        }
-        Chosen::Close => {
-            drop(guard);
-            None
+            #[cfg(not(feature = "http2"))]
+            Chosen::Http2(_) => {
+                drop(guard);
+                None
+            }
+            Chosen::Close => {
+                drop(guard);
+                None
+            }
         }
     }
 }
