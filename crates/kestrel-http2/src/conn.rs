@@ -322,32 +322,41 @@ impl Driver<'_> {
             }
             _ => {}
         }
+        // Streams first, so the frames they queue go out with the next poll
+        // of the connection; then every stream h2 has ready is accepted
+        // before any of them runs, so that the responses of a batch of
+        // requests leave in one write (polling the connection flushes it).
+        while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
         loop {
-            // Streams first, so the frames they queue go out with this poll
-            // of the connection.
-            while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
-            match self.conn.poll_accept(cx) {
-                Poll::Ready(Some(Ok((req, mut respond)))) => {
-                    let id = u32::from(respond.stream_id());
-                    self.last_stream_id = self.last_stream_id.max(id);
-                    if streams.len() >= self.config.max_tracked_streams {
-                        respond.send_reset(Reason::ENHANCE_YOUR_CALM);
-                        if self.refused_too_often() {
-                            return Poll::Ready(End::Close(
-                                Reason::ENHANCE_YOUR_CALM,
-                                Err(Http2Error::TooManyEnhanceYourCalms),
-                            ));
+            let mut accepted = false;
+            loop {
+                match self.conn.poll_accept(cx) {
+                    Poll::Ready(Some(Ok((req, mut respond)))) => {
+                        let id = u32::from(respond.stream_id());
+                        self.last_stream_id = self.last_stream_id.max(id);
+                        if streams.len() >= self.config.max_tracked_streams {
+                            respond.send_reset(Reason::ENHANCE_YOUR_CALM);
+                            if self.refused_too_often() {
+                                return Poll::Ready(End::Close(
+                                    Reason::ENHANCE_YOUR_CALM,
+                                    Err(Http2Error::TooManyEnhanceYourCalms),
+                                ));
+                            }
+                            continue;
                         }
-                        continue;
+                        streams.push(make(req, respond));
+                        accepted = true;
                     }
-                    streams.push(make(req, respond));
-                    continue;
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(End::Error(e.into())),
+                    Poll::Ready(None) => return Poll::Ready(End::Closed),
+                    Poll::Pending => break,
                 }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(End::Error(e.into())),
-                Poll::Ready(None) => return Poll::Ready(End::Closed),
-                Poll::Pending => {}
             }
-            break;
+            if !accepted {
+                break;
+            }
+            // Run the new streams; the next `poll_accept` writes what they queued.
+            while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
         }
         // The keep-alive deadline runs while no stream is active.
         // An app-set connection timeout is left alone.
