@@ -1,13 +1,17 @@
-//! `hello-kestrel PORT`: the benchmark server. Listens on `127.0.0.1:PORT`
-//! with every limit at its default and answers `/` with `Hello, World!`
+//! `hello-kestrel [--tls CERT.pem KEY.pem] PORT`: the benchmark server.
+//! Listens on `127.0.0.1:PORT` (HTTPS with `--tls`, HTTP/1.1 and HTTP/2 by
+//! ALPN) with every limit at its default and answers `/` with `Hello, World!`
 //! (text/plain), `/json` with a 4 KiB JSON-ish document, and `POST /echo` with
 //! the request body — the same bytes as the hyper reference server.
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, SERVER};
 use http::{HeaderValue, Request, Response};
 use http_body_util::{Either, Full};
-use kestrel::{KestrelServer, RequestBody};
+use kestrel::tls::{Certificate, HttpsOptions, ListenOptionsHttpsExt};
+use kestrel::{KestrelServer, KestrelServerOptions, RequestBody};
 use kestrel_demo::bench::{json_body, HELLO};
 
 #[tokio::main]
@@ -47,11 +51,29 @@ async fn main() {
             r
         }
     };
-    let server = match KestrelServer::default()
-        .urls([format!("http://127.0.0.1:{port}")])
-        .start(app)
-        .await
-    {
+    let args: Vec<String> = std::env::args().collect();
+    let tls = args
+        .iter()
+        .position(|a| a == "--tls")
+        .and_then(|i| Some((args.get(i + 1)?, args.get(i + 2)?)));
+    let server = match tls {
+        None => KestrelServer::default().urls([format!("http://127.0.0.1:{port}")]),
+        Some((cert, key)) => {
+            let cert = match Certificate::from_pem_files(cert, key) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("hello-kestrel: {e}");
+                    std::process::exit(1);
+                }
+            };
+            let mut options = KestrelServerOptions::default();
+            options.listen(SocketAddr::from(([127, 0, 0, 1], port)), |l| {
+                l.use_https(HttpsOptions::new().with_certificate(cert));
+            });
+            KestrelServer::new(options)
+        }
+    };
+    let server = match server.start(app).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hello-kestrel: {e}");

@@ -60,6 +60,9 @@ enum Load {
 struct Case {
     name: &'static str,
     load: Load,
+    /// Served over HTTPS (a throwaway self-signed certificate; HTTP/1.1 or
+    /// HTTP/2 by ALPN).
+    tls: bool,
 }
 
 const CASES: &[Case] = &[
@@ -69,6 +72,7 @@ const CASES: &[Case] = &[
             path: "/",
             script: None,
         },
+        tls: false,
     },
     Case {
         name: "pipelined-16",
@@ -76,6 +80,7 @@ const CASES: &[Case] = &[
             path: "/",
             script: Some("pipeline.lua"),
         },
+        tls: false,
     },
     Case {
         name: "json-4k",
@@ -83,6 +88,7 @@ const CASES: &[Case] = &[
             path: "/json",
             script: None,
         },
+        tls: false,
     },
     Case {
         name: "echo-64k",
@@ -90,14 +96,30 @@ const CASES: &[Case] = &[
             path: "/echo",
             script: Some("post64k.lua"),
         },
+        tls: false,
     },
     Case {
         name: "h2c",
         load: Load::H2load,
+        tls: false,
+    },
+    Case {
+        name: "https",
+        load: Load::Wrk {
+            path: "/",
+            script: None,
+        },
+        tls: true,
+    },
+    Case {
+        name: "h2-tls",
+        load: Load::H2load,
+        tls: true,
     },
     Case {
         name: "idle-10k",
         load: Load::Idle,
+        tls: false,
     },
 ];
 
@@ -178,7 +200,12 @@ fn wait_listening(addr: SocketAddr) -> bool {
     false
 }
 
-fn start_server(dir: &Path, s: &Server, port: u16) -> std::io::Result<Child> {
+fn start_server(
+    dir: &Path,
+    s: &Server,
+    port: u16,
+    tls: Option<&(PathBuf, PathBuf)>,
+) -> std::io::Result<Child> {
     let mut cmd = format!(
         "ulimit -n 65536 2>/dev/null; exec taskset -c 0 {} ",
         dir.join(s.bin).display()
@@ -186,6 +213,9 @@ fn start_server(dir: &Path, s: &Server, port: u16) -> std::io::Result<Child> {
     for a in s.args {
         cmd.push_str(a);
         cmd.push(' ');
+    }
+    if let Some((cert, key)) = tls {
+        let _ = write!(cmd, "--tls {} {} ", cert.display(), key.display());
     }
     cmd.push_str(&port.to_string());
     Command::new("bash")
@@ -253,7 +283,8 @@ fn parse_h2load(out: &str) -> Option<(f64, f64)> {
 }
 
 fn run_load(case: &Case, port: u16, pid: u32, opts: &Opts, scripts: &Path, tck: f64) -> Sample {
-    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let scheme = if case.tls { "https" } else { "http" };
+    let url = |path: &str| format!("{scheme}://127.0.0.1:{port}{path}");
     let before = cpu_ticks(pid).unwrap_or(0);
     let (out, parsed): (String, Option<(f64, f64, f64, f64)>) = match case.load {
         Load::Wrk { path, script } => {
@@ -316,6 +347,17 @@ fn run_load(case: &Case, port: u16, pid: u32, opts: &Opts, scripts: &Path, tck: 
             ..Default::default()
         },
     }
+}
+
+/// A self-signed certificate for `localhost`/127.0.0.1, written as PEM
+/// files under `dir`: (certificate, key).
+fn write_certificate(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+    let (cert_path, key_path) = (dir.join("bench-cert.pem"), dir.join("bench-key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).map_err(|e| e.to_string())?;
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).map_err(|e| e.to_string())?;
+    Ok((cert_path, key_path))
 }
 
 /// Open `n` keep-alive connections (one request each), then measure RSS growth.
@@ -486,6 +528,9 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
             "hello-kestrel",
             "-p",
             "hyper-ref",
+            // `--bin` selects binaries across the packages: name both.
+            "--bin",
+            "hello-hyper",
         ])
         .status();
     if !built.is_ok_and(|s| s.success()) {
@@ -522,6 +567,13 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
     let _ = std::fs::create_dir_all(&out_dir);
     let _ = std::fs::write(out_dir.join("pipeline.lua"), PIPELINE_LUA);
     let _ = std::fs::write(out_dir.join("post64k.lua"), POST64K_LUA);
+    let cert = match write_certificate(&out_dir) {
+        Ok(paths) => paths,
+        Err(e) => {
+            eprintln!("xtask bench: cannot write the test certificate: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let tck = clk_tck();
     let cases: Vec<&Case> = CASES
         .iter()
@@ -540,7 +592,8 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
                     continue;
                 }
                 port += 1;
-                let mut child = match start_server(&bin_dir, server, port) {
+                let tls = case.tls.then_some(&cert);
+                let mut child = match start_server(&bin_dir, server, port, tls) {
                     Ok(c) => c,
                     Err(e) => {
                         eprintln!("xtask bench: cannot start {}: {e}", server.name);

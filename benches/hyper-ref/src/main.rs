@@ -6,6 +6,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -16,6 +18,28 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use kestrel_demo::bench::json_body;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// A TLS acceptor for the PEM certificate chain and key, with ALPN h2 and
+/// http/1.1 (Kestrel's default for an Http1AndHttp2 endpoint).
+fn tls_acceptor(cert: &str, key: &str) -> Result<TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{cert}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{key}: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
 
 type Body = Either<Full<Bytes>, Incoming>;
 
@@ -53,19 +77,46 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    let tls = args
+        .iter()
+        .position(|a| a == "--tls")
+        .and_then(|i| Some((args.get(i + 1)?, args.get(i + 2)?)))
+        .map(|(cert, key)| match tls_acceptor(cert, key) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("hello-hyper: {e}");
+                std::process::exit(1);
+            }
+        });
     let json = json_body();
-    eprintln!("hello-hyper listening on http://{addr} (pipeline_flush={pipeline_flush})");
+    eprintln!(
+        "hello-hyper listening on {}://{addr} (pipeline_flush={pipeline_flush})",
+        if tls.is_some() { "https" } else { "http" }
+    );
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let json = json.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder.http1().pipeline_flush(pipeline_flush);
             let svc = service_fn(move |req| handle(req, json.clone()));
-            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+            match tls {
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                }
+                Some(acceptor) => {
+                    // Like Kestrel's, the handshake has a 10 s deadline.
+                    let accepted =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = accepted {
+                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
+            }
         });
     }
 }
