@@ -111,7 +111,8 @@ async fn main() {
                 Some(acceptor) => {
                     // Like Kestrel's, the handshake has a 10 s deadline.
                     let accepted =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await;
                     if let Ok(Ok(stream)) = accepted {
                         let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
                     }
