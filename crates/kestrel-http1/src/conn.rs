@@ -4,7 +4,7 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
-use kestrel_core::app::CatchUnwind;
 use kestrel_core::connection::{ConnectionEndReason, ConnectionGuard};
 use kestrel_core::connection::{ConnectionHandle, Signal, TimeoutReason};
 use kestrel_core::heartbeat::{Clock, DateSlot};
@@ -178,8 +177,15 @@ enum AppOutcome<B> {
 impl Driver {
     async fn run<A: Application>(&mut self, app: &A) -> Result<(), Http1Error> {
         let mut token = 0u64;
+        // The app's future lives in one allocation reused from request to
+        // request (dropped while the connection idles), instead of a box per
+        // request; the connection future itself stays small.
+        let call = |request: Request<RequestBody>, span: tracing::Span| {
+            tracing::Instrument::instrument(app.call(request), span)
+        };
+        let mut slot = None;
         loop {
-            let head = match self.read_head(token == 0).await? {
+            let head = match self.read_head(token == 0, &mut slot).await? {
                 HeadOutcome::Head(h) => h,
                 HeadOutcome::Closed => return Ok(()),
                 HeadOutcome::Reject(r) => {
@@ -188,7 +194,7 @@ impl Driver {
                 }
             };
             token = token.wrapping_add(1);
-            let keep_alive = self.serve_request(app, head, token).await?;
+            let keep_alive = self.serve_request(&call, &mut slot, head, token).await?;
             if !keep_alive {
                 return Ok(());
             }
@@ -208,7 +214,11 @@ impl Driver {
     /// deadline from the moment the connection opened (so a client that
     /// connects and sends nothing is dropped then, quietly); later requests
     /// wait under the keep-alive timeout until their first byte.
-    async fn read_head(&mut self, first: bool) -> Result<HeadOutcome, Http1Error> {
+    async fn read_head<F>(
+        &mut self,
+        first: bool,
+        app_slot: &mut Option<Pin<Box<F>>>,
+    ) -> Result<HeadOutcome, Http1Error> {
         let mut armed: Option<TimeoutReason> = None;
         loop {
             let buffered = {
@@ -278,6 +288,7 @@ impl Driver {
                 {
                     // Idle across a heartbeat: hold no buffers while waiting.
                     let released = self.shared.lock().release_read_buffer() && self.wb.release();
+                    *app_slot = None;
                     self.handle.set_buffers_released(released);
                 }
                 Some(TimeoutReason::RequestHeaders) => {
@@ -382,12 +393,18 @@ impl Driver {
         (request, started)
     }
 
-    async fn serve_request<A: Application>(
+    async fn serve_request<B, F, M>(
         &mut self,
-        app: &A,
+        call: &M,
+        app_slot: &mut Option<Pin<Box<F>>>,
         head: RequestHead,
         token: u64,
-    ) -> Result<bool, Http1Error> {
+    ) -> Result<bool, Http1Error>
+    where
+        B: Body<Data = Bytes, Error: Into<BoxError>>,
+        F: Future<Output = Result<Response<B>, BoxError>>,
+        M: Fn(Request<RequestBody>, tracing::Span) -> F,
+    {
         let (request, started) = self.begin_request(head, token);
         let Started {
             is_head,
@@ -396,7 +413,7 @@ impl Driver {
             upgrade,
             metrics_start,
         } = started;
-        let mut outcome = self.run_app(app, request).await?;
+        let mut outcome = self.run_app(call, app_slot, request).await?;
 
         if let Some(u) = &upgrade {
             let switching = matches!(&outcome, AppOutcome::Response(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS);
@@ -509,11 +526,16 @@ impl Driver {
 
     /// Run the app; while it is pending, keep flushing earlier responses and
     /// watch for an abort.
-    async fn run_app<A: Application>(
+    async fn run_app<B, F, M>(
         &mut self,
-        app: &A,
+        call: &M,
+        app_slot: &mut Option<Pin<Box<F>>>,
         request: Request<RequestBody>,
-    ) -> Result<AppOutcome<A::Body>, Http1Error> {
+    ) -> Result<AppOutcome<B>, Http1Error>
+    where
+        F: Future<Output = Result<Response<B>, BoxError>>,
+        M: Fn(Request<RequestBody>, tracing::Span) -> F,
+    {
         // A span per request (method, path, protocol) so a subscriber can
         // correlate the app's events; a disabled span costs next to nothing.
         let span = tracing::debug_span!(
@@ -524,14 +546,21 @@ impl Driver {
             protocol = "HTTP/1.1",
             connection_id = %self.handle.id(),
         );
-        let mut fut = pin!(CatchUnwind::new(tracing::Instrument::instrument(
-            app.call(request),
-            span
-        )));
+        let fut = call(request, span);
+        let fut = match app_slot {
+            Some(slot) => {
+                slot.set(fut);
+                slot
+            }
+            None => app_slot.insert(Box::pin(fut)),
+        };
         let shared = &self.shared;
         let wb = &mut self.wb;
         let result = poll_fn(|cx| {
-            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+            // A panic in the app is its error, not the server's.
+            if let Poll::Ready(r) = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
+                .map_or_else(|p| Poll::Ready(Err(p)), |p| p.map(Ok))
+            {
                 return Poll::Ready(Some(r));
             }
             match shared.handle.poll_signal(cx) {
@@ -568,7 +597,9 @@ impl Driver {
             None => Err(Http1Error::Aborted),
             Some(Ok(Ok(resp))) => Ok(AppOutcome::Response(resp)),
             Some(Ok(Err(e))) => Ok(AppOutcome::Failed(e)),
-            Some(Err(panic)) => Ok(AppOutcome::Failed(Box::new(panic))),
+            Some(Err(panic)) => Ok(AppOutcome::Failed(Box::new(
+                kestrel_core::app::PanicError::from_payload(panic),
+            ))),
         }
     }
 
