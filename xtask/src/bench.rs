@@ -142,6 +142,8 @@ wrk.headers["Content-Type"] = "application/octet-stream"
 struct Sample {
     rps: f64,
     cpu_us_per_req: f64,
+    /// The kernel's share of `cpu_us_per_req` (system time: the socket calls).
+    sys_us_per_req: f64,
     p50_ms: f64,
     p99_ms: f64,
     bytes_per_conn: f64,
@@ -175,12 +177,12 @@ fn clk_tck() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
+/// (utime, stime) of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
 }
 
 fn rss_bytes(pid: u32) -> Option<u64> {
@@ -285,7 +287,7 @@ fn parse_h2load(out: &str) -> Option<(f64, f64)> {
 fn run_load(case: &Case, port: u16, pid: u32, opts: &Opts, scripts: &Path, tck: f64) -> Sample {
     let scheme = if case.tls { "https" } else { "http" };
     let url = |path: &str| format!("{scheme}://127.0.0.1:{port}{path}");
-    let before = cpu_ticks(pid).unwrap_or(0);
+    let before = cpu_ticks(pid).unwrap_or((0, 0));
     let (out, parsed): (String, Option<(f64, f64, f64, f64)>) = match case.load {
         Load::Wrk { path, script } => {
             let mut cmd = Command::new("taskset");
@@ -333,7 +335,10 @@ fn run_load(case: &Case, port: u16, pid: u32, opts: &Opts, scripts: &Path, tck: 
     match parsed {
         Some((rps, total, p50, p99)) if total > 0.0 => Sample {
             rps,
-            cpu_us_per_req: (after - before) as f64 * 1e6 / tck / total,
+            cpu_us_per_req: ((after.0 + after.1) - (before.0 + before.1)) as f64 * 1e6
+                / tck
+                / total,
+            sys_us_per_req: (after.1 - before.1) as f64 * 1e6 / tck / total,
             p50_ms: p50,
             p99_ms: p99,
             ok: true,
@@ -616,12 +621,13 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
                 let _ = child.kill();
                 let _ = child.wait();
                 eprintln!(
-                    "rep {} {:>13} {:>9}: {:>10.0} req/s  {:>6.2} us/req  p50 {:.2} ms  p99 {:.2} ms  {:>7.0} B/conn {}",
+                    "rep {} {:>13} {:>9}: {:>10.0} req/s  {:>6.2} us/req ({:.2} sys)  p50 {:.2} ms  p99 {:.2} ms  {:>7.0} B/conn {}",
                     rep + 1,
                     case.name,
                     server.name,
                     sample.rps,
                     sample.cpu_us_per_req,
+                    sample.sys_us_per_req,
                     sample.p50_ms,
                     sample.p99_ms,
                     sample.bytes_per_conn,
@@ -651,7 +657,7 @@ fn report(
     );
     let _ = writeln!(
         md,
-        "| case | server | req/s | CPU µs/req | p50 ms | p99 ms | idle B/conn | req/s ratio | CPU ratio |\n|---|---|---|---|---|---|---|---|---|"
+        "| case | server | req/s | CPU µs/req | of which kernel | p50 ms | p99 ms | idle B/conn | req/s ratio | CPU ratio |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut json_cases = Vec::new();
     for (ci, case) in cases.iter().enumerate() {
@@ -667,9 +673,10 @@ fn report(
             if v.is_empty() {
                 continue;
             }
-            let (rps, cpu, p50, p99, mem) = (
+            let (rps, cpu, sys, p50, p99, mem) = (
                 med(v, |s| s.rps),
                 med(v, |s| s.cpu_us_per_req),
+                med(v, |s| s.sys_us_per_req),
                 med(v, |s| s.p50_ms),
                 med(v, |s| s.p99_ms),
                 med(v, |s| s.bytes_per_conn),
@@ -686,11 +693,11 @@ fn report(
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} |",
-                case.name, server.name, rps, cpu, p50, p99, mem, r_ratio, c_ratio
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} |",
+                case.name, server.name, rps, cpu, sys, p50, p99, mem, r_ratio, c_ratio
             );
             servers_json.push(json!({
-                "server": server.name, "rps": rps, "cpu_us_per_req": cpu, "p50_ms": p50, "p99_ms": p99,
+                "server": server.name, "rps": rps, "cpu_us_per_req": cpu, "sys_us_per_req": sys, "p50_ms": p50, "p99_ms": p99,
                 "idle_bytes_per_conn": mem, "runs": v.iter().filter(|s| s.ok).count(),
                 "notes": v.iter().filter(|s| !s.note.is_empty()).map(|s| s.note.clone()).collect::<Vec<_>>(),
             }));
