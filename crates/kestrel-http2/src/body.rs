@@ -187,6 +187,17 @@ impl StreamState {
         self.lock().recv.take()
     }
 
+    /// Take the receive half if the client has not finished sending the
+    /// request body (the response is complete and the driver drains the rest).
+    pub fn take_unfinished_recv(&self) -> Option<RecvStream> {
+        let mut s = self.lock();
+        if s.recv.as_ref().is_some_and(|r| !r.is_end_stream()) {
+            s.recv.take()
+        } else {
+            None
+        }
+    }
+
     fn request_reset(&self, code: u32) {
         let mut s = self.lock();
         if !s.completed {

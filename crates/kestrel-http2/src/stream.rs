@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -434,15 +435,74 @@ pub(crate) async fn serve_stream<A: Application>(
             m.stopped(&method, status, started.elapsed());
         }
     }
-    // If the client is still sending the request body, `h2` resets the
-    // stream with NO_ERROR once every handle is dropped, after the queued
-    // response (RFC 9113 §8.1); an explicit reset here would discard the
-    // response frames not yet written.
     if let Sent::Reset = outcome {
         state.abort();
     }
     abort_on_drop.disarm();
+    // The response is complete; if the client is still sending the request
+    // body, read the rest of it for a moment before letting the stream go.
+    let unfinished = match outcome {
+        Sent::Done => state.take_unfinished_recv(),
+        Sent::Reset => None,
+    };
     state.complete();
+    if let Some(recv) = unfinished {
+        drain_request_body(ctx, recv, stream_id).await;
+    }
+}
+
+/// How long a stream whose response is complete keeps reading the rest of
+/// its request body ([`drain_request_body`]).
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many more request body bytes it reads at most.
+pub(crate) const DRAIN_MAX_BYTES: usize = 64 * 1024;
+
+/// The response is complete but the client has not finished its request
+/// body (the app answered without reading it all). Before the stream is let
+/// go — `h2` then resets it with NO_ERROR, after the queued response (RFC
+/// 9113 §8.1) — the rest of the body is read and discarded, its window
+/// released, until it ends, for at most [`DRAIN_TIMEOUT`] and
+/// [`DRAIN_MAX_BYTES`]. So an error in what the client sent along with the
+/// request (more or less DATA than its `content-length`, trailers without
+/// END_STREAM or with pseudo-headers, a stream window overflow) is still
+/// answered with `h2`'s RST_STREAM PROTOCOL_ERROR / FLOW_CONTROL_ERROR
+/// instead of being hidden by the NO_ERROR reset, whichever of the response
+/// and those frames came first. An explicit reset here would discard the
+/// response frames not yet written.
+async fn drain_request_body(ctx: &StreamCtx<'_>, mut recv: RecvStream, stream_id: u32) {
+    let mut drained = 0usize;
+    let mut data_done = false;
+    let drain = poll_fn(|cx| {
+        while !data_done {
+            match recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    drained += data.len();
+                    let _ = recv.flow_control().release_capacity(data.len());
+                    if drained > DRAIN_MAX_BYTES {
+                        return Poll::Ready(Err("more than the drain limit"));
+                    }
+                }
+                // Reset by `h2` (the client broke the protocol) or by the client.
+                Poll::Ready(Some(Err(_))) => return Poll::Ready(Ok(())),
+                Poll::Ready(None) => data_done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        recv.poll_trailers(cx).map(|_| Ok(()))
+    });
+    let outcome = match tokio::time::timeout(DRAIN_TIMEOUT, drain).await {
+        Ok(r) => r,
+        Err(_) => Err("not ended in time"),
+    };
+    if let Err(why) = outcome {
+        tracing::debug!(
+            target: "kestrel::http2",
+            connection_id = %ctx.conn_id,
+            stream_id,
+            drained,
+            "the application completed without reading the entire request body ({why}); the stream is reset with NO_ERROR"
+        );
+    }
 }
 
 /// Fires a stream's `RequestAborted` if its future is dropped before it
