@@ -17,23 +17,33 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Frame types.
 pub const DATA: u8 = 0x0;
 pub const HEADERS: u8 = 0x1;
+pub const PRIORITY: u8 = 0x2;
 pub const RST_STREAM: u8 = 0x3;
 pub const SETTINGS: u8 = 0x4;
+pub const PUSH_PROMISE: u8 = 0x5;
 pub const PING: u8 = 0x6;
 pub const GOAWAY: u8 = 0x7;
 pub const WINDOW_UPDATE: u8 = 0x8;
+pub const CONTINUATION: u8 = 0x9;
 
 /// Flags.
 pub const END_STREAM: u8 = 0x1;
 pub const ACK: u8 = 0x1;
 pub const END_HEADERS: u8 = 0x4;
+pub const PADDED: u8 = 0x8;
+/// HEADERS carries a priority block (dependency, weight).
+pub const PRIORITY_FLAG: u8 = 0x20;
 
 /// Error codes.
 pub const NO_ERROR: u32 = 0x0;
 pub const PROTOCOL_ERROR: u32 = 0x1;
 pub const INTERNAL_ERROR: u32 = 0x2;
+pub const FLOW_CONTROL_ERROR: u32 = 0x3;
+pub const STREAM_CLOSED: u32 = 0x5;
+pub const FRAME_SIZE_ERROR: u32 = 0x6;
 pub const REFUSED_STREAM: u32 = 0x7;
 pub const CANCEL: u32 = 0x8;
+pub const COMPRESSION_ERROR: u32 = 0x9;
 pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 pub const HTTP_1_1_REQUIRED: u32 = 0xd;
 
@@ -123,6 +133,41 @@ pub fn get_headers(stream: u32, path: &str, end: bool) -> Vec<u8> {
     ]);
     let flags = END_HEADERS | if end { END_STREAM } else { 0 };
     frame(HEADERS, flags, stream, &block)
+}
+
+/// A request's header block: the pseudo-headers in h2spec's order
+/// (`:method`, `:scheme`, `:path`, `:authority`), then `extra`.
+pub fn request_block(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut fields = vec![
+        (":method", method),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", "localhost"),
+    ];
+    fields.extend_from_slice(extra);
+    header_block(&fields)
+}
+
+/// DATA with `payload` (END_STREAM if `end`).
+pub fn data(stream: u32, end: bool, payload: &[u8]) -> Vec<u8> {
+    frame(DATA, if end { END_STREAM } else { 0 }, stream, payload)
+}
+
+/// PRIORITY: `stream` depends on `depends_on` with `weight` (non-exclusive).
+pub fn priority(stream: u32, depends_on: u32, weight: u8) -> Vec<u8> {
+    let mut p = depends_on.to_be_bytes().to_vec();
+    p.push(weight);
+    frame(PRIORITY, 0, stream, &p)
+}
+
+/// WINDOW_UPDATE of `increment` on `stream` (0: the connection).
+pub fn window_update(stream: u32, increment: u32) -> Vec<u8> {
+    frame(WINDOW_UPDATE, 0, stream, &increment.to_be_bytes())
+}
+
+/// PING with `payload` (ACK if `ack`).
+pub fn ping(ack: bool, payload: [u8; 8]) -> Vec<u8> {
+    frame(PING, if ack { ACK } else { 0 }, 0, &payload)
 }
 
 /// RST_STREAM with `code`.
