@@ -24,6 +24,9 @@ pub(crate) const READ_CHUNK: usize = 8 * 1024;
 const IDLE_READ: usize = 2 * 1024;
 /// The read buffer allocated when data arrives on a connection without one.
 const FIRST_READ: usize = 4 * 1024;
+/// The most a request-body read asks for at once: a large body arrives in a
+/// few big reads (a 64 KiB upload in one) instead of many `READ_CHUNK` ones.
+const MAX_BODY_READ: usize = 64 * 1024;
 
 pub(crate) enum Decoder {
     Length(LengthDecoder),
@@ -96,6 +99,13 @@ impl ConnIo {
     /// a small stack buffer and allocates only once bytes arrive (Kestrel's
     /// "wait for data before allocating a buffer").
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.poll_fill_up_to(cx, READ_CHUNK)
+    }
+
+    /// [`poll_fill`](Self::poll_fill), making room for up to `want` bytes
+    /// (at least `READ_CHUNK`) when the buffer has less than a quarter of
+    /// that free.
+    fn poll_fill_up_to(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         if self.eof {
             return Poll::Ready(Ok(0));
         }
@@ -115,8 +125,9 @@ impl ConnIo {
             }
             return Poll::Ready(Ok(n));
         }
-        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
-            self.read_buf.reserve(READ_CHUNK);
+        let want = want.max(READ_CHUNK);
+        if self.read_buf.capacity() - self.read_buf.len() < want / 4 {
+            self.read_buf.reserve(want);
         }
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(io),
@@ -300,7 +311,15 @@ impl ConnIo {
             if handle.is_aborted() {
                 return Poll::Ready(Some(Err(BodyError::ConnectionAborted)));
             }
-            match self.poll_fill(cx) {
+            // Size the read by what the body still has to deliver.
+            let want = match self.body.decoder.as_ref() {
+                Some(Decoder::Length(d)) => {
+                    usize::try_from(d.remaining()).map_or(MAX_BODY_READ, |r| r.min(MAX_BODY_READ))
+                }
+                Some(Decoder::Chunked(_)) => MAX_BODY_READ / 4,
+                None => READ_CHUNK,
+            };
+            match self.poll_fill_up_to(cx, want) {
                 Poll::Pending => {
                     if self.body.rate_tracked {
                         handle.rates().set_read_waiting(true);
