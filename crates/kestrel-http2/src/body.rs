@@ -4,6 +4,7 @@
 //! ([`StreamReset`]).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -31,6 +32,8 @@ pub(crate) struct StreamState {
     rates: DataRateControl,
     /// The request-aborted signal (`RequestAborted`).
     abort: AbortSignal,
+    /// Response DATA bytes handed to `h2`.
+    sent: AtomicU64,
 }
 
 struct Inner {
@@ -71,6 +74,7 @@ impl StreamState {
             limits,
             rates: DataRateControl::default(),
             abort: AbortSignal::new(),
+            sent: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 recv: Some(recv),
                 limit: None,
@@ -185,6 +189,16 @@ impl StreamState {
     /// frames now belong to the tunnel, not to a request body.
     pub fn take_recv(&self) -> Option<RecvStream> {
         self.lock().recv.take()
+    }
+
+    /// Count response DATA bytes handed to `h2`.
+    pub fn add_sent(&self, n: usize) {
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Response DATA bytes handed to `h2` so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Take the receive half if the client has not finished sending the

@@ -196,6 +196,7 @@ impl Http2Connection {
             config: &config,
             clock: &clock,
             date: Mutex::new(DateSlot::new(clock.date())),
+            reads: &counter,
             info: info.as_ref(),
             conn_id: handle.id(),
             handle: &handle,
@@ -357,6 +358,18 @@ impl Driver<'_> {
             }
             // Run the new streams; the next `poll_accept` writes what they queued.
             while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
+        }
+        // A frame `h2` would answer with another error code than RFC 9113's
+        // (a control frame of the wrong length, an initial window size over
+        // 2^31-1): it was withheld from `h2`; close with the RFC's code.
+        if let Some(reason) = self.counter.violation() {
+            return Poll::Ready(End::Close(
+                reason,
+                Err(Http2Error::Protocol {
+                    code: u32::from(reason),
+                    message: format!("malformed frame from the client ({reason})"),
+                }),
+            ));
         }
         // The keep-alive deadline runs while no stream is active.
         // An app-set connection timeout is left alone.

@@ -1,34 +1,358 @@
-//! The connection's stream, wrapped to count the bytes read: the keep-alive
-//! PING is sent only after a period with no frame from the client, and `h2`
-//! does not tell when frames arrive.
+//! The connection's stream, wrapped on the read side:
+//!
+//! * it counts the bytes read: the keep-alive PING is sent only after a
+//!   period with no frame from the client, and `h2` does not tell when
+//!   frames arrive;
+//! * it follows the frame boundaries of what `h2` reads ([`FrameCheck`]) to
+//!   give the error codes RFC 9113 asks for where `h2` gives another one,
+//!   and to see WINDOW_UPDATEs `h2` ignores (see `docs/http2.md`,
+//!   "Conformance").
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
+use h2::Reason;
 use kestrel_transport::BoxIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Bytes read so far, shared with the driver.
-#[derive(Debug, Default)]
-pub(crate) struct ReadCounter(AtomicU64);
+/// The client connection preface's length (RFC 9113 §3.4).
+const PREFACE_LEN: usize = 24;
+/// A frame header's length (RFC 9113 §4.1).
+const HEADER_LEN: usize = 9;
+/// The largest flow-control window (RFC 9113 §6.9.1).
+const MAX_WINDOW: i64 = (1 << 31) - 1;
+/// SETTINGS_INITIAL_WINDOW_SIZE's initial value (RFC 9113 §6.5.2).
+const DEFAULT_WINDOW: u32 = 65_535;
+/// No violation recorded.
+const NONE: u32 = u32::MAX;
+
+const PRIORITY: u8 = 0x2;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const WINDOW_UPDATE: u8 = 0x8;
+const ACK: u8 = 0x1;
+const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
+
+/// What the read side shares with the driver: bytes read, the connection
+/// error a frame check found, and the streams whose windows it watches.
+#[derive(Debug)]
+pub(crate) struct ReadCounter {
+    bytes: AtomicU64,
+    /// The error code of the connection error found ([`NONE`] if none).
+    violation: AtomicU32,
+    /// How many streams are in `watched` (checked before locking it).
+    watching: AtomicUsize,
+    watched: Mutex<Vec<Watch>>,
+}
+
+#[derive(Debug)]
+struct Watch {
+    stream_id: u32,
+    /// DATA bytes the server sent on the stream.
+    sent: u64,
+    /// WINDOW_UPDATE increments received since the watch began.
+    increments: i64,
+    overflowed: bool,
+    waker: Option<Waker>,
+}
+
+impl Default for ReadCounter {
+    fn default() -> Self {
+        ReadCounter {
+            bytes: AtomicU64::new(0),
+            violation: AtomicU32::new(NONE),
+            watching: AtomicUsize::new(0),
+            watched: Mutex::new(Vec::new()),
+        }
+    }
+}
 
 impl ReadCounter {
+    /// Bytes read so far.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The connection error a frame check found: the driver closes the
+    /// connection with GOAWAY and this code (`h2` has not seen the frame).
+    pub fn violation(&self) -> Option<Reason> {
+        match self.violation.load(Ordering::Acquire) {
+            NONE => None,
+            code => Some(Reason::from(code)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Watch>> {
+        self.watched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Watch the send window of `stream_id`, on which the server sent its
+    /// whole response (`sent` DATA bytes): `h2` ignores WINDOW_UPDATE on a
+    /// stream it can no longer send on, so an increment past 2^31−1 there
+    /// (RFC 9113 §6.9.1: the stream must be terminated with
+    /// FLOW_CONTROL_ERROR) is seen here.
+    pub fn watch_window(self: &Arc<Self>, stream_id: u32, sent: u64) -> WindowWatch {
+        self.lock().push(Watch {
+            stream_id,
+            sent,
+            increments: 0,
+            overflowed: false,
+            waker: None,
+        });
+        self.watching.fetch_add(1, Ordering::Release);
+        WindowWatch {
+            reads: self.clone(),
+            stream_id,
+        }
+    }
+
+    /// A WINDOW_UPDATE of `increment` on `stream_id`, with the client's
+    /// SETTINGS_INITIAL_WINDOW_SIZE now `initial`.
+    fn window_update(&self, stream_id: u32, increment: u32, initial: u32) {
+        if self.watching.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut watched = self.lock();
+        if let Some(w) = watched.iter_mut().find(|w| w.stream_id == stream_id) {
+            w.increments += i64::from(increment);
+            // The window is the initial size, minus what was sent, plus every
+            // increment; those before the watch began only add to it, so
+            // this is a lower bound: past the maximum, it overflowed.
+            let sent = i64::try_from(w.sent).unwrap_or(i64::MAX);
+            let at_least = i64::from(initial) - sent + w.increments;
+            if at_least > MAX_WINDOW && !w.overflowed {
+                w.overflowed = true;
+                if let Some(waker) = w.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+}
+
+/// A stream whose send window is watched ([`ReadCounter::watch_window`]);
+/// the watch ends when this is dropped.
+pub(crate) struct WindowWatch {
+    reads: Arc<ReadCounter>,
+    stream_id: u32,
+}
+
+impl WindowWatch {
+    /// Ready once a WINDOW_UPDATE took the stream's window past 2^31−1.
+    pub fn poll_overflow(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut watched = self.reads.lock();
+        match watched.iter_mut().find(|w| w.stream_id == self.stream_id) {
+            Some(w) if w.overflowed => Poll::Ready(()),
+            Some(w) => {
+                w.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for WindowWatch {
+    fn drop(&mut self) {
+        let mut watched = self.reads.lock();
+        if let Some(i) = watched.iter().position(|w| w.stream_id == self.stream_id) {
+            watched.swap_remove(i);
+            self.reads.watching.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// Follows the frames in the bytes `h2` reads (headers and a few small
+/// payloads, never HPACK) and finds what `h2` answers with an error code
+/// other than RFC 9113's (`h2` maps every frame it cannot parse to
+/// PROTOCOL_ERROR):
+///
+/// | Frame | `h2` | RFC 9113 (here) |
+/// |---|---|---|
+/// | PRIORITY not 5 octets | PROTOCOL_ERROR | FRAME_SIZE_ERROR (§6.3; a stream error made a connection error, §5.4.1 allows it) |
+/// | RST_STREAM not 4 octets | PROTOCOL_ERROR | FRAME_SIZE_ERROR (§6.4) |
+/// | SETTINGS with ACK and a payload, or not a multiple of 6 octets | PROTOCOL_ERROR | FRAME_SIZE_ERROR (§6.5) |
+/// | SETTINGS_INITIAL_WINDOW_SIZE over 2^31−1 | PROTOCOL_ERROR | FLOW_CONTROL_ERROR (§6.5.2) |
+/// | PING not 8 octets | PROTOCOL_ERROR | FRAME_SIZE_ERROR (§6.7) |
+/// | GOAWAY under 8 octets | PROTOCOL_ERROR | FRAME_SIZE_ERROR (§4.2) |
+/// | WINDOW_UPDATE not 4 octets | PROTOCOL_ERROR | FRAME_SIZE_ERROR (§6.9) |
+///
+/// A frame with the stream id its type forbids is left to `h2` (which
+/// answers PROTOCOL_ERROR, as the RFC does). On the first such frame the
+/// bytes from its start on are withheld from `h2`, and the driver closes
+/// the connection with GOAWAY and the RFC's code, through `h2`
+/// (`abrupt_shutdown`), so the GOAWAY carries the last stream `h2`
+/// processed. It also passes each stream WINDOW_UPDATE to the window
+/// watches ([`ReadCounter::watch_window`]).
+#[derive(Debug)]
+pub(crate) struct FrameCheck {
+    preface_left: usize,
+    head: [u8; HEADER_LEN],
+    head_len: usize,
+    payload_left: usize,
+    payload: Payload,
+    /// A SETTINGS entry or a WINDOW_UPDATE increment split across reads.
+    carry: [u8; 6],
+    carry_len: usize,
+    stream_id: u32,
+    /// The client's SETTINGS_INITIAL_WINDOW_SIZE.
+    initial_window: u32,
+    failed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Payload {
+    Skip,
+    Settings,
+    WindowUpdate,
+}
+
+impl Default for FrameCheck {
+    fn default() -> Self {
+        FrameCheck {
+            preface_left: PREFACE_LEN,
+            head: [0; HEADER_LEN],
+            head_len: 0,
+            payload_left: 0,
+            payload: Payload::Skip,
+            carry: [0; 6],
+            carry_len: 0,
+            stream_id: 0,
+            initial_window: DEFAULT_WINDOW,
+            failed: false,
+        }
+    }
+}
+
+impl FrameCheck {
+    /// Follow `bytes` (the next bytes of the connection). Returns the
+    /// offset in `bytes` of the first frame found in error, and its code;
+    /// nothing after it is looked at.
+    fn feed(&mut self, bytes: &[u8], reads: &ReadCounter) -> Option<(usize, Reason)> {
+        let mut i = 0;
+        // Where the current frame starts in `bytes` (0 if it began earlier).
+        let mut frame_start = 0;
+        while i < bytes.len() {
+            if self.preface_left > 0 {
+                let n = self.preface_left.min(bytes.len() - i);
+                self.preface_left -= n;
+                i += n;
+            } else if self.payload_left == 0 && self.head_len < HEADER_LEN {
+                if self.head_len == 0 {
+                    frame_start = i;
+                }
+                let n = (HEADER_LEN - self.head_len).min(bytes.len() - i);
+                self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[i..i + n]);
+                self.head_len += n;
+                i += n;
+                if self.head_len == HEADER_LEN {
+                    if let Some(reason) = self.on_header() {
+                        return Some((frame_start, reason));
+                    }
+                }
+            } else {
+                let n = self.payload_left.min(bytes.len() - i);
+                if self.payload != Payload::Skip {
+                    if let Some(reason) = self.on_payload(&bytes[i..i + n], reads) {
+                        return Some((frame_start, reason));
+                    }
+                }
+                self.payload_left -= n;
+                i += n;
+            }
+            if self.head_len == HEADER_LEN && self.payload_left == 0 {
+                // The frame is complete.
+                self.head_len = 0;
+                self.payload = Payload::Skip;
+                self.carry_len = 0;
+            }
+        }
+        None
+    }
+
+    /// A complete frame header: check the length of the control frames.
+    fn on_header(&mut self) -> Option<Reason> {
+        let h = &self.head;
+        let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+        let (kind, flags) = (h[3], h[4]);
+        let stream_id = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+        self.payload_left = len;
+        self.stream_id = stream_id;
+        self.payload = Payload::Skip;
+        let on_stream = stream_id != 0;
+        let wrong_length = match kind {
+            PRIORITY => on_stream && len != 5,
+            RST_STREAM => on_stream && len != 4,
+            SETTINGS if !on_stream => (flags & ACK != 0 && len != 0) || len % 6 != 0,
+            PING => !on_stream && len != 8,
+            GOAWAY => !on_stream && len < 8,
+            WINDOW_UPDATE => len != 4,
+            _ => false,
+        };
+        if wrong_length {
+            return Some(Reason::FRAME_SIZE_ERROR);
+        }
+        self.payload = match kind {
+            SETTINGS if !on_stream && flags & ACK == 0 => Payload::Settings,
+            WINDOW_UPDATE if on_stream => Payload::WindowUpdate,
+            _ => Payload::Skip,
+        };
+        None
+    }
+
+    /// Payload bytes of a SETTINGS or stream WINDOW_UPDATE frame.
+    fn on_payload(&mut self, mut bytes: &[u8], reads: &ReadCounter) -> Option<Reason> {
+        let unit = if self.payload == Payload::Settings {
+            6
+        } else {
+            4
+        };
+        while !bytes.is_empty() {
+            let n = (unit - self.carry_len).min(bytes.len());
+            self.carry[self.carry_len..self.carry_len + n].copy_from_slice(&bytes[..n]);
+            self.carry_len += n;
+            bytes = &bytes[n..];
+            if self.carry_len < unit {
+                break;
+            }
+            self.carry_len = 0;
+            let c = self.carry;
+            if self.payload == Payload::Settings {
+                let id = u16::from_be_bytes([c[0], c[1]]);
+                let value = u32::from_be_bytes([c[2], c[3], c[4], c[5]]);
+                if id == SETTINGS_INITIAL_WINDOW_SIZE {
+                    if i64::from(value) > MAX_WINDOW {
+                        return Some(Reason::FLOW_CONTROL_ERROR);
+                    }
+                    self.initial_window = value;
+                }
+            } else {
+                let increment = u32::from_be_bytes([c[0], c[1], c[2], c[3]]) & 0x7fff_ffff;
+                reads.window_update(self.stream_id, increment, self.initial_window);
+            }
+        }
+        None
     }
 }
 
 pub(crate) struct CountingIo {
     inner: BoxIo,
     counter: Arc<ReadCounter>,
+    check: FrameCheck,
 }
 
 impl CountingIo {
     pub fn new(inner: BoxIo, counter: Arc<ReadCounter>) -> Self {
-        CountingIo { inner, counter }
+        CountingIo {
+            inner,
+            counter,
+            check: FrameCheck::default(),
+        }
     }
 }
 
@@ -38,11 +362,29 @@ impl AsyncRead for CountingIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.check.failed {
+            // The connection is closing with GOAWAY: nothing more is read.
+            return Poll::Pending;
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
         if n > 0 {
-            self.counter.0.fetch_add(n as u64, Ordering::Relaxed);
+            let this = &mut *self;
+            this.counter.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            if let Some((at, reason)) = this.check.feed(&buf.filled()[before..], &this.counter) {
+                tracing::debug!(target: "kestrel::http2", error_code = u32::from(reason), "a frame from the client is malformed: closing the connection with GOAWAY");
+                this.check.failed = true;
+                buf.set_filled(before + at);
+                this.counter
+                    .violation
+                    .store(u32::from(reason), Ordering::Release);
+                // The driver sees it on its next poll.
+                cx.waker().wake_by_ref();
+                if at == 0 {
+                    return Poll::Pending;
+                }
+            }
         }
         r
     }
@@ -75,5 +417,142 @@ impl AsyncWrite for CountingIo {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn after_preface(frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        for f in frames {
+            out.extend_from_slice(f);
+        }
+        out
+    }
+
+    /// Feed `bytes` split at every possible point (and whole); every split
+    /// must give the same answer.
+    fn check(bytes: &[u8]) -> Option<(usize, Reason)> {
+        let whole = FrameCheck::default().feed(bytes, &ReadCounter::default());
+        for cut in 1..bytes.len() {
+            let mut c = FrameCheck::default();
+            let reads = ReadCounter::default();
+            let got = match c.feed(&bytes[..cut], &reads) {
+                Some(found) => Some(found),
+                None => c.feed(&bytes[cut..], &reads).map(|(at, r)| (at + cut, r)),
+            };
+            assert_eq!(got.map(|g| g.1), whole.map(|w| w.1), "split at {cut}");
+        }
+        whole
+    }
+
+    #[test]
+    fn well_formed_frames_pass() {
+        let bytes = after_preface(&[
+            frame(
+                SETTINGS,
+                0,
+                0,
+                &[0, 4, 0, 0, 0xff, 0xff, 0, 3, 0, 0, 0, 100],
+            ),
+            frame(SETTINGS, ACK, 0, &[]),
+            frame(0x1, 0x5, 1, b"headers block"),
+            frame(0x0, 0x1, 1, &[7; 100]),
+            frame(PRIORITY, 0, 3, &[0, 0, 0, 0, 16]),
+            frame(RST_STREAM, 0, 1, &[0, 0, 0, 8]),
+            frame(PING, 0, 0, &[0; 8]),
+            frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]),
+            frame(WINDOW_UPDATE, 0, 1, &[0, 0, 1, 0]),
+            frame(GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0, b'x']),
+            frame(0x16, 0, 0, &[0; 8]),
+        ]);
+        assert_eq!(check(&bytes), None);
+    }
+
+    #[test]
+    fn control_frames_of_the_wrong_length_are_frame_size_errors() {
+        for bad in [
+            frame(PRIORITY, 0, 1, &[0, 0, 0, 1]),
+            frame(RST_STREAM, 0, 1, &[0, 0, 0]),
+            frame(SETTINGS, ACK, 0, &[0]),
+            frame(SETTINGS, 0, 0, &[0; 9]),
+            frame(PING, 0, 0, &[0; 6]),
+            frame(GOAWAY, 0, 0, &[0; 7]),
+            frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1]),
+            frame(WINDOW_UPDATE, 0, 3, &[0, 0, 0, 1, 0]),
+        ] {
+            let ok = frame(PING, 0, 0, &[1; 8]);
+            let bytes = after_preface(&[ok.clone(), bad.clone()]);
+            assert_eq!(
+                check(&bytes),
+                Some((PREFACE_LEN + ok.len(), Reason::FRAME_SIZE_ERROR)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_stream_id_is_left_to_h2() {
+        for frame in [
+            frame(PRIORITY, 0, 0, &[0; 4]),
+            frame(RST_STREAM, 0, 0, &[0; 3]),
+            frame(SETTINGS, 0, 1, &[0; 5]),
+            frame(PING, 0, 1, &[0; 6]),
+            frame(GOAWAY, 0, 1, &[0; 8]),
+        ] {
+            assert_eq!(
+                check(&after_preface(std::slice::from_ref(&frame))),
+                None,
+                "{frame:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_initial_window_size_over_2_31_minus_1_is_a_flow_control_error() {
+        let bad = frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 1, 0, 4, 0x80, 0, 0, 0]);
+        assert_eq!(
+            check(&after_preface(&[bad])),
+            Some((PREFACE_LEN, Reason::FLOW_CONTROL_ERROR))
+        );
+        let max = frame(SETTINGS, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]);
+        assert_eq!(check(&after_preface(&[max])), None);
+    }
+
+    #[test]
+    fn a_window_update_past_the_maximum_on_a_watched_stream_is_seen() {
+        let reads = Arc::new(ReadCounter::default());
+        let watch = reads.watch_window(1, 300);
+        let mut c = FrameCheck::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        // Another stream's updates are not counted.
+        let other = after_preface(&[frame(WINDOW_UPDATE, 0, 3, &[0x7f, 0xff, 0xff, 0xff])]);
+        assert_eq!(c.feed(&other, &reads), None);
+        assert!(watch.poll_overflow(&mut cx).is_pending());
+        // 65,535 − 300 + 2^31 − 65,236 = 2^31 − 1: not past it yet.
+        let up = frame(
+            WINDOW_UPDATE,
+            0,
+            1,
+            &(0x7fff_ffff_u32 - 65_235).to_be_bytes(),
+        );
+        assert_eq!(c.feed(&up, &reads), None);
+        assert!(watch.poll_overflow(&mut cx).is_pending());
+        let one = frame(WINDOW_UPDATE, 0, 1, &[0, 0, 0, 1]);
+        assert_eq!(c.feed(&one, &reads), None);
+        assert!(watch.poll_overflow(&mut cx).is_ready());
+        drop(watch);
+        assert_eq!(reads.watching.load(Ordering::Relaxed), 0);
+        assert!(reads.lock().is_empty());
     }
 }

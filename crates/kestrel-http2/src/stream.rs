@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::body::{StreamReset, StreamState};
 use crate::config::Http2Config;
+use crate::io::ReadCounter;
 use crate::tunnel::Tunnel;
 
 /// What every stream of a connection borrows from its driver.
@@ -33,6 +34,9 @@ pub(crate) struct StreamCtx<'a> {
     pub config: &'a Http2Config,
     pub clock: &'a Clock,
     pub date: Mutex<DateSlot>,
+    /// The connection's read side (its frame check watches the windows of
+    /// draining streams).
+    pub reads: &'a Arc<ReadCounter>,
     pub info: Option<&'a ConnectionInfo>,
     pub conn_id: ConnectionId,
     pub handle: &'a Arc<ConnectionHandle>,
@@ -447,7 +451,7 @@ pub(crate) async fn serve_stream<A: Application>(
     };
     state.complete();
     if let Some(recv) = unfinished {
-        drain_request_body(ctx, recv, stream_id).await;
+        drain_request_body(ctx, &mut respond, recv, state.sent(), stream_id).await;
     }
 }
 
@@ -469,10 +473,31 @@ pub(crate) const DRAIN_MAX_BYTES: usize = 64 * 1024;
 /// instead of being hidden by the NO_ERROR reset, whichever of the response
 /// and those frames came first. An explicit reset here would discard the
 /// response frames not yet written.
-async fn drain_request_body(ctx: &StreamCtx<'_>, mut recv: RecvStream, stream_id: u32) {
+///
+/// `h2` ignores WINDOW_UPDATE on a stream it no longer sends on, so the
+/// connection's frame check watches the stream's window meanwhile: an
+/// increment past 2^31−1 (RFC 9113 §6.9.1) resets it with
+/// FLOW_CONTROL_ERROR, as `h2` does while the response is still going out.
+async fn drain_request_body(
+    ctx: &StreamCtx<'_>,
+    respond: &mut SendResponse<Bytes>,
+    mut recv: RecvStream,
+    sent: u64,
+    stream_id: u32,
+) {
+    let watch = ctx.reads.watch_window(stream_id, sent);
     let mut drained = 0usize;
     let mut data_done = false;
     let drain = poll_fn(|cx| {
+        if watch.poll_overflow(cx).is_ready() {
+            ctx.log_stream_error(
+                stream_id,
+                Reason::FLOW_CONTROL_ERROR,
+                "a WINDOW_UPDATE took the stream's send window past 2^31-1",
+            );
+            respond.send_reset(Reason::FLOW_CONTROL_ERROR);
+            return Poll::Ready(Ok(()));
+        }
         while !data_done {
             match recv.poll_data(cx) {
                 Poll::Ready(Some(Ok(data))) => {
@@ -862,6 +887,7 @@ async fn send_data(
             }
         }
         let chunk = data.split_to(granted.min(data.len()));
+        state.add_sent(chunk.len());
         tx.send_data(chunk, eos && data.is_empty())
             .map_err(|_| (Reason::CANCEL, "the stream is gone"))?;
     }
