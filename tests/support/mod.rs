@@ -130,3 +130,57 @@ pub fn status_of(response: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {response:?}"))
 }
+
+/// Whether `python3` can import every module of `modules`. When it cannot:
+/// under CI (`CI=true`) that is a failure; on a developer box the test is
+/// skipped, loudly (`pip install "httpx[http2]" h2` makes it run).
+pub fn have_python_modules(modules: &[&str]) -> bool {
+    let probe = format!("import {}", modules.join(", "));
+    let found = Command::new("python3")
+        .args(["-c", &probe])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!(
+                "python3 with {modules:?} is required under CI but is not installed (see .ci/run)"
+            );
+        }
+        eprintln!(
+            "\n!!! SKIPPING: python3 cannot import {modules:?}; this interop test did not run \
+             (pip install \"httpx[http2]\" h2) !!!\n"
+        );
+    }
+    found
+}
+
+/// Run the Python peer `tests/python/{script}` with `args` off the runtime's
+/// threads and return its `key=value` output lines as a map, failing the test
+/// with its output when it exits unsuccessfully or runs past 60 s.
+pub async fn python(script: &str, args: &[String]) -> std::collections::BTreeMap<String, String> {
+    let script = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let args = args.to_vec();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .arg("60")
+            .arg("python3")
+            .arg(&script)
+            .args(&args)
+            .output()
+            .expect("run python3")
+    })
+    .await
+    .expect("join python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "python3 failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
