@@ -95,8 +95,8 @@ pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn hpack_int(out: &mut Vec<u8>, mut n: usize) {
-    // 7-bit prefix, H bit clear (no Huffman).
+/// An HPACK integer with a 7-bit prefix (RFC 7541 §5.1), H bit clear.
+pub fn hpack_int(out: &mut Vec<u8>, mut n: usize) {
     if n < 127 {
         out.push(n as u8);
         return;

@@ -367,7 +367,15 @@ impl Driver<'_> {
                 reason,
                 Err(Http2Error::Protocol {
                     code: u32::from(reason),
-                    message: format!("malformed frame from the client ({reason})"),
+                    message: if reason == Reason::ENHANCE_YOUR_CALM {
+                        format!(
+                            "more than {} PING/SETTINGS frames from the client within {:?}",
+                            crate::io::CONTROL_FRAME_BURST,
+                            crate::io::CONTROL_FRAME_PERIOD
+                        )
+                    } else {
+                        format!("malformed frame from the client ({reason})")
+                    },
                 }),
             ));
         }

@@ -6,13 +6,15 @@
 //! * it follows the frame boundaries of what `h2` reads ([`FrameCheck`]) to
 //!   give the error codes RFC 9113 asks for where `h2` gives another one,
 //!   and to see WINDOW_UPDATEs `h2` ignores (see `docs/http2.md`,
-//!   "Conformance").
+//!   "Conformance"), and to bound PING and SETTINGS floods
+//!   ([`CONTROL_FRAME_BURST`]).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use h2::Reason;
 use kestrel_transport::BoxIo;
@@ -28,6 +30,15 @@ const MAX_WINDOW: i64 = (1 << 31) - 1;
 const DEFAULT_WINDOW: u32 = 65_535;
 /// No violation recorded.
 const NONE: u32 = u32::MAX;
+/// PING and SETTINGS frames (those that ask for an ACK) a client may send
+/// within [`CONTROL_FRAME_PERIOD`]; one more closes the connection with
+/// GOAWAY ENHANCE_YOUR_CALM. Each costs the server an ACK to write; `h2`
+/// keeps a single ACK pending and stops reading until it is written, so a
+/// flood from a client that does not read costs no memory, and this bounds
+/// the work of one that does (a well-behaved client sends a handful).
+pub(crate) const CONTROL_FRAME_BURST: u32 = 1_000;
+/// The period [`CONTROL_FRAME_BURST`] counts over.
+pub(crate) const CONTROL_FRAME_PERIOD: Duration = Duration::from_secs(1);
 
 const PRIORITY: u8 = 0x2;
 const RST_STREAM: u8 = 0x3;
@@ -202,6 +213,9 @@ pub(crate) struct FrameCheck {
     stream_id: u32,
     /// The client's SETTINGS_INITIAL_WINDOW_SIZE.
     initial_window: u32,
+    /// PING and SETTINGS frames (not ACKs) since `control_since`.
+    control_frames: u32,
+    control_since: Option<Instant>,
     failed: bool,
 }
 
@@ -224,6 +238,8 @@ impl Default for FrameCheck {
             carry_len: 0,
             stream_id: 0,
             initial_window: DEFAULT_WINDOW,
+            control_frames: 0,
+            control_since: None,
             failed: false,
         }
     }
@@ -297,12 +313,30 @@ impl FrameCheck {
         if wrong_length {
             return Some(Reason::FRAME_SIZE_ERROR);
         }
+        if matches!(kind, PING | SETTINGS) && flags & ACK == 0 && self.control_flood() {
+            return Some(Reason::ENHANCE_YOUR_CALM);
+        }
         self.payload = match kind {
             SETTINGS if !on_stream && flags & ACK == 0 => Payload::Settings,
             WINDOW_UPDATE if on_stream => Payload::WindowUpdate,
             _ => Payload::Skip,
         };
         None
+    }
+
+    /// Count a PING or SETTINGS frame that asks for an ACK: whether there
+    /// were more than [`CONTROL_FRAME_BURST`] within [`CONTROL_FRAME_PERIOD`].
+    fn control_flood(&mut self) -> bool {
+        let now = Instant::now();
+        match self.control_since {
+            Some(since) if now.duration_since(since) < CONTROL_FRAME_PERIOD => {}
+            _ => {
+                self.control_since = Some(now);
+                self.control_frames = 0;
+            }
+        }
+        self.control_frames += 1;
+        self.control_frames > CONTROL_FRAME_BURST
     }
 
     /// Payload bytes of a SETTINGS or stream WINDOW_UPDATE frame.
@@ -373,7 +407,11 @@ impl AsyncRead for CountingIo {
             let this = &mut *self;
             this.counter.bytes.fetch_add(n as u64, Ordering::Relaxed);
             if let Some((at, reason)) = this.check.feed(&buf.filled()[before..], &this.counter) {
-                tracing::debug!(target: "kestrel::http2", error_code = u32::from(reason), "a frame from the client is malformed: closing the connection with GOAWAY");
+                if reason == Reason::ENHANCE_YOUR_CALM {
+                    tracing::debug!(target: "kestrel::http2", limit = CONTROL_FRAME_BURST, "PING/SETTINGS flood from the client: closing the connection with GOAWAY ENHANCE_YOUR_CALM");
+                } else {
+                    tracing::debug!(target: "kestrel::http2", error_code = u32::from(reason), "a frame from the client is malformed: closing the connection with GOAWAY");
+                }
                 this.check.failed = true;
                 buf.set_filled(before + at);
                 this.counter
@@ -554,5 +592,35 @@ mod tests {
         drop(watch);
         assert_eq!(reads.watching.load(Ordering::Relaxed), 0);
         assert!(reads.lock().is_empty());
+    }
+
+    #[test]
+    fn a_ping_or_settings_flood_is_enhance_your_calm() {
+        let ping = frame(PING, 0, 0, &[0; 8]);
+        let settings = frame(SETTINGS, 0, 0, &[]);
+        let acks = [frame(PING, ACK, 0, &[0; 8]), frame(SETTINGS, ACK, 0, &[])];
+        let mut frames = Vec::new();
+        for i in 0..CONTROL_FRAME_BURST {
+            frames.push(if i % 2 == 0 {
+                ping.clone()
+            } else {
+                settings.clone()
+            });
+            // ACKs are answers, not requests: they do not count.
+            frames.extend(acks.iter().cloned());
+        }
+        let within = after_preface(&frames);
+        let mut c = FrameCheck::default();
+        let reads = ReadCounter::default();
+        assert_eq!(c.feed(&within, &reads), None);
+        // One more within the period.
+        assert_eq!(c.feed(&ping, &reads), Some((0, Reason::ENHANCE_YOUR_CALM)));
+        // After the period the count starts again.
+        let mut c = FrameCheck::default();
+        assert_eq!(c.feed(&within, &reads), None);
+        c.control_since = c
+            .control_since
+            .and_then(|t| t.checked_sub(CONTROL_FRAME_PERIOD));
+        assert_eq!(c.feed(&settings, &reads), None);
     }
 }
