@@ -309,3 +309,100 @@ async fn an_unanswered_keep_alive_ping_closes_the_connection() {
     assert!(pings >= 1, "pinged at least once in 3 s");
     server.stop().await;
 }
+
+/// A raw connection whose SETTINGS exchange is done, so that no ACK of
+/// ours lands inside a header block (where only CONTINUATION may come).
+async fn settled(addr: std::net::SocketAddr) -> Wire {
+    let mut w = Wire::connect(addr).await;
+    let s = w
+        .until(|f| f.kind == SETTINGS && f.flags & ACK == 0)
+        .await
+        .expect("the server's SETTINGS");
+    w.ack(&s).await;
+    w
+}
+
+#[tokio::test]
+async fn an_unfinished_header_block_is_closed_at_the_request_headers_timeout() {
+    let server = support::start(
+        |o| {
+            o.limits.request_headers_timeout = Duration::from_millis(400);
+            o.limits.keep_alive_timeout = Duration::from_secs(30);
+        },
+        test_app(),
+    )
+    .await;
+    let addr = support::addr(&server);
+    let mut w = settled(addr).await;
+    // HEADERS without END_HEADERS, and then nothing: the CONTINUATION never
+    // comes (slowloris on a header block).
+    let block = request_block("GET", "/", &[]);
+    let first = &block[..5];
+    w.send(&frame(HEADERS, END_STREAM, 1, first)).await;
+    let started = Instant::now();
+    let goaway = w.until(|f| f.kind == GOAWAY).await.expect("a GOAWAY");
+    let waited = started.elapsed();
+    // GOAWAY INTERNAL_ERROR, naming no stream (the block never completed).
+    assert_eq!(goaway.goaway(), (0, INTERNAL_ERROR));
+    assert!(w.drain().await.iter().all(|f| f.kind != HEADERS));
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    // A block completed within the deadline is served; the deadline is
+    // disarmed with it (the request's 1 s outlives the 400 ms).
+    let mut w = settled(addr).await;
+    w.send(&frame(
+        HEADERS,
+        END_STREAM,
+        1,
+        &request_block("GET", "/slow?ms=1000", &[])[..5],
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    w.send(&frame(
+        CONTINUATION,
+        END_HEADERS,
+        1,
+        &request_block("GET", "/slow?ms=1000", &[])[5..],
+    ))
+    .await;
+    let served = w
+        .until(|f| f.kind == DATA && f.stream == 1)
+        .await
+        .expect("the request is served");
+    assert_eq!(served.payload, b"slept 1000");
+    // A second block on the same connection gets its own deadline.
+    w.send(&frame(HEADERS, END_STREAM, 3, first)).await;
+    let goaway = w.until(|f| f.kind == GOAWAY).await.expect("a GOAWAY");
+    assert_eq!(goaway.goaway(), (1, INTERNAL_ERROR));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_header_block_in_progress_outlives_the_keep_alive_timeout() {
+    // Kestrel: once HEADERS arrives, the request-headers deadline replaces
+    // the keep-alive one.
+    let server = support::start(
+        |o| {
+            o.limits.request_headers_timeout = Duration::from_secs(2);
+            o.limits.keep_alive_timeout = Duration::from_millis(300);
+        },
+        test_app(),
+    )
+    .await;
+    let mut w = settled(support::addr(&server)).await;
+    let block = request_block("GET", "/", &[]);
+    w.send(&frame(HEADERS, END_STREAM, 1, &block[..5])).await;
+    // Past the keep-alive timeout, well within the request-headers one.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    w.send(&frame(CONTINUATION, END_HEADERS, 1, &block[5..]))
+        .await;
+    let served = w
+        .until(|f| f.kind == DATA && f.stream == 1)
+        .await
+        .expect("the request is served, not closed by the keep-alive timeout");
+    assert_eq!(served.payload, b"Hello, World!");
+    server.stop().await;
+}

@@ -57,6 +57,11 @@ pub enum Http2Error {
     /// request-headers timeout.
     #[error("the client did not send the HTTP/2 connection preface in time")]
     PrefaceTimeout,
+    /// A header block (HEADERS without END_HEADERS, then CONTINUATION) was
+    /// not completed within the request-headers timeout (GOAWAY
+    /// INTERNAL_ERROR, as Kestrel does).
+    #[error("a header block was not completed within the request-headers timeout")]
+    RequestHeadersTimeout,
     /// The client did not answer the keep-alive PING in time (GOAWAY INTERNAL_ERROR).
     #[error("the client did not answer the keep-alive ping in time")]
     KeepAlivePingTimeout,
@@ -211,6 +216,7 @@ impl Http2Connection {
             counter: &counter,
             ping,
             keep_alive_armed: false,
+            headers_armed: false,
             graceful: false,
             last_stream_id: 0,
             eyc_count: 0,
@@ -271,6 +277,8 @@ struct Driver<'a> {
     counter: &'a ReadCounter,
     ping: Option<KeepAlivePing>,
     keep_alive_armed: bool,
+    /// The request-headers deadline is armed for a header block in progress.
+    headers_armed: bool,
     graceful: bool,
     last_stream_id: u32,
     eyc_count: u32,
@@ -301,6 +309,15 @@ impl Driver<'_> {
             Poll::Ready(Signal::TimedOut(TimeoutReason::KeepAlive)) if streams.is_empty() => {
                 tracing::debug!(target: "kestrel::connections", event_id = 9u32, event_name = "ConnectionKeepAlive", connection_id = %self.handle.id(), "keep-alive timeout: closing the idle HTTP/2 connection");
                 return Poll::Ready(End::Close(Reason::NO_ERROR, Ok(())));
+            }
+            Poll::Ready(Signal::TimedOut(TimeoutReason::RequestHeaders)) => {
+                tracing::debug!(target: "kestrel::bad_requests", connection_id = %self.handle.id(), timeout = ?self.config.request_headers_timeout, "a header block was not completed within the request-headers timeout: closing the HTTP/2 connection");
+                self.handle
+                    .set_end_reason(ConnectionEndReason::RequestHeadersTimeout);
+                return Poll::Ready(End::Close(
+                    Reason::INTERNAL_ERROR,
+                    Err(Http2Error::RequestHeadersTimeout),
+                ));
             }
             Poll::Ready(Signal::TimedOut(TimeoutReason::TimeoutFeature)) => {
                 // The app's connection timeout (`ConnectionTimeout`): abort.
@@ -379,11 +396,31 @@ impl Driver<'_> {
                 }),
             ));
         }
-        // The keep-alive deadline runs while no stream is active.
+        // The request-headers deadline runs while a header block is in
+        // progress (HEADERS without END_HEADERS read, its last CONTINUATION
+        // not yet): `h2` reads nothing else on the connection meanwhile.
         // An app-set connection timeout is left alone.
-        let idle = streams.is_empty() && !self.graceful;
         let app_deadline = self.handle.timeout().armed() == TimeoutReason::TimeoutFeature;
-        if idle && !self.keep_alive_armed && !app_deadline {
+        let block_open = self.counter.header_block_open();
+        if block_open && !self.headers_armed && !app_deadline {
+            self.handle.timeout().set(
+                TimeoutReason::RequestHeaders,
+                self.config.request_headers_timeout,
+                self.clock.ticks(),
+                self.clock.interval(),
+            );
+            self.headers_armed = true;
+            // The slot held the keep-alive deadline, if any.
+            self.keep_alive_armed = false;
+        } else if !block_open && self.headers_armed {
+            if self.handle.timeout().armed() == TimeoutReason::RequestHeaders {
+                self.handle.timeout().cancel();
+            }
+            self.headers_armed = false;
+        }
+        // The keep-alive deadline runs while no stream is active.
+        let idle = streams.is_empty() && !self.graceful;
+        if idle && !self.keep_alive_armed && !app_deadline && !self.headers_armed {
             self.handle.timeout().set(
                 TimeoutReason::KeepAlive,
                 self.config.keep_alive_timeout,

@@ -6,12 +6,13 @@
 //! * it follows the frame boundaries of what `h2` reads ([`FrameCheck`]) to
 //!   give the error codes RFC 9113 asks for where `h2` gives another one,
 //!   and to see WINDOW_UPDATEs `h2` ignores (see `docs/http2.md`,
-//!   "Conformance"), and to bound PING and SETTINGS floods
-//!   ([`CONTROL_FRAME_BURST`]).
+//!   "Conformance"), to bound PING and SETTINGS floods
+//!   ([`CONTROL_FRAME_BURST`]), and to tell when a header block is in
+//!   progress (the request-headers deadline runs then).
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -40,13 +41,16 @@ pub(crate) const CONTROL_FRAME_BURST: u32 = 1_000;
 /// The period [`CONTROL_FRAME_BURST`] counts over.
 pub(crate) const CONTROL_FRAME_PERIOD: Duration = Duration::from_secs(1);
 
+const HEADERS: u8 = 0x1;
 const PRIORITY: u8 = 0x2;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const WINDOW_UPDATE: u8 = 0x8;
+const CONTINUATION: u8 = 0x9;
 const ACK: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
 const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
 
 /// What the read side shares with the driver: bytes read, the connection
@@ -56,6 +60,9 @@ pub(crate) struct ReadCounter {
     bytes: AtomicU64,
     /// The error code of the connection error found ([`NONE`] if none).
     violation: AtomicU32,
+    /// A HEADERS frame without END_HEADERS was read, and the CONTINUATION
+    /// that ends its block not yet: the request-headers deadline runs.
+    header_block_open: AtomicBool,
     /// How many streams are in `watched` (checked before locking it).
     watching: AtomicUsize,
     watched: Mutex<Vec<Watch>>,
@@ -77,6 +84,7 @@ impl Default for ReadCounter {
         ReadCounter {
             bytes: AtomicU64::new(0),
             violation: AtomicU32::new(NONE),
+            header_block_open: AtomicBool::new(false),
             watching: AtomicUsize::new(0),
             watched: Mutex::new(Vec::new()),
         }
@@ -96,6 +104,13 @@ impl ReadCounter {
             NONE => None,
             code => Some(Reason::from(code)),
         }
+    }
+
+    /// Whether a header block is in progress: its HEADERS frame was read
+    /// and the frame with END_HEADERS not yet (`h2` surfaces a stream only
+    /// once its block is complete, and reads nothing else meanwhile).
+    pub fn header_block_open(&self) -> bool {
+        self.header_block_open.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Watch>> {
@@ -267,7 +282,7 @@ impl FrameCheck {
                 self.head_len += n;
                 i += n;
                 if self.head_len == HEADER_LEN {
-                    if let Some(reason) = self.on_header() {
+                    if let Some(reason) = self.on_header(reads) {
                         return Some((frame_start, reason));
                     }
                 }
@@ -291,8 +306,9 @@ impl FrameCheck {
         None
     }
 
-    /// A complete frame header: check the length of the control frames.
-    fn on_header(&mut self) -> Option<Reason> {
+    /// A complete frame header: check the length of the control frames,
+    /// count PINGs and SETTINGS, and follow header blocks.
+    fn on_header(&mut self, reads: &ReadCounter) -> Option<Reason> {
         let h = &self.head;
         let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
         let (kind, flags) = (h[3], h[4]);
@@ -315,6 +331,15 @@ impl FrameCheck {
         }
         if matches!(kind, PING | SETTINGS) && flags & ACK == 0 && self.control_flood() {
             return Some(Reason::ENHANCE_YOUR_CALM);
+        }
+        match kind {
+            HEADERS => reads
+                .header_block_open
+                .store(flags & END_HEADERS == 0, Ordering::Relaxed),
+            CONTINUATION if flags & END_HEADERS != 0 => {
+                reads.header_block_open.store(false, Ordering::Relaxed)
+            }
+            _ => {}
         }
         self.payload = match kind {
             SETTINGS if !on_stream && flags & ACK == 0 => Payload::Settings,
@@ -622,5 +647,25 @@ mod tests {
             .control_since
             .and_then(|t| t.checked_sub(CONTROL_FRAME_PERIOD));
         assert_eq!(c.feed(&settings, &reads), None);
+    }
+
+    #[test]
+    fn a_header_block_is_open_from_headers_to_end_headers() {
+        let mut c = FrameCheck::default();
+        let reads = ReadCounter::default();
+        assert_eq!(c.feed(&after_preface(&[]), &reads), None);
+        assert!(!reads.header_block_open());
+        for (f, open) in [
+            (frame(HEADERS, 0x1, 1, b"part"), true),
+            (frame(CONTINUATION, 0, 1, b"more"), true),
+            (frame(CONTINUATION, END_HEADERS, 1, b"end"), false),
+            (frame(HEADERS, END_HEADERS | 0x1, 3, b"whole"), false),
+            (frame(HEADERS, 0, 5, b"part"), true),
+        ] {
+            // Split inside the frame header: decided once it is whole.
+            assert_eq!(c.feed(&f[..4], &reads), None);
+            assert_eq!(c.feed(&f[4..], &reads), None);
+            assert_eq!(reads.header_block_open(), open, "{f:?}");
+        }
     }
 }
