@@ -9,6 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::{self, Either, FutureExt};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -252,23 +253,94 @@ enum AppEvent<R> {
     AppReset(u32),
 }
 
+/// What the app's future resolves to: its response or error, or its panic.
+type AppResult<B> = Result<Result<Response<B>, BoxError>, PanicError>;
+
+/// What a stream that passed its checks holds while it runs: the app's
+/// future (boxed by [`CatchUnwind`]; `None` once it is done), dropped before
+/// the rest.
+struct Running<F> {
+    app: Option<CatchUnwind<F>>,
+    s: Started,
+}
+
+/// The stream's side of a request handed to the app.
+struct Started {
+    /// Until the stream completes, dropping its future (the connection
+    /// closed or was lost) aborts the request.
+    abort_on_drop: AbortOnDrop,
+    state: Arc<StreamState>,
+    /// An extended CONNECT's upgrade.
+    upgrade: Option<UpgradeFeature>,
+    /// When the request started and its method (only with metrics).
+    metrics_start: Option<(std::time::Instant, Method)>,
+    is_head: bool,
+}
+
+/// What the stream does once the app has answered.
+enum Next<B> {
+    /// Answered (or reset) already.
+    Done(Sent),
+    /// Send the app's response.
+    Respond(Response<B>),
+    /// Accept the extended CONNECT with the app's response.
+    Tunnel(Response<B>),
+}
+
+/// The app's response with its head ready to send.
+struct Head<B> {
+    head: Response<()>,
+    body: B,
+    /// The body's Content-Length, when it must match.
+    declared: Option<u64>,
+}
+
 /// Serve one stream to completion.
-pub(crate) async fn serve_stream<A: Application>(
-    app: &A,
-    ctx: &StreamCtx<'_>,
+///
+/// A plain `fn`: the stream's future is moved into the connection's
+/// `FuturesUnordered` (one allocation per stream), so it is kept small. On
+/// its first poll (as before, not when accepted) the request head is checked
+/// and turned into the app's request by a sync helper, so neither is kept in
+/// the future once the app runs ([`future::lazy`] then the running stream,
+/// which take the same room in turn); the steps between awaits are sync
+/// helpers too, and the rare paths (the extended CONNECT tunnel, draining an
+/// unread request body) are boxed.
+pub(crate) fn serve_stream<'a, A: Application>(
+    app: &'a A,
+    ctx: &'a StreamCtx<'a>,
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-) {
-    let stream_id = u32::from(respond.stream_id());
-    if let Err(r) = ctx.check_head(&req, stream_id) {
-        match r {
-            Rejection::Status(status) => {
-                let _ = respond.send_response(ctx.simple(status, stream_id), true);
+) -> impl Future<Output = ()> + Send + 'a {
+    future::lazy(move |_| {
+        let stream_id = u32::from(respond.stream_id());
+        let running = match start_request(ctx, req, stream_id) {
+            Ok((request, s)) => Some(Running {
+                app: Some(CatchUnwind::new(app.call(request))),
+                s,
+            }),
+            Err(rejection) => {
+                match rejection {
+                    Rejection::Status(status) => {
+                        let _ = respond.send_response(ctx.simple(status, stream_id), true);
+                    }
+                    Rejection::Reset(reason) => respond.send_reset(reason),
+                }
+                None
             }
-            Rejection::Reset(reason) => respond.send_reset(reason),
-        }
-        return;
-    }
+        };
+        (respond, running, stream_id)
+    })
+    .then(move |(respond, running, stream_id)| run_stream(ctx, respond, running, stream_id))
+}
+
+/// Check the request head and build the app's request (a plain `fn`, so the
+/// head is not part of the stream's future).
+fn start_request(
+    ctx: &StreamCtx<'_>,
+    req: Request<RecvStream>,
+    stream_id: u32,
+) -> Result<(Request<RequestBody>, Started), Rejection> {
+    ctx.check_head(&req, stream_id)?;
     // An extended CONNECT (RFC 8441): `h2` checked the pseudo-headers
     // (CONNECT with :scheme and :path, and SETTINGS_ENABLE_CONNECT_PROTOCOL sent).
     let upgrade = req
@@ -320,8 +392,6 @@ pub(crate) async fn serve_stream<A: Application>(
     parts.extensions.insert(RequestAborted::new(
         state.clone() as Arc<dyn kestrel_core::aborted::AbortSource>
     ));
-    // Until the stream completes, dropping this future (the connection
-    // closed or was lost) aborts the request.
     let abort_on_drop = AbortOnDrop(Some(state.clone()));
     let is_head = parts.method == Method::HEAD;
     let metrics_start = kestrel_core::metrics::ENABLED.then(|| {
@@ -335,39 +405,137 @@ pub(crate) async fn serve_stream<A: Application>(
     } else {
         RequestBody::from_source(state.clone(), 0)
     };
-    let request = Request::from_parts(parts, body);
-
-    let event = {
-        let mut fut = pin!(CatchUnwind::new(app.call(request)));
-        poll_fn(|cx| {
-            let control = state.poll_control(cx);
-            if let Some(code) = control.reset {
-                return Poll::Ready(AppEvent::AppReset(code));
-            }
-            if control.send_continue {
-                send_continue(&mut respond);
-            }
-            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
-                return Poll::Ready(AppEvent::Done(r));
-            }
-            match respond.poll_reset(cx) {
-                Poll::Ready(Ok(reason)) => Poll::Ready(AppEvent::ClientReset(reason)),
-                // The connection is gone.
-                Poll::Ready(Err(_)) => Poll::Ready(AppEvent::ClientReset(Reason::CANCEL)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
+    let started = Started {
+        abort_on_drop,
+        state,
+        upgrade,
+        metrics_start,
+        is_head,
     };
+    Ok((Request::from_parts(parts, body), started))
+}
+
+/// The stream after its first poll: run the app, send its answer, and
+/// drain what the client still sends.
+// Not an `async fn`: that would store `running` and `respond` twice.
+#[allow(clippy::manual_async_fn)]
+fn run_stream<'a, F, B>(
+    ctx: &'a StreamCtx<'a>,
+    mut respond: SendResponse<Bytes>,
+    mut running: Option<Running<F>>,
+    stream_id: u32,
+) -> impl Future<Output = ()> + 'a
+where
+    F: Future<Output = Result<Response<B>, BoxError>> + 'a,
+    B: Body<Data = Bytes, Error: Into<BoxError>> + 'a,
+{
+    async move {
+        // Refused by the checks (answered already).
+        let Some(Running { app, s: run }) = running.as_mut() else {
+            return;
+        };
+        let event = poll_fn(|cx| poll_app(app, &run.state, &mut respond, cx)).await;
+        // Done, or cancelled (the client or the app reset the stream).
+        *app = None;
+        // What remains to send, as one future; `next` ends with this block,
+        // so it is not kept in the stream's future while that runs.
+        let (status, send) = {
+            let (status, next) = on_app_event(ctx, &mut respond, run, event, stream_id);
+            let send = match next {
+                Next::Done(sent) => Either::Left(future::ready(sent)),
+                Next::Respond(resp) => {
+                    match start_response(ctx, &mut respond, resp, run.is_head, stream_id) {
+                        Ok(head) => Either::Right(Either::Left(send_body(
+                            ctx,
+                            &mut respond,
+                            &run.state,
+                            head,
+                            stream_id,
+                        ))),
+                        Err(sent) => Either::Left(future::ready(sent)),
+                    }
+                }
+                // Boxed: tunnels are rare, and the stream's future would
+                // otherwise reserve room for this path.
+                Next::Tunnel(resp) => match &run.upgrade {
+                    Some(u) => Either::Right(Either::Right(Box::pin(accept_tunnel(
+                        ctx,
+                        &mut respond,
+                        &run.state,
+                        resp,
+                        u,
+                        stream_id,
+                    )))),
+                    None => Either::Left(future::ready(Sent::Done)),
+                },
+            };
+            (status, send)
+        };
+        let outcome = send.await;
+        if let Some(recv) = end_stream(ctx, run, status, outcome) {
+            // Boxed: only when the app answered before the request body ended.
+            Box::pin(drain_request_body(
+                ctx,
+                &mut respond,
+                recv,
+                run.state.sent(),
+                stream_id,
+            ))
+            .await;
+        }
+    }
+}
+
+/// Poll the app, and meanwhile the app's control requests (reset, `100
+/// Continue`) and the client's reset.
+fn poll_app<F, B>(
+    app: &mut Option<CatchUnwind<F>>,
+    state: &StreamState,
+    respond: &mut SendResponse<Bytes>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<AppEvent<AppResult<B>>>
+where
+    F: Future<Output = Result<Response<B>, BoxError>>,
+{
+    let control = state.poll_control(cx);
+    if let Some(code) = control.reset {
+        return Poll::Ready(AppEvent::AppReset(code));
+    }
+    if control.send_continue {
+        send_continue(respond);
+    }
+    if let Some(fut) = app {
+        if let Poll::Ready(r) = std::pin::Pin::new(fut).poll(cx) {
+            return Poll::Ready(AppEvent::Done(r));
+        }
+    }
+    match respond.poll_reset(cx) {
+        Poll::Ready(Ok(reason)) => Poll::Ready(AppEvent::ClientReset(reason)),
+        // The connection is gone.
+        Poll::Ready(Err(_)) => Poll::Ready(AppEvent::ClientReset(Reason::CANCEL)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Decide what the app's answer becomes: the status it is logged with, and
+/// what remains to send (the answers that need no waiting are sent here).
+fn on_app_event<B>(
+    ctx: &StreamCtx<'_>,
+    respond: &mut SendResponse<Bytes>,
+    run: &Started,
+    event: AppEvent<AppResult<B>>,
+    stream_id: u32,
+) -> (StatusCode, Next<B>) {
+    let upgrade = &run.upgrade;
     // An accepted upgrade answered with 101 (the status an HTTP/1.1 app
     // returns) or a 2xx becomes the tunnel; otherwise it is refused.
-    let tunnel = match (&upgrade, &event) {
+    let tunnel = match (upgrade, &event) {
         (Some(u), AppEvent::Done(Ok(Ok(r)))) if u.is_accepted() => {
             r.status() == StatusCode::SWITCHING_PROTOCOLS || r.status().is_success()
         }
         _ => false,
     };
-    if let (Some(u), false) = (&upgrade, tunnel) {
+    if let (Some(u), false) = (upgrade, tunnel) {
         u.cancel();
     }
     let status = match &event {
@@ -381,25 +549,25 @@ pub(crate) async fn serve_stream<A: Application>(
             StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
         }
     };
-    let outcome = match event {
+    let next = match event {
         AppEvent::ClientReset(reason) => {
             // Like hyper, stop the application when the client cancels: an
             // accepted-then-reset stream must not keep costing CPU (rapid reset).
             tracing::debug!(target: "kestrel::http2", connection_id = %ctx.conn_id, stream_id, error_code = u32::from(reason), "the client reset the stream before the response; the application was cancelled");
-            Sent::Reset
+            Next::Done(Sent::Reset)
         }
         AppEvent::AppReset(code) => {
             let reason = Reason::from(code);
             ctx.log_reset_abort(stream_id, reason, "requested by the application");
             respond.send_reset(reason);
-            Sent::Reset
+            Next::Done(Sent::Reset)
         }
         AppEvent::Done(result) => {
             let result = match result {
                 Ok(r) => r,
                 Err(panic) => Err(Box::new(panic) as BoxError),
             };
-            if state.is_too_large() {
+            if run.state.is_too_large() {
                 // The body broke the size limit: that decides the answer,
                 // whatever the app made of it.
                 ctx.log_bad_request(
@@ -409,50 +577,51 @@ pub(crate) async fn serve_stream<A: Application>(
                 );
                 let _ = respond
                     .send_response(ctx.simple(StatusCode::PAYLOAD_TOO_LARGE, stream_id), true);
-                Sent::Done
+                Next::Done(Sent::Done)
             } else {
                 match result {
-                    Ok(resp) if tunnel => {
-                        if let Some(u) = &upgrade {
-                            accept_tunnel(ctx, &mut respond, &state, resp, u, stream_id).await
-                        } else {
-                            Sent::Done
-                        }
-                    }
-                    Ok(resp) => {
-                        send_response(ctx, &mut respond, &state, resp, is_head, stream_id).await
-                    }
+                    Ok(resp) if tunnel => Next::Tunnel(resp),
+                    Ok(resp) => Next::Respond(resp),
                     Err(e) => {
                         ctx.log_app_error(stream_id, &e);
                         let _ = respond.send_response(
                             ctx.simple(StatusCode::INTERNAL_SERVER_ERROR, stream_id),
                             true,
                         );
-                        Sent::Done
+                        Next::Done(Sent::Done)
                     }
                 }
             }
         }
     };
-    if let Some((started, method)) = metrics_start {
+    (status, next)
+}
+
+/// The answer is sent (or the stream reset): record the metrics, complete
+/// the stream, and return the request body still to drain, if any.
+fn end_stream(
+    ctx: &StreamCtx<'_>,
+    run: &mut Started,
+    status: StatusCode,
+    outcome: Sent,
+) -> Option<RecvStream> {
+    if let Some((started, method)) = run.metrics_start.take() {
         if let Ok(mut m) = ctx.metrics.lock() {
             m.stopped(&method, status, started.elapsed());
         }
     }
     if let Sent::Reset = outcome {
-        state.abort();
+        run.state.abort();
     }
-    abort_on_drop.disarm();
+    run.abort_on_drop.disarm();
     // The response is complete; if the client is still sending the request
     // body, read the rest of it for a moment before letting the stream go.
     let unfinished = match outcome {
-        Sent::Done => state.take_unfinished_recv(),
+        Sent::Done => run.state.take_unfinished_recv(),
         Sent::Reset => None,
     };
-    state.complete();
-    if let Some(recv) = unfinished {
-        drain_request_body(ctx, &mut respond, recv, state.sent(), stream_id).await;
-    }
+    run.state.complete();
+    unfinished
 }
 
 /// How long a stream whose response is complete keeps reading the rest of
@@ -535,7 +704,7 @@ async fn drain_request_body(
 struct AbortOnDrop(Option<Arc<StreamState>>);
 
 impl AbortOnDrop {
-    fn disarm(mut self) {
+    fn disarm(&mut self) {
         self.0 = None;
     }
 }
@@ -613,16 +782,17 @@ enum BodyEvent {
     Reset(Reason, &'static str),
 }
 
-/// Send the app's response: headers, then data under flow control, then
-/// trailers.
-async fn send_response<B>(
+/// The app's response up to its body (a plain `fn`, so the response is not
+/// part of the stream's future): an informational status becomes a 500,
+/// `Date`/`Server` are added and Content-Length set, and a response without
+/// a body (HEAD, 204, 304) is sent here. `Err` is a stream answered already.
+fn start_response<B>(
     ctx: &StreamCtx<'_>,
     respond: &mut SendResponse<Bytes>,
-    state: &Arc<StreamState>,
     resp: Response<B>,
     is_head: bool,
     stream_id: u32,
-) -> Sent
+) -> Result<Head<B>, Sent>
 where
     B: Body<Data = Bytes, Error: Into<BoxError>>,
 {
@@ -638,7 +808,7 @@ where
             ctx.simple(StatusCode::INTERNAL_SERVER_ERROR, stream_id),
             true,
         );
-        return Sent::Done;
+        return Err(Sent::Done);
     }
     let mut head = Response::from_parts(parts, ());
     let headers = head.headers_mut();
@@ -664,34 +834,158 @@ where
     if no_body {
         // HEAD, 204 and 304 have no body: whatever the app would write is dropped.
         let _ = respond.send_response(head, true);
-        return Sent::Done;
+        return Err(Sent::Done);
     }
+    Ok(Head {
+        head,
+        body,
+        declared,
+    })
+}
 
-    let mut body = pin!(body);
-    // Hold the headers until the body's first frame, so that a body that
-    // fails at once still becomes a 500; if it is not ready, send them now.
-    let first = poll_fn(|cx| Poll::Ready(poll_body(body.as_mut(), cx))).await;
-    let first = match first {
+/// Send the app's response: headers, then data under flow control, then
+/// trailers. (A plain `fn` returning the future, whose steps between awaits
+/// are sync helpers, so that no value is stored in it twice.)
+fn send_body<'s, B>(
+    ctx: &'s StreamCtx<'s>,
+    respond: &'s mut SendResponse<Bytes>,
+    state: &'s Arc<StreamState>,
+    head: Head<B>,
+    stream_id: u32,
+) -> impl Future<Output = Sent> + 's
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>> + 's,
+{
+    let Head {
+        mut head,
+        body,
+        declared,
+    } = head;
+    async move {
+        let mut body = pin!(body);
+        // (In blocks, so that the first frame is not kept in the future
+        // while the rest of the body is sent.)
+        let (mut tx, first) = {
+            let started = poll_fn(|cx| {
+                let head = std::mem::replace(&mut head, Response::new(()));
+                Poll::Ready(send_head(
+                    ctx,
+                    respond,
+                    state,
+                    head,
+                    body.as_mut(),
+                    declared,
+                    stream_id,
+                    cx,
+                ))
+            })
+            .await;
+            match started {
+                Ok(started) => started,
+                Err(sent) => return sent,
+            }
+        };
+        // Time spent waiting for the client's window counts toward the
+        // response's minimum data rate (the request's, which the app may change).
+        let clock = state.start_response_rate().then_some(ctx.clock);
+        let mut written: u64 = 0;
+        let mut ev = next_body_event(state, &mut tx, body.as_mut(), first).await;
+        loop {
+            let frame = match on_body_event(ctx, &mut tx, ev, declared, written, stream_id) {
+                Ok(f) => f,
+                Err(sent) => return sent,
+            };
+            match frame.into_data() {
+                Ok(mut data) => {
+                    let mut overflow = false;
+                    if let Some(n) = declared {
+                        let remaining = n - written;
+                        if data.len() as u64 > remaining {
+                            data.truncate(remaining as usize);
+                            overflow = true;
+                        }
+                    }
+                    written += data.len() as u64;
+                    let eos = !overflow && body.is_end_stream();
+                    if eos {
+                        if let Some(n) = declared.filter(|n| written < *n) {
+                            return fail_started_tx(ctx, &mut tx, stream_id, format!("the response body ended after {written} of its {n} Content-Length bytes").into());
+                        }
+                    }
+                    if let Err((reason, why)) = send_data(&mut tx, state, data, eos, clock).await {
+                        return reset_tx(ctx, &mut tx, stream_id, reason, why);
+                    }
+                    if overflow {
+                        return fail_started_tx(
+                            ctx,
+                            &mut tx,
+                            stream_id,
+                            format!(
+                                "the response body is longer than its Content-Length of {} bytes",
+                                declared.unwrap_or(0)
+                            )
+                            .into(),
+                        );
+                    }
+                    if eos {
+                        return Sent::Done;
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(mut trailers) = frame.into_trailers() {
+                        if let Some(n) = declared.filter(|n| written < *n) {
+                            return fail_started_tx(ctx, &mut tx, stream_id, format!("the response body ended after {written} of its {n} Content-Length bytes").into());
+                        }
+                        ctx.prepare_headers(&mut trailers, stream_id, true);
+                        let _ = tx.send_trailers(trailers);
+                        return Sent::Done;
+                    }
+                }
+            }
+            ev = next_body_event(state, &mut tx, body.as_mut(), None).await;
+        }
+    }
+}
+
+/// Poll the body for its first frame, then send the headers: held until
+/// the first frame, so that a body that fails at once still becomes a 500;
+/// if it is not ready, they are sent now. `Ok` has the stream to send the
+/// body on and the first frame, if there was one.
+#[allow(clippy::too_many_arguments)]
+fn send_head<B>(
+    ctx: &StreamCtx<'_>,
+    respond: &mut SendResponse<Bytes>,
+    state: &StreamState,
+    head: Response<()>,
+    body: std::pin::Pin<&mut B>,
+    declared: Option<u64>,
+    stream_id: u32,
+    cx: &mut std::task::Context<'_>,
+) -> Result<(SendStream<Bytes>, Option<Frame<Bytes>>), Sent>
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>>,
+{
+    let first = match poll_body(body, cx) {
         Poll::Ready(BodyEvent::Failed(e)) => {
             ctx.log_app_error(stream_id, &e);
             let _ = respond.send_response(
                 ctx.simple(StatusCode::INTERNAL_SERVER_ERROR, stream_id),
                 true,
             );
-            return Sent::Done;
+            return Err(Sent::Done);
         }
         Poll::Ready(BodyEvent::End) => {
             if let Some(n) = declared.filter(|n| *n > 0) {
-                return fail_started(
+                return Err(fail_started(
                     ctx,
                     respond,
                     stream_id,
                     format!("the response body ended after 0 of its {n} Content-Length bytes")
                         .into(),
-                );
+                ));
             }
             let _ = respond.send_response(head, true);
-            return Sent::Done;
+            return Err(Sent::Done);
         }
         Poll::Ready(BodyEvent::Frame(f)) => Some(f),
         Poll::Ready(BodyEvent::Reset(..)) => None,
@@ -699,7 +993,7 @@ where
     };
     // The app may have asked for `100 Continue` while we polled its body
     // (say, a response body that streams the request body back).
-    let control = poll_fn(|cx| Poll::Ready(state.poll_control(cx))).await;
+    let control = state.poll_control(cx);
     if control.send_continue {
         send_continue(respond);
     }
@@ -707,100 +1001,73 @@ where
         let reason = Reason::from(code);
         ctx.log_reset_abort(stream_id, reason, "requested by the application");
         respond.send_reset(reason);
-        return Sent::Reset;
+        return Err(Sent::Reset);
     }
-    let mut tx = match respond.send_response(head, false) {
-        Ok(tx) => tx,
+    match respond.send_response(head, false) {
+        Ok(tx) => Ok((tx, first)),
         Err(e) => {
             tracing::debug!(target: "kestrel::http2", connection_id = %ctx.conn_id, stream_id, error = %e, "could not send the response headers");
-            return Sent::Reset;
+            Err(Sent::Reset)
         }
-    };
-    // Time spent waiting for the client's window counts toward the
-    // response's minimum data rate (the request's, which the app may change).
-    let clock = state.start_response_rate().then_some(ctx.clock);
-    let mut written: u64 = 0;
-    let mut next = first;
-    loop {
-        let frame = match next.take() {
-            Some(f) => f,
-            None => {
-                let ev = poll_fn(|cx| {
-                    if let Some(code) = state.poll_control(cx).reset {
-                        return Poll::Ready(BodyEvent::Reset(
-                            Reason::from(code),
-                            "requested by the application",
-                        ));
-                    }
-                    if let Poll::Ready(r) = tx.poll_reset(cx) {
-                        return Poll::Ready(client_reset(r));
-                    }
-                    poll_body(body.as_mut(), cx)
-                })
-                .await;
-                match ev {
-                    BodyEvent::Frame(f) => f,
-                    BodyEvent::End => {
-                        if let Some(n) = declared.filter(|n| written < *n) {
-                            return fail_started_tx(ctx, &mut tx, stream_id, format!("the response body ended after {written} of its {n} Content-Length bytes").into());
-                        }
-                        let _ = tx.send_data(Bytes::new(), true);
-                        return Sent::Done;
-                    }
-                    BodyEvent::Failed(e) => return fail_started_tx(ctx, &mut tx, stream_id, e),
-                    BodyEvent::Reset(reason, why) => {
-                        return reset_tx(ctx, &mut tx, stream_id, reason, why)
-                    }
-                }
-            }
-        };
-        match frame.into_data() {
-            Ok(mut data) => {
-                let mut overflow = false;
-                if let Some(n) = declared {
-                    let remaining = n - written;
-                    if data.len() as u64 > remaining {
-                        data.truncate(remaining as usize);
-                        overflow = true;
-                    }
-                }
-                written += data.len() as u64;
-                let eos = !overflow && body.is_end_stream();
-                if eos {
-                    if let Some(n) = declared.filter(|n| written < *n) {
-                        return fail_started_tx(ctx, &mut tx, stream_id, format!("the response body ended after {written} of its {n} Content-Length bytes").into());
-                    }
-                }
-                if let Err((reason, why)) = send_data(&mut tx, state, data, eos, clock).await {
-                    return reset_tx(ctx, &mut tx, stream_id, reason, why);
-                }
-                if overflow {
-                    return fail_started_tx(
-                        ctx,
-                        &mut tx,
-                        stream_id,
-                        format!(
-                            "the response body is longer than its Content-Length of {} bytes",
-                            declared.unwrap_or(0)
-                        )
-                        .into(),
-                    );
-                }
-                if eos {
-                    return Sent::Done;
-                }
-            }
-            Err(frame) => {
-                if let Ok(mut trailers) = frame.into_trailers() {
-                    if let Some(n) = declared.filter(|n| written < *n) {
-                        return fail_started_tx(ctx, &mut tx, stream_id, format!("the response body ended after {written} of its {n} Content-Length bytes").into());
-                    }
-                    ctx.prepare_headers(&mut trailers, stream_id, true);
-                    let _ = tx.send_trailers(trailers);
-                    return Sent::Done;
-                }
-            }
+    }
+}
+
+/// The body's next frame (`first`, if the headers came with one), the
+/// app's reset, or the client's.
+fn next_body_event<'s, B>(
+    state: &'s StreamState,
+    tx: &'s mut SendStream<Bytes>,
+    mut body: std::pin::Pin<&'s mut B>,
+    mut first: Option<Frame<Bytes>>,
+) -> impl Future<Output = BodyEvent> + 's
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>>,
+{
+    poll_fn(move |cx| {
+        if let Some(f) = first.take() {
+            return Poll::Ready(BodyEvent::Frame(f));
         }
+        if let Some(code) = state.poll_control(cx).reset {
+            return Poll::Ready(BodyEvent::Reset(
+                Reason::from(code),
+                "requested by the application",
+            ));
+        }
+        if let Poll::Ready(r) = tx.poll_reset(cx) {
+            return Poll::Ready(client_reset(r));
+        }
+        poll_body(body.as_mut(), cx)
+    })
+}
+
+/// A frame to send, or how the response ended (sent or reset here).
+fn on_body_event(
+    ctx: &StreamCtx<'_>,
+    tx: &mut SendStream<Bytes>,
+    ev: BodyEvent,
+    declared: Option<u64>,
+    written: u64,
+    stream_id: u32,
+) -> Result<Frame<Bytes>, Sent> {
+    match ev {
+        BodyEvent::Frame(f) => Ok(f),
+        BodyEvent::End => {
+            if let Some(n) = declared.filter(|n| written < *n) {
+                return Err(fail_started_tx(
+                    ctx,
+                    tx,
+                    stream_id,
+                    format!(
+                        "the response body ended after {written} of its {n} Content-Length bytes"
+                    )
+                    .into(),
+                ));
+            }
+            let _ = tx.send_data(Bytes::new(), true);
+            Err(Sent::Done)
+        }
+        BodyEvent::Failed(e) => Err(fail_started_tx(ctx, tx, stream_id, e)),
+        BodyEvent::Reset(reason, why) => Err(reset_tx(ctx, tx, stream_id, reason, why)),
     }
 }
 
@@ -839,59 +1106,66 @@ impl Drop for WriteTiming<'_> {
 /// `max_send_buffer_size` per stream this way. With `clock` (a minimum
 /// response data rate is set), the write is timed until `h2` has taken it
 /// all: `deadline += max(grace, bytes / rate)`, checked by the driver.
-async fn send_data(
-    tx: &mut SendStream<Bytes>,
-    state: &StreamState,
+// Not an `async fn`: that would store `data` twice.
+#[allow(clippy::manual_async_fn)]
+fn send_data<'s>(
+    tx: &'s mut SendStream<Bytes>,
+    state: &'s StreamState,
     mut data: Bytes,
     eos: bool,
-    clock: Option<&Clock>,
-) -> Result<(), (Reason, &'static str)> {
-    if data.is_empty() {
-        return if eos {
-            tx.send_data(data, true)
-                .map_err(|_| (Reason::CANCEL, "the stream is gone"))
-        } else {
-            Ok(())
-        };
-    }
-    let _timing = clock.map(|c| {
-        state.rates().start_write(data.len(), c.precise_ticks());
-        WriteTiming(state.rates())
-    });
-    while !data.is_empty() {
-        tx.reserve_capacity(data.len());
-        let mut granted = tx.capacity();
-        if granted == 0 {
-            granted = poll_fn(|cx| {
-                if let Some(code) = state.poll_control(cx).reset {
-                    return Poll::Ready(Err((Reason::from(code), "requested by the application")));
-                }
-                match tx.poll_capacity(cx) {
-                    Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
-                    Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Poll::Ready(Err((
-                        Reason::CANCEL,
-                        "the stream was reset or the connection ended",
-                    ))),
-                    Poll::Pending => match tx.poll_reset(cx) {
-                        Poll::Ready(r) => match client_reset(r) {
-                            BodyEvent::Reset(reason, why) => Poll::Ready(Err((reason, why))),
-                            _ => Poll::Pending,
-                        },
-                        Poll::Pending => Poll::Pending,
-                    },
-                }
-            })
-            .await?;
-            if granted == 0 {
-                continue;
-            }
+    clock: Option<&'s Clock>,
+) -> impl Future<Output = Result<(), (Reason, &'static str)>> + 's {
+    async move {
+        if data.is_empty() {
+            return if eos {
+                tx.send_data(data, true)
+                    .map_err(|_| (Reason::CANCEL, "the stream is gone"))
+            } else {
+                Ok(())
+            };
         }
-        let chunk = data.split_to(granted.min(data.len()));
-        state.add_sent(chunk.len());
-        tx.send_data(chunk, eos && data.is_empty())
-            .map_err(|_| (Reason::CANCEL, "the stream is gone"))?;
+        let _timing = clock.map(|c| {
+            state.rates().start_write(data.len(), c.precise_ticks());
+            WriteTiming(state.rates())
+        });
+        while !data.is_empty() {
+            tx.reserve_capacity(data.len());
+            let mut granted = tx.capacity();
+            if granted == 0 {
+                granted = poll_fn(|cx| {
+                    if let Some(code) = state.poll_control(cx).reset {
+                        return Poll::Ready(Err((
+                            Reason::from(code),
+                            "requested by the application",
+                        )));
+                    }
+                    match tx.poll_capacity(cx) {
+                        Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
+                        Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Poll::Ready(Err((
+                            Reason::CANCEL,
+                            "the stream was reset or the connection ended",
+                        ))),
+                        Poll::Pending => match tx.poll_reset(cx) {
+                            Poll::Ready(r) => match client_reset(r) {
+                                BodyEvent::Reset(reason, why) => Poll::Ready(Err((reason, why))),
+                                _ => Poll::Pending,
+                            },
+                            Poll::Pending => Poll::Pending,
+                        },
+                    }
+                })
+                .await?;
+                if granted == 0 {
+                    continue;
+                }
+            }
+            let chunk = data.split_to(granted.min(data.len()));
+            state.add_sent(chunk.len());
+            tx.send_data(chunk, eos && data.is_empty())
+                .map_err(|_| (Reason::CANCEL, "the stream is gone"))?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The response failed before its headers were sent: 500.
