@@ -224,6 +224,7 @@ impl Http2Connection {
             rated: &rated,
             rate_timer: None,
             rate_timer_armed: false,
+            rated_pruned: false,
         };
         let mut streams = FuturesUnordered::new();
         let make = |req: Request<RecvStream>, respond: SendResponse<Bytes>| {
@@ -289,6 +290,9 @@ struct Driver<'a> {
     /// there are streams to check (not one per stream).
     rate_timer: Option<Pin<Box<Sleep>>>,
     rate_timer_armed: bool,
+    /// Completed streams were taken off `rated` before the next check; the
+    /// timer keeps ticking until then, as if they were still listed.
+    rated_pruned: bool,
 }
 
 impl Driver<'_> {
@@ -438,16 +442,30 @@ impl Driver<'_> {
         if let Some(end) = self.poll_ping(cx) {
             return Poll::Ready(end);
         }
+        self.prune_rated(streams.len());
         if let Some(end) = self.poll_rates(cx) {
             return Poll::Ready(end);
         }
         Poll::Pending
     }
 
+    /// Take completed streams off `rated` once they outnumber the open ones:
+    /// otherwise the next check (once per heartbeat interval) would be the
+    /// first to let them go, and under load that is every stream served in
+    /// the interval, all kept in memory. The checks see the same streams.
+    fn prune_rated(&mut self, open: usize) {
+        let mut rated = lock(self.rated);
+        if rated.len() > 2 * open + 32 {
+            let before = rated.len();
+            rated.retain(|s| !s.is_completed());
+            self.rated_pruned |= rated.len() != before;
+        }
+    }
+
     /// Every heartbeat interval while streams are open, check each stream's
     /// minimum request body and response data rates.
     fn poll_rates(&mut self, cx: &mut Context<'_>) -> Option<End> {
-        if lock(self.rated).is_empty() {
+        if lock(self.rated).is_empty() && !self.rated_pruned {
             self.rate_timer_armed = false;
             return None;
         }
@@ -461,6 +479,7 @@ impl Driver<'_> {
         }
         while timer.as_mut().poll(cx).is_ready() {
             timer.as_mut().reset(Instant::now() + interval);
+            self.rated_pruned = false;
             if let Some(end) = check_rates(self.clock, self.config, self.handle, self.rated) {
                 return Some(end);
             }
