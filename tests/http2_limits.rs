@@ -377,6 +377,24 @@ async fn an_unfinished_header_block_is_closed_at_the_request_headers_timeout() {
     w.send(&frame(HEADERS, END_STREAM, 3, first)).await;
     let goaway = w.until(|f| f.kind == GOAWAY).await.expect("a GOAWAY");
     assert_eq!(goaway.goaway(), (1, INTERNAL_ERROR));
+
+    // A single HEADERS frame with END_HEADERS whose payload trickles in:
+    // the block is open until the whole frame is read.
+    let mut w = settled(addr).await;
+    let whole = frame(HEADERS, END_HEADERS | END_STREAM, 1, &block);
+    w.send(&whole[..12]).await;
+    let started = Instant::now();
+    for b in &whole[12..16] {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        w.send(&[*b]).await;
+    }
+    let goaway = w.until(|f| f.kind == GOAWAY).await.expect("a GOAWAY");
+    assert_eq!(goaway.goaway(), (0, INTERNAL_ERROR));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     server.stop().await;
 }
 

@@ -216,7 +216,7 @@ impl Http2Connection {
             counter: &counter,
             ping,
             keep_alive_armed: false,
-            headers_armed: false,
+            headers_armed: None,
             graceful: false,
             last_stream_id: 0,
             eyc_count: 0,
@@ -278,8 +278,8 @@ struct Driver<'a> {
     counter: &'a ReadCounter,
     ping: Option<KeepAlivePing>,
     keep_alive_armed: bool,
-    /// The request-headers deadline is armed for a header block in progress.
-    headers_armed: bool,
+    /// The header block (by number) whose request-headers deadline is armed.
+    headers_armed: Option<u64>,
     graceful: bool,
     last_stream_id: u32,
     eyc_count: u32,
@@ -314,7 +314,9 @@ impl Driver<'_> {
                 tracing::debug!(target: "kestrel::connections", event_id = 9u32, event_name = "ConnectionKeepAlive", connection_id = %self.handle.id(), "keep-alive timeout: closing the idle HTTP/2 connection");
                 return Poll::Ready(End::Close(Reason::NO_ERROR, Ok(())));
             }
-            Poll::Ready(Signal::TimedOut(TimeoutReason::RequestHeaders)) => {
+            Poll::Ready(Signal::TimedOut(TimeoutReason::RequestHeaders))
+                if self.headers_armed.is_some() =>
+            {
                 tracing::debug!(target: "kestrel::bad_requests", connection_id = %self.handle.id(), timeout = ?self.config.request_headers_timeout, "a header block was not completed within the request-headers timeout: closing the HTTP/2 connection");
                 self.handle
                     .set_end_reason(ConnectionEndReason::RequestHeadersTimeout);
@@ -401,30 +403,40 @@ impl Driver<'_> {
             ));
         }
         // The request-headers deadline runs while a header block is in
-        // progress (HEADERS without END_HEADERS read, its last CONTINUATION
-        // not yet): `h2` reads nothing else on the connection meanwhile.
-        // An app-set connection timeout is left alone.
+        // progress (from its HEADERS frame's header until the whole frame
+        // with END_HEADERS is read), each block its own: `h2` reads nothing
+        // else on the connection meanwhile. An app-set connection timeout
+        // is left alone.
         let app_deadline = self.handle.timeout().armed() == TimeoutReason::TimeoutFeature;
-        let block_open = self.counter.header_block_open();
-        if block_open && !self.headers_armed && !app_deadline {
-            self.handle.timeout().set(
-                TimeoutReason::RequestHeaders,
-                self.config.request_headers_timeout,
-                self.clock.ticks(),
-                self.clock.interval(),
-            );
-            self.headers_armed = true;
-            // The slot held the keep-alive deadline, if any.
-            self.keep_alive_armed = false;
-        } else if !block_open && self.headers_armed {
-            if self.handle.timeout().armed() == TimeoutReason::RequestHeaders {
-                self.handle.timeout().cancel();
+        let block = self.counter.header_block_open();
+        let slot_lost = self.handle.timeout().armed() != TimeoutReason::RequestHeaders;
+        match block {
+            // A new block, or the app's deadline replaced ours and is gone.
+            Some(n) if !app_deadline && (self.headers_armed != Some(n) || slot_lost) => {
+                self.handle.timeout().set(
+                    TimeoutReason::RequestHeaders,
+                    self.config.request_headers_timeout,
+                    self.clock.ticks(),
+                    self.clock.interval(),
+                );
+                self.headers_armed = Some(n);
+                // The slot held the keep-alive deadline, if any.
+                if self.keep_alive_armed {
+                    self.keep_alive_armed = false;
+                    self.handle.set_buffers_released(false);
+                }
             }
-            self.headers_armed = false;
+            None if self.headers_armed.is_some() => {
+                if !slot_lost {
+                    self.handle.timeout().cancel();
+                }
+                self.headers_armed = None;
+            }
+            _ => {}
         }
         // The keep-alive deadline runs while no stream is active.
         let idle = streams.is_empty() && !self.graceful;
-        if idle && !self.keep_alive_armed && !app_deadline && !self.headers_armed {
+        if idle && !self.keep_alive_armed && !app_deadline && self.headers_armed.is_none() {
             self.handle.timeout().set(
                 TimeoutReason::KeepAlive,
                 self.config.keep_alive_timeout,

@@ -60,9 +60,12 @@ pub(crate) struct ReadCounter {
     bytes: AtomicU64,
     /// The error code of the connection error found ([`NONE`] if none).
     violation: AtomicU32,
-    /// A HEADERS frame without END_HEADERS was read, and the CONTINUATION
-    /// that ends its block not yet: the request-headers deadline runs.
+    /// A HEADERS frame's header was read, and the whole frame with
+    /// END_HEADERS that ends its block (the HEADERS itself or its last
+    /// CONTINUATION) not yet: the request-headers deadline runs.
     header_block_open: AtomicBool,
+    /// Header blocks begun (HEADERS frames seen): each gets its own deadline.
+    header_blocks: AtomicU64,
     /// How many streams are in `watched` (checked before locking it).
     watching: AtomicUsize,
     watched: Mutex<Vec<Watch>>,
@@ -85,6 +88,7 @@ impl Default for ReadCounter {
             bytes: AtomicU64::new(0),
             violation: AtomicU32::new(NONE),
             header_block_open: AtomicBool::new(false),
+            header_blocks: AtomicU64::new(0),
             watching: AtomicUsize::new(0),
             watched: Mutex::new(Vec::new()),
         }
@@ -106,11 +110,14 @@ impl ReadCounter {
         }
     }
 
-    /// Whether a header block is in progress: its HEADERS frame was read
-    /// and the frame with END_HEADERS not yet (`h2` surfaces a stream only
-    /// once its block is complete, and reads nothing else meanwhile).
-    pub fn header_block_open(&self) -> bool {
-        self.header_block_open.load(Ordering::Relaxed)
+    /// The header block in progress, if any, as the number of blocks begun
+    /// so far: its HEADERS frame's header was read and the whole frame with
+    /// END_HEADERS not yet (`h2` surfaces a stream only once its block is
+    /// complete, and reads nothing else meanwhile).
+    pub fn header_block_open(&self) -> Option<u64> {
+        self.header_block_open
+            .load(Ordering::Relaxed)
+            .then(|| self.header_blocks.load(Ordering::Relaxed))
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Watch>> {
@@ -228,6 +235,9 @@ pub(crate) struct FrameCheck {
     stream_id: u32,
     /// The client's SETTINGS_INITIAL_WINDOW_SIZE.
     initial_window: u32,
+    /// The frame being read carries END_HEADERS (a HEADERS or CONTINUATION):
+    /// its block ends once the whole frame is read.
+    ends_block: bool,
     /// PING and SETTINGS frames (not ACKs) since `control_since`.
     control_frames: u32,
     control_since: Option<Instant>,
@@ -253,6 +263,7 @@ impl Default for FrameCheck {
             carry_len: 0,
             stream_id: 0,
             initial_window: DEFAULT_WINDOW,
+            ends_block: false,
             control_frames: 0,
             control_since: None,
             failed: false,
@@ -298,6 +309,10 @@ impl FrameCheck {
             }
             if self.head_len == HEADER_LEN && self.payload_left == 0 {
                 // The frame is complete.
+                if self.ends_block {
+                    self.ends_block = false;
+                    reads.header_block_open.store(false, Ordering::Relaxed);
+                }
                 self.head_len = 0;
                 self.payload = Payload::Skip;
                 self.carry_len = 0;
@@ -332,15 +347,13 @@ impl FrameCheck {
         if matches!(kind, PING | SETTINGS) && flags & ACK == 0 && self.control_flood() {
             return Some(Reason::ENHANCE_YOUR_CALM);
         }
-        match kind {
-            HEADERS => reads
-                .header_block_open
-                .store(flags & END_HEADERS == 0, Ordering::Relaxed),
-            CONTINUATION if flags & END_HEADERS != 0 => {
-                reads.header_block_open.store(false, Ordering::Relaxed)
-            }
-            _ => {}
+        // A header block is open from its HEADERS frame's header until the
+        // whole frame with END_HEADERS is read (a trickled payload counts).
+        if kind == HEADERS {
+            reads.header_blocks.fetch_add(1, Ordering::Relaxed);
+            reads.header_block_open.store(true, Ordering::Relaxed);
         }
+        self.ends_block = matches!(kind, HEADERS | CONTINUATION) && flags & END_HEADERS != 0;
         self.payload = match kind {
             SETTINGS if !on_stream && flags & ACK == 0 => Payload::Settings,
             WINDOW_UPDATE if on_stream => Payload::WindowUpdate,
@@ -654,17 +667,26 @@ mod tests {
         let mut c = FrameCheck::default();
         let reads = ReadCounter::default();
         assert_eq!(c.feed(&after_preface(&[]), &reads), None);
-        assert!(!reads.header_block_open());
-        for (f, open) in [
-            (frame(HEADERS, 0x1, 1, b"part"), true),
-            (frame(CONTINUATION, 0, 1, b"more"), true),
-            (frame(CONTINUATION, END_HEADERS, 1, b"end"), false),
-            (frame(HEADERS, END_HEADERS | 0x1, 3, b"whole"), false),
-            (frame(HEADERS, 0, 5, b"part"), true),
+        assert_eq!(reads.header_block_open(), None);
+        for (f, open, mid) in [
+            (frame(HEADERS, 0x1, 1, b"part"), Some(1), Some(1)),
+            (frame(CONTINUATION, 0, 1, b"more"), Some(1), Some(1)),
+            (frame(CONTINUATION, END_HEADERS, 1, b"end"), None, Some(1)),
+            (
+                frame(HEADERS, END_HEADERS | 0x1, 3, b"whole"),
+                None,
+                Some(2),
+            ),
+            (frame(HEADERS, 0, 5, b"part"), Some(3), Some(3)),
         ] {
-            // Split inside the frame header: decided once it is whole.
+            // Split inside the frame header: nothing yet; then inside the
+            // payload: a frame with END_HEADERS ends its block only once
+            // its payload is whole (a trickled last frame stays open).
             assert_eq!(c.feed(&f[..4], &reads), None);
-            assert_eq!(c.feed(&f[4..], &reads), None);
+            let before = reads.header_block_open();
+            assert_eq!(c.feed(&f[4..11], &reads), None);
+            assert_eq!(reads.header_block_open(), mid, "{f:?} (before: {before:?})");
+            assert_eq!(c.feed(&f[11..], &reads), None);
             assert_eq!(reads.header_block_open(), open, "{f:?}");
         }
     }
