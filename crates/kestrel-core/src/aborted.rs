@@ -23,9 +23,11 @@
 //! the HTTP/2 driver inserts it on every stream and fires it when the client
 //! resets the stream, when the connection is lost or closed before the
 //! response is complete, and when the stream is reset by the server (the
-//! app's `StreamReset`, or an error after the response started). It never
-//! fires for a request that completed. The HTTP/1 driver does not provide it
-//! yet (a client leaving shows as failed body reads and response writes).
+//! app's `StreamReset`, or an error after the response started). The HTTP/1
+//! driver inserts it on every request and fires it when the client closes
+//! the connection (FIN or reset) while the app works or its response body
+//! waits, when the server aborts the connection, and when the response
+//! cannot be completed. Neither fires it for a request that completed.
 //!
 //! An HTTP/2 driver usually stops a request's future as soon as the client
 //! resets its stream, so it is work spawned for the request (a response body

@@ -30,6 +30,9 @@ pub struct Http1Config {
     pub min_request_body_data_rate: Option<MinDataRate>,
     /// Minimum response data rate, unless the request changes it.
     pub min_response_data_rate: Option<MinDataRate>,
+    /// `max_request_buffer_size`: bounds what the driver reads ahead while
+    /// the app runs (to notice the client leaving).
+    pub max_request_buffer_size: Option<usize>,
 }
 
 impl Http1Config {
@@ -52,6 +55,7 @@ impl Http1Config {
             add_server_header: o.add_server_header,
             min_request_body_data_rate: l.min_request_body_data_rate,
             min_response_data_rate: l.min_response_data_rate,
+            max_request_buffer_size: l.max_request_buffer_size,
         }
     }
 

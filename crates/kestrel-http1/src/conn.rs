@@ -12,12 +12,15 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
+use kestrel_core::aborted::{AbortSignal, AbortSource};
 use kestrel_core::connection::{ConnectionEndReason, ConnectionGuard};
 use kestrel_core::connection::{ConnectionHandle, Signal, TimeoutReason};
 use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::metrics;
 use kestrel_core::request_limits::LimitsCell;
-use kestrel_core::{Application, BoxError, ConnectionInfo, RequestBody, UpgradeFeature, Upgraded};
+use kestrel_core::{
+    Application, BoxError, ConnectionInfo, RequestAborted, RequestBody, UpgradeFeature, Upgraded,
+};
 use kestrel_transport::BoxIo;
 
 use crate::codec::{
@@ -33,6 +36,16 @@ use crate::response::{plan, Framing, Plan, RequestFacts};
 const COPY_THRESHOLD: usize = 16 * 1024;
 /// Output buffered before a write waits, when `max_response_buffer_size` is unlimited.
 const UNLIMITED_RESPONSE_BUFFER: usize = 1024 * 1024;
+/// The most the driver reads ahead while the app runs, to notice the client
+/// leaving (less if `max_request_buffer_size` is smaller).
+const READ_AHEAD: usize = 64 * 1024;
+
+/// Fire a request's `RequestAborted` (once), with Kestrel's event 66.
+fn fire_abort(abort: &AbortSignal, handle: &ConnectionHandle, why: &'static str) {
+    if abort.abort() {
+        tracing::debug!(target: "kestrel", event_id = 66u32, event_name = "RequestAborted", connection_id = %handle.id(), reason = why, "the request was aborted");
+    }
+}
 
 /// Why a connection ended other than by a clean close.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +139,13 @@ impl Http1Connection {
             request_metrics: metrics::RequestMetrics::new("1.1"),
             wb: WriteBuf::new(),
             linger: false,
+            abort: Arc::new(AbortSignal::new()),
+            read_ahead: READ_AHEAD,
         };
+        driver.read_ahead = driver
+            .config
+            .max_request_buffer_size
+            .map_or(READ_AHEAD, |n| n.min(READ_AHEAD));
         async move {
             let result = driver.run(app).await;
             driver
@@ -149,6 +168,11 @@ struct Driver {
     wb: WriteBuf,
     /// Unread input may remain at close: shut down our side and drain before closing.
     linger: bool,
+    /// The current request's `RequestAborted` signal; reused by the next
+    /// request when nobody kept a clone and it did not fire.
+    abort: Arc<AbortSignal>,
+    /// How much input may be read ahead while the app runs.
+    read_ahead: usize,
 }
 
 // Returned once per request and moved straight out: boxing the head would
@@ -199,6 +223,11 @@ impl Driver {
                 return Ok(());
             }
         }
+    }
+
+    /// Fire the current request's `RequestAborted`.
+    fn abort_request(&self, why: &'static str) {
+        fire_abort(&self.abort, &self.handle, why);
     }
 
     fn arm(&self, reason: TimeoutReason, timeout: Duration) {
@@ -377,6 +406,13 @@ impl Driver {
         request
             .extensions_mut()
             .insert(self.shared.limits.begin(token, self.config.limit_values()));
+        // A fresh signal unless the last one is unshared and did not fire.
+        if Arc::strong_count(&self.abort) > 1 || self.abort.is_aborted() {
+            self.abort = Arc::new(AbortSignal::new());
+        }
+        request.extensions_mut().insert(RequestAborted::new(
+            self.abort.clone() as Arc<dyn AbortSource>
+        ));
         // An upgrade request that has a body is handled as a normal request.
         let upgrade = (upgrade && body == BodyKind::Empty)
             .then(|| UpgradeFeature::for_request(self.handle.clone(), request.headers()));
@@ -455,7 +491,14 @@ impl Driver {
             AppOutcome::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut keep_alive = match outcome {
-            AppOutcome::Response(resp) => self.write_response(resp, &facts).await?,
+            AppOutcome::Response(resp) => match self.write_response(resp, &facts).await {
+                Ok(keep_alive) => keep_alive,
+                Err(e) => {
+                    // The response could not be completed.
+                    self.abort_request("the response was not completed");
+                    return Err(e);
+                }
+            },
             AppOutcome::Failed(e) => {
                 self.log_app_error(&e);
                 self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, &facts, None)
@@ -556,6 +599,7 @@ impl Driver {
         };
         let shared = &self.shared;
         let wb = &mut self.wb;
+        let (abort, read_ahead) = (&self.abort, self.read_ahead);
         let result = poll_fn(|cx| {
             // A panic in the app is its error, not the server's.
             if let Poll::Ready(r) = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
@@ -590,11 +634,18 @@ impl Driver {
                 // Errors surface at the next write.
                 let _ = shared.lock().poll_write_buf(cx, wb, &mut Bytes::new());
             }
+            // Watch for the client leaving while the app works.
+            if !abort.is_aborted() && shared.lock().poll_client_gone(cx, read_ahead) {
+                fire_abort(abort, &shared.handle, "the client closed the connection");
+            }
             Poll::Pending
         })
         .await;
         match result {
-            None => Err(Http1Error::Aborted),
+            None => {
+                self.abort_request("the connection was aborted");
+                Err(Http1Error::Aborted)
+            }
             Some(Ok(Ok(resp))) => Ok(AppOutcome::Response(resp)),
             Some(Ok(Err(e))) => Ok(AppOutcome::Failed(e)),
             Some(Err(panic)) => Ok(AppOutcome::Failed(Box::new(
@@ -746,6 +797,7 @@ impl Driver {
         loop {
             let shared = &self.shared;
             let wb = &mut self.wb;
+            let (abort, read_ahead) = (&self.abort, self.read_ahead);
             let polled = poll_fn(|cx| {
                 match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll_frame(cx))) {
                     Ok(Poll::Ready(None)) => Poll::Ready(Ok(None)),
@@ -766,6 +818,11 @@ impl Driver {
                                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Some(e.into()))),
                                 Poll::Ready(Ok(())) | Poll::Pending => {}
                             }
+                        }
+                        // A body fed from elsewhere (events, a long poll)
+                        // learns of the client leaving from RequestAborted.
+                        if !abort.is_aborted() && shared.lock().poll_client_gone(cx, read_ahead) {
+                            fire_abort(abort, &shared.handle, "the client closed the connection");
                         }
                         Poll::Pending
                     }

@@ -140,6 +140,35 @@ impl ConnIo {
         Poll::Ready(Ok(n))
     }
 
+    /// While the app runs (or its response body waits) and the request body
+    /// is complete: read what the client sends, up to `read_ahead` buffered
+    /// bytes (pipelined requests stay in the buffer for later), so that a
+    /// client leaving is noticed. Returns whether the client's side ended
+    /// (end of stream or a read error); a read error ends the input.
+    pub fn poll_client_gone(&mut self, cx: &mut Context<'_>, read_ahead: usize) -> bool {
+        if !self.body.is_complete() || self.io.is_none() {
+            // The app reads the body; its reads see the end.
+            return false;
+        }
+        loop {
+            if self.eof {
+                return true;
+            }
+            if self.read_buf.len() >= read_ahead {
+                return false;
+            }
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => return true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(_)) => {
+                    self.eof = true;
+                    return true;
+                }
+                Poll::Pending => return false,
+            }
+        }
+    }
+
     /// Drop the read buffer if it holds nothing (an idle connection).
     pub fn release_read_buffer(&mut self) -> bool {
         if self.read_buf.is_empty() {
