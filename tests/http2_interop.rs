@@ -74,7 +74,7 @@ async fn curl_http2_prior_knowledge_get_post_trailers_and_continue() {
 }
 
 #[tokio::test]
-async fn h2load_completes_every_request() {
+async fn h2load_20000_requests_10_connections_10_streams_none_fail() {
     if !have_tool("h2load") {
         return;
     }
@@ -82,7 +82,7 @@ async fn h2load_completes_every_request() {
     let url = format!("http://{}/", support::addr(&server));
     let out = tokio::task::spawn_blocking(move || {
         Command::new("h2load")
-            .args(["-c4", "-m8", "-n2000", &url])
+            .args(["-n20000", "-c10", "-m10", &url])
             .output()
             .expect("run h2load")
     })
@@ -91,9 +91,11 @@ async fn h2load_completes_every_request() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored, 0 timeout"),
+        text.contains(
+            "requests: 20000 total, 20000 started, 20000 done, 20000 succeeded, 0 failed, 0 errored, 0 timeout"
+        ),
         "{text}"
     );
-    assert!(text.contains("status codes: 2000 2xx"), "{text}");
+    assert!(text.contains("status codes: 20000 2xx"), "{text}");
     server.stop().await;
 }
