@@ -196,6 +196,37 @@ async fn a_settings_flood_is_goaway_enhance_your_calm() {
 }
 
 #[tokio::test]
+async fn the_ping_limit_can_be_turned_off() {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let server = support::start(
+        |o| o.limits.http2.max_control_frames_per_second = None,
+        app(tx),
+    )
+    .await;
+    let mut w = Wire::connect(support::addr(&server)).await;
+    let mut burst = Vec::new();
+    for i in 0..2_000u64 {
+        burst.extend(ping(false, i.to_be_bytes()));
+    }
+    w.send(&burst).await;
+    // Every PING is answered, in order, and the connection serves on.
+    for i in 0..2_000u64 {
+        let ack = w
+            .until(|f| f.kind == PING && f.flags & ACK != 0)
+            .await
+            .expect("a PING ACK");
+        assert_eq!(ack.payload, i.to_be_bytes());
+    }
+    w.send(&get_headers(1, "/", true)).await;
+    let served = w
+        .until(|f| f.kind == DATA && f.stream == 1 || f.kind == GOAWAY)
+        .await
+        .expect("served after the PINGs");
+    assert_eq!(served.payload, b"Hello, World!");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_few_pings_a_second_are_answered() {
     let (server, addr, mut good) = start().await;
     let mut w = Wire::connect(addr).await;

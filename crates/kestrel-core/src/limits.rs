@@ -196,6 +196,11 @@ pub struct Http2Limits {
     /// extended CONNECT requests (WebSockets over HTTP/2). Default on.
     /// Not one of Kestrel's `Http2Limits`: Kestrel (.NET 7+) has no such switch.
     pub enable_connect_protocol: bool,
+    /// PING and SETTINGS frames (those asking for an ACK) a client may send
+    /// within one second; one more closes the connection with GOAWAY
+    /// ENHANCE_YOUR_CALM. Default 1,000; `None` = no limit (as in Kestrel,
+    /// which has none). Not one of Kestrel's `Http2Limits`.
+    pub max_control_frames_per_second: Option<u32>,
 }
 
 impl Default for Http2Limits {
@@ -210,6 +215,7 @@ impl Default for Http2Limits {
             keep_alive_ping_delay: None,
             keep_alive_ping_timeout: Duration::from_secs(20),
             enable_connect_protocol: true,
+            max_control_frames_per_second: Some(1_000),
         }
     }
 }
@@ -250,6 +256,12 @@ impl Http2Limits {
         }
         if self.keep_alive_ping_timeout.is_zero() {
             return invalid("http2.keep_alive_ping_timeout", "must be greater than 0");
+        }
+        if self.max_control_frames_per_second == Some(0) {
+            return invalid(
+                "http2.max_control_frames_per_second",
+                "must be greater than 0 (None turns the limit off)",
+            );
         }
         Ok(())
     }
@@ -327,6 +339,10 @@ mod tests {
         l.http2.initial_stream_window_size = 65_534;
         assert!(l.validate().is_err());
         l.http2.initial_stream_window_size = 65_535;
+        l.http2.max_control_frames_per_second = Some(0);
+        assert!(l.validate().is_err());
+        l.http2.max_control_frames_per_second = None;
+        l.validate().expect("no control frame limit is valid");
         l.http2.max_streams_per_connection = 0;
         assert!(l.validate().is_err());
         let l = ServerLimits {

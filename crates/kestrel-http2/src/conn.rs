@@ -149,7 +149,11 @@ impl Http2Connection {
             info,
         } = self;
         let counter = Arc::new(ReadCounter::default());
-        let io = CountingIo::new(io, counter.clone());
+        let io = CountingIo::new(
+            io,
+            counter.clone(),
+            config.limits.max_control_frames_per_second,
+        );
 
         // The preface (and our SETTINGS) under the request-headers deadline.
         handle.timeout().set(
@@ -393,7 +397,10 @@ impl Driver<'_> {
                     message: if reason == Reason::ENHANCE_YOUR_CALM {
                         format!(
                             "more than {} PING/SETTINGS frames from the client within {:?}",
-                            crate::io::CONTROL_FRAME_BURST,
+                            self.config
+                                .limits
+                                .max_control_frames_per_second
+                                .unwrap_or(0),
                             crate::io::CONTROL_FRAME_PERIOD
                         )
                     } else {

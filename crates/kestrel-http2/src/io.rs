@@ -7,7 +7,7 @@
 //!   give the error codes RFC 9113 asks for where `h2` gives another one,
 //!   and to see WINDOW_UPDATEs `h2` ignores (see `docs/http2.md`,
 //!   "Conformance"), to bound PING and SETTINGS floods
-//!   ([`CONTROL_FRAME_BURST`]), and to tell when a header block is in
+//!   ([`CONTROL_FRAME_PERIOD`]), and to tell when a header block is in
 //!   progress (the request-headers deadline runs then).
 
 use std::io;
@@ -31,14 +31,12 @@ const MAX_WINDOW: i64 = (1 << 31) - 1;
 const DEFAULT_WINDOW: u32 = 65_535;
 /// No violation recorded.
 const NONE: u32 = u32::MAX;
-/// PING and SETTINGS frames (those that ask for an ACK) a client may send
-/// within [`CONTROL_FRAME_PERIOD`]; one more closes the connection with
-/// GOAWAY ENHANCE_YOUR_CALM. Each costs the server an ACK to write; `h2`
-/// keeps a single ACK pending and stops reading until it is written, so a
-/// flood from a client that does not read costs no memory, and this bounds
-/// the work of one that does (a well-behaved client sends a handful).
-pub(crate) const CONTROL_FRAME_BURST: u32 = 1_000;
-/// The period [`CONTROL_FRAME_BURST`] counts over.
+/// The period `http2.max_control_frames_per_second` counts over: PING and
+/// SETTINGS frames that ask for an ACK, more than that many within it close
+/// the connection with GOAWAY ENHANCE_YOUR_CALM. Each costs the server an
+/// ACK to write; `h2` keeps a single ACK pending and stops reading until it
+/// is written, so a flood from a client that does not read costs no memory,
+/// and the limit bounds the work of one that does.
 pub(crate) const CONTROL_FRAME_PERIOD: Duration = Duration::from_secs(1);
 
 const HEADERS: u8 = 0x1;
@@ -240,6 +238,8 @@ pub(crate) struct FrameCheck {
     ends_block: bool,
     /// PING and SETTINGS frames (not ACKs) since `control_since`.
     control_frames: u32,
+    /// The most of those allowed per [`CONTROL_FRAME_PERIOD`] (`None`: no limit).
+    control_limit: Option<u32>,
     control_since: Option<Instant>,
     failed: bool,
 }
@@ -265,6 +265,7 @@ impl Default for FrameCheck {
             initial_window: DEFAULT_WINDOW,
             ends_block: false,
             control_frames: 0,
+            control_limit: Some(1_000),
             control_since: None,
             failed: false,
         }
@@ -363,8 +364,11 @@ impl FrameCheck {
     }
 
     /// Count a PING or SETTINGS frame that asks for an ACK: whether there
-    /// were more than [`CONTROL_FRAME_BURST`] within [`CONTROL_FRAME_PERIOD`].
+    /// were more than the limit within [`CONTROL_FRAME_PERIOD`].
     fn control_flood(&mut self) -> bool {
+        let Some(limit) = self.control_limit else {
+            return false;
+        };
         let now = Instant::now();
         match self.control_since {
             Some(since) if now.duration_since(since) < CONTROL_FRAME_PERIOD => {}
@@ -374,7 +378,7 @@ impl FrameCheck {
             }
         }
         self.control_frames += 1;
-        self.control_frames > CONTROL_FRAME_BURST
+        self.control_frames > limit
     }
 
     /// Payload bytes of a SETTINGS or stream WINDOW_UPDATE frame.
@@ -419,11 +423,15 @@ pub(crate) struct CountingIo {
 }
 
 impl CountingIo {
-    pub fn new(inner: BoxIo, counter: Arc<ReadCounter>) -> Self {
+    /// `control_limit`: PING/SETTINGS frames allowed per second (`None`: no limit).
+    pub fn new(inner: BoxIo, counter: Arc<ReadCounter>, control_limit: Option<u32>) -> Self {
         CountingIo {
             inner,
             counter,
-            check: FrameCheck::default(),
+            check: FrameCheck {
+                control_limit,
+                ..FrameCheck::default()
+            },
         }
     }
 }
@@ -446,7 +454,7 @@ impl AsyncRead for CountingIo {
             this.counter.bytes.fetch_add(n as u64, Ordering::Relaxed);
             if let Some((at, reason)) = this.check.feed(&buf.filled()[before..], &this.counter) {
                 if reason == Reason::ENHANCE_YOUR_CALM {
-                    tracing::debug!(target: "kestrel::http2", limit = CONTROL_FRAME_BURST, "PING/SETTINGS flood from the client: closing the connection with GOAWAY ENHANCE_YOUR_CALM");
+                    tracing::debug!(target: "kestrel::http2", limit = ?this.check.control_limit, "PING/SETTINGS flood from the client: closing the connection with GOAWAY ENHANCE_YOUR_CALM");
                 } else {
                     tracing::debug!(target: "kestrel::http2", error_code = u32::from(reason), "a frame from the client is malformed: closing the connection with GOAWAY");
                 }
@@ -638,7 +646,7 @@ mod tests {
         let settings = frame(SETTINGS, 0, 0, &[]);
         let acks = [frame(PING, ACK, 0, &[0; 8]), frame(SETTINGS, ACK, 0, &[])];
         let mut frames = Vec::new();
-        for i in 0..CONTROL_FRAME_BURST {
+        for i in 0..1_000 {
             frames.push(if i % 2 == 0 {
                 ping.clone()
             } else {
@@ -660,6 +668,13 @@ mod tests {
             .control_since
             .and_then(|t| t.checked_sub(CONTROL_FRAME_PERIOD));
         assert_eq!(c.feed(&settings, &reads), None);
+        // No limit: never.
+        let mut c = FrameCheck {
+            control_limit: None,
+            ..FrameCheck::default()
+        };
+        assert_eq!(c.feed(&within, &reads), None);
+        assert_eq!(c.feed(&ping, &reads), None);
     }
 
     #[test]
