@@ -28,6 +28,9 @@ type Reports = mpsc::UnboundedSender<String>;
 /// or an event stream).
 /// `/keep`: answers at once; a task keeps the signal and reports after 1 s
 /// whether it fired.
+/// `/spawned-read`: a task reads the request body (reporting `read N` or
+/// `read failed`) while the app waits for the signal (answering `aborted`)
+/// or 10 s.
 /// `/slow`: answers `slow` after 200 ms; `/`: `hello`.
 fn app(reports: Reports) -> impl Fn(Request<RequestBody>) -> AppFuture + Send + Sync + 'static {
     move |req: Request<RequestBody>| {
@@ -38,7 +41,25 @@ fn app(reports: Reports) -> impl Fn(Request<RequestBody>) -> AppFuture + Send + 
                 .get::<RequestAborted>()
                 .expect("a RequestAborted feature on HTTP/1.1 requests")
                 .clone();
-            let body = match req.uri().path() {
+            let path = req.uri().path().to_string();
+            let body = match path.as_str() {
+                "/spawned-read" => {
+                    let body = req.into_body();
+                    let tx = reports.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(match body.collect().await {
+                            Ok(b) => format!("read {}", b.to_bytes().len()),
+                            Err(_) => "read failed".into(),
+                        });
+                    });
+                    tokio::select! {
+                        _ = aborted.aborted() => {
+                            let _ = reports.send("aborted".into());
+                            h2client::full("aborted")
+                        }
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => h2client::full("late"),
+                    }
+                }
                 "/wait" => {
                     let watch = aborted.clone();
                     let tx = reports.clone();
@@ -206,5 +227,96 @@ async fn a_half_close_after_the_request_fires_request_aborted() {
     let answer = support::read_to_close(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("aborted"), "{answer}");
+    server.stop().await;
+}
+
+/// Reports until `n` arrived (or 3 s passed), sorted.
+async fn reports(rx: &mut mpsc::UnboundedReceiver<String>, n: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        match next(rx, Duration::from_secs(3)).await {
+            Some(r) => seen.push(r),
+            None => break,
+        }
+    }
+    seen.sort();
+    seen
+}
+
+#[tokio::test]
+async fn a_client_leaving_after_a_body_read_by_another_task_fires_request_aborted() {
+    let (server, mut rx) = start().await;
+    let mut s = TcpStream::connect(support::addr(&server)).await.unwrap();
+    // The whole body arrives and a task of the app's reads it; the app
+    // itself waits. Then the client leaves.
+    s.write_all(b"POST /spawned-read HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(3)).await.as_deref(),
+        Some("read 5")
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(s);
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(3)).await.as_deref(),
+        Some("aborted"),
+        "the driver watches for the client once the body is complete"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_leaving_in_the_middle_of_the_body_fires_request_aborted() {
+    let (server, mut rx) = start().await;
+    let mut s = TcpStream::connect(support::addr(&server)).await.unwrap();
+    s.write_all(b"POST /spawned-read HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(s);
+    assert_eq!(reports(&mut rx, 2).await, ["aborted", "read failed"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_fully_sent_response_is_not_aborted_by_the_client_closing() {
+    // `Content-Length: 5` and all 5 bytes sent, but the app's body has not
+    // ended yet: the client has its whole response and may close.
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let app = move |req: Request<RequestBody>| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let aborted = req.extensions().get::<RequestAborted>().unwrap().clone();
+            let (btx, brx) = mpsc::channel(4);
+            tokio::spawn(async move {
+                let _ = btx
+                    .send(Ok(Frame::data(Bytes::from_static(b"hello"))))
+                    .await;
+                let fired = tokio::time::timeout(Duration::from_secs(1), aborted.aborted())
+                    .await
+                    .is_ok();
+                let _ = tx.send(format!("aborted={fired}"));
+                drop(btx);
+            });
+            let mut resp = Response::new(h2client::ChanBody(brx).boxed());
+            resp.headers_mut().insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from_static("5"),
+            );
+            Ok(resp)
+        }) as AppFuture
+    };
+    let server = support::start(|_| {}, app).await;
+    let mut s = TcpStream::connect(support::addr(&server)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    support::read_until(&mut s, "hello").await;
+    drop(s);
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(3)).await.as_deref(),
+        Some("aborted=false")
+    );
     server.stop().await;
 }

@@ -475,6 +475,10 @@ impl Driver {
 
         let rejection = self.shared.lock().body.rejection;
         if let Some(r) = rejection {
+            if r == RequestRejection::UnexpectedEndOfRequestContent {
+                // The client left in the middle of the body.
+                self.abort_request("the client closed the connection during the request body");
+            }
             // The body was malformed or too large: that decides the answer,
             // whatever the app made of it.
             self.end_request();
@@ -798,6 +802,9 @@ impl Driver {
             let shared = &self.shared;
             let wb = &mut self.wb;
             let (abort, read_ahead) = (&self.abort, self.read_ahead);
+            // A body that has all its declared bytes is complete for the
+            // client, even if the app has not ended it yet.
+            let all_sent = matches!(plan.framing, Framing::Length(n) if written >= n);
             let polled = poll_fn(|cx| {
                 match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll_frame(cx))) {
                     Ok(Poll::Ready(None)) => Poll::Ready(Ok(None)),
@@ -821,7 +828,10 @@ impl Driver {
                         }
                         // A body fed from elsewhere (events, a long poll)
                         // learns of the client leaving from RequestAborted.
-                        if !abort.is_aborted() && shared.lock().poll_client_gone(cx, read_ahead) {
+                        if !all_sent
+                            && !abort.is_aborted()
+                            && shared.lock().poll_client_gone(cx, read_ahead)
+                        {
                             fire_abort(abort, &shared.handle, "the client closed the connection");
                         }
                         Poll::Pending

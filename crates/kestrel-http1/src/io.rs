@@ -82,6 +82,9 @@ pub(crate) struct ConnIo {
     pub read_buf: BytesMut,
     pub eof: bool,
     pub body: BodyState,
+    /// The driver, waiting for the request body to end (or the input to)
+    /// before it watches for the client leaving ([`Self::poll_client_gone`]).
+    pub gone_waker: Option<Waker>,
 }
 
 fn closed() -> io::Error {
@@ -140,14 +143,30 @@ impl ConnIo {
         Poll::Ready(Ok(n))
     }
 
-    /// While the app runs (or its response body waits) and the request body
-    /// is complete: read what the client sends, up to `read_ahead` buffered
-    /// bytes (pipelined requests stay in the buffer for later), so that a
-    /// client leaving is noticed. Returns whether the client's side ended
-    /// (end of stream or a read error); a read error ends the input.
+    /// While the app runs (or its response body waits): whether the client's
+    /// side ended (end of stream or a read error; a read error ends the
+    /// input). Once the request body is complete it reads what the client
+    /// sends, up to `read_ahead` buffered bytes (pipelined requests stay in
+    /// the buffer for later); before that, the app's body reads do, and the
+    /// driver is woken when the body ends or a read sees the input end.
     pub fn poll_client_gone(&mut self, cx: &mut Context<'_>, read_ahead: usize) -> bool {
-        if !self.body.is_complete() || self.io.is_none() {
-            // The app reads the body; its reads see the end.
+        if self.eof {
+            // Seen by a body read (the client left mid-body) or earlier.
+            return true;
+        }
+        if self.io.is_none() {
+            return false;
+        }
+        if !self.body.is_complete() {
+            // The body's reads are the app's: wake the driver when the body
+            // ends or a body read sees the input end.
+            if !self
+                .gone_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                self.gone_waker = Some(cx.waker().clone());
+            }
             return false;
         }
         loop {
@@ -233,7 +252,6 @@ impl ConnIo {
         self.io()?.poll_shutdown(cx)
     }
 
-    /// Poll the next frame of the current request body.
     /// Poll the next frame of the current request body. `limits` is the
     /// request's limits feature when the app reads (its values freeze at the
     /// first read); `None` when the driver drains.
@@ -248,6 +266,12 @@ impl ConnIo {
             // The body ended or failed: stop measuring its rate.
             handle.rates().end_read();
             self.body.rate_tracked = false;
+        }
+        if self.gone_waker.is_some() && (self.body.is_complete() || self.eof) {
+            // The driver can now watch for the client leaving (or has seen it).
+            if let Some(w) = self.gone_waker.take() {
+                w.wake();
+            }
         }
         r
     }
@@ -487,6 +511,7 @@ impl Shared {
                 read_buf,
                 eof: false,
                 body: BodyState::idle(),
+                gone_waker: None,
             }),
             handle,
             limits,
