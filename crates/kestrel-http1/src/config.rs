@@ -8,6 +8,9 @@ use crate::codec::HeadParser;
 /// How long an unread request body is drained after its response before the
 /// connection is closed instead (Kestrel's `RequestBodyDrainTimeout`).
 pub const REQUEST_BODY_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most the driver reads ahead while the app runs (see
+/// [`Http1Config::read_ahead`]).
+pub const READ_AHEAD: usize = 64 * 1024;
 
 /// The HTTP/1 driver's settings, derived from [`KestrelServerOptions`].
 #[derive(Debug, Clone)]
@@ -30,9 +33,9 @@ pub struct Http1Config {
     pub min_request_body_data_rate: Option<MinDataRate>,
     /// Minimum response data rate, unless the request changes it.
     pub min_response_data_rate: Option<MinDataRate>,
-    /// `max_request_buffer_size`: bounds what the driver reads ahead while
-    /// the app runs (to notice the client leaving).
-    pub max_request_buffer_size: Option<usize>,
+    /// What the driver may read ahead while the app runs, to notice the
+    /// client leaving: [`READ_AHEAD`], or `max_request_buffer_size` if smaller.
+    pub read_ahead: usize,
 }
 
 impl Http1Config {
@@ -55,7 +58,9 @@ impl Http1Config {
             add_server_header: o.add_server_header,
             min_request_body_data_rate: l.min_request_body_data_rate,
             min_response_data_rate: l.min_response_data_rate,
-            max_request_buffer_size: l.max_request_buffer_size,
+            read_ahead: l
+                .max_request_buffer_size
+                .map_or(READ_AHEAD, |n| n.min(READ_AHEAD)),
         }
     }
 

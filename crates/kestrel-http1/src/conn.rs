@@ -36,9 +36,6 @@ use crate::response::{plan, Framing, Plan, RequestFacts};
 const COPY_THRESHOLD: usize = 16 * 1024;
 /// Output buffered before a write waits, when `max_response_buffer_size` is unlimited.
 const UNLIMITED_RESPONSE_BUFFER: usize = 1024 * 1024;
-/// The most the driver reads ahead while the app runs, to notice the client
-/// leaving (less if `max_request_buffer_size` is smaller).
-const READ_AHEAD: usize = 64 * 1024;
 
 /// Fire a request's `RequestAborted` (once), with Kestrel's event 66.
 fn fire_abort(abort: &AbortSignal, handle: &ConnectionHandle, why: &'static str) {
@@ -140,12 +137,7 @@ impl Http1Connection {
             wb: WriteBuf::new(),
             linger: false,
             abort: Arc::new(AbortSignal::new()),
-            read_ahead: READ_AHEAD,
         };
-        driver.read_ahead = driver
-            .config
-            .max_request_buffer_size
-            .map_or(READ_AHEAD, |n| n.min(READ_AHEAD));
         async move {
             let result = driver.run(app).await;
             driver
@@ -171,8 +163,6 @@ struct Driver {
     /// The current request's `RequestAborted` signal; reused by the next
     /// request when nobody kept a clone and it did not fire.
     abort: Arc<AbortSignal>,
-    /// How much input may be read ahead while the app runs.
-    read_ahead: usize,
 }
 
 // Returned once per request and moved straight out: boxing the head would
@@ -603,7 +593,7 @@ impl Driver {
         };
         let shared = &self.shared;
         let wb = &mut self.wb;
-        let (abort, read_ahead) = (&self.abort, self.read_ahead);
+        let (abort, read_ahead) = (&self.abort, self.config.read_ahead);
         let result = poll_fn(|cx| {
             // A panic in the app is its error, not the server's.
             if let Poll::Ready(r) = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
@@ -801,7 +791,7 @@ impl Driver {
         loop {
             let shared = &self.shared;
             let wb = &mut self.wb;
-            let (abort, read_ahead) = (&self.abort, self.read_ahead);
+            let (abort, read_ahead) = (&self.abort, self.config.read_ahead);
             // A body that has all its declared bytes is complete for the
             // client, even if the app has not ended it yet.
             let all_sent = matches!(plan.framing, Framing::Length(n) if written >= n);

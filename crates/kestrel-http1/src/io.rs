@@ -170,9 +170,6 @@ impl ConnIo {
             return false;
         }
         loop {
-            if self.eof {
-                return true;
-            }
             if self.read_buf.len() >= read_ahead {
                 return false;
             }

@@ -57,9 +57,9 @@ pub enum Http2Error {
     /// request-headers timeout.
     #[error("the client did not send the HTTP/2 connection preface in time")]
     PrefaceTimeout,
-    /// A header block (HEADERS without END_HEADERS, then CONTINUATION) was
-    /// not completed within the request-headers timeout (GOAWAY
-    /// INTERNAL_ERROR, as Kestrel does).
+    /// A header block (a HEADERS frame and any CONTINUATION frames, up to
+    /// the end of the one with END_HEADERS) was not completed within the
+    /// request-headers timeout (GOAWAY INTERNAL_ERROR, as Kestrel does).
     #[error("a header block was not completed within the request-headers timeout")]
     RequestHeadersTimeout,
     /// The client did not answer the keep-alive PING in time (GOAWAY INTERNAL_ERROR).

@@ -12,12 +12,13 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use h2::Reason;
+use kestrel_core::Http2Limits;
 use kestrel_transport::BoxIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -58,12 +59,11 @@ pub(crate) struct ReadCounter {
     bytes: AtomicU64,
     /// The error code of the connection error found ([`NONE`] if none).
     violation: AtomicU32,
-    /// A HEADERS frame's header was read, and the whole frame with
-    /// END_HEADERS that ends its block (the HEADERS itself or its last
-    /// CONTINUATION) not yet: the request-headers deadline runs.
-    header_block_open: AtomicBool,
-    /// Header blocks begun (HEADERS frames seen): each gets its own deadline.
-    header_blocks: AtomicU64,
+    /// The number (from 1) of the header block in progress, 0 if none: its
+    /// HEADERS frame's header was read, and the whole frame with END_HEADERS
+    /// (the HEADERS itself or its last CONTINUATION) not yet. The
+    /// request-headers deadline runs meanwhile, each block its own.
+    open_block: AtomicU64,
     /// How many streams are in `watched` (checked before locking it).
     watching: AtomicUsize,
     watched: Mutex<Vec<Watch>>,
@@ -85,8 +85,7 @@ impl Default for ReadCounter {
         ReadCounter {
             bytes: AtomicU64::new(0),
             violation: AtomicU32::new(NONE),
-            header_block_open: AtomicBool::new(false),
-            header_blocks: AtomicU64::new(0),
+            open_block: AtomicU64::new(0),
             watching: AtomicUsize::new(0),
             watched: Mutex::new(Vec::new()),
         }
@@ -113,9 +112,10 @@ impl ReadCounter {
     /// END_HEADERS not yet (`h2` surfaces a stream only once its block is
     /// complete, and reads nothing else meanwhile).
     pub fn header_block_open(&self) -> Option<u64> {
-        self.header_block_open
-            .load(Ordering::Relaxed)
-            .then(|| self.header_blocks.load(Ordering::Relaxed))
+        match self.open_block.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Watch>> {
@@ -233,6 +233,8 @@ pub(crate) struct FrameCheck {
     stream_id: u32,
     /// The client's SETTINGS_INITIAL_WINDOW_SIZE.
     initial_window: u32,
+    /// Header blocks begun (HEADERS frames seen).
+    blocks: u64,
     /// The frame being read carries END_HEADERS (a HEADERS or CONTINUATION):
     /// its block ends once the whole frame is read.
     ends_block: bool,
@@ -263,9 +265,10 @@ impl Default for FrameCheck {
             carry_len: 0,
             stream_id: 0,
             initial_window: DEFAULT_WINDOW,
+            blocks: 0,
             ends_block: false,
             control_frames: 0,
-            control_limit: Some(1_000),
+            control_limit: Http2Limits::default().max_control_frames_per_second,
             control_since: None,
             failed: false,
         }
@@ -312,7 +315,7 @@ impl FrameCheck {
                 // The frame is complete.
                 if self.ends_block {
                     self.ends_block = false;
-                    reads.header_block_open.store(false, Ordering::Relaxed);
+                    reads.open_block.store(0, Ordering::Relaxed);
                 }
                 self.head_len = 0;
                 self.payload = Payload::Skip;
@@ -351,8 +354,8 @@ impl FrameCheck {
         // A header block is open from its HEADERS frame's header until the
         // whole frame with END_HEADERS is read (a trickled payload counts).
         if kind == HEADERS {
-            reads.header_blocks.fetch_add(1, Ordering::Relaxed);
-            reads.header_block_open.store(true, Ordering::Relaxed);
+            self.blocks += 1;
+            reads.open_block.store(self.blocks, Ordering::Relaxed);
         }
         self.ends_block = matches!(kind, HEADERS | CONTINUATION) && flags & END_HEADERS != 0;
         self.payload = match kind {
