@@ -367,14 +367,18 @@ impl HeadParser {
             if info.cl_present {
                 return Err(RequestRejection::TransferEncodingWithContentLength);
             }
+            // The final coding decides first (RFC 9112 §6.3): a body whose
+            // last coding is not `chunked` cannot be framed, so 400 and close,
+            // whatever the other codings are. 501 is for an unknown coding
+            // applied before a final `chunked` (`gzip, chunked` is known).
+            if !info.te_last_chunked || info.te_chunked_count != 1 {
+                return Err(RequestRejection::FinalTransferCodingNotChunked);
+            }
             if info.te_unsupported {
                 return Err(RequestRejection::UnsupportedTransferCoding);
             }
             if info.te_chunked_params {
                 return Err(RequestRejection::InvalidRequestHeader);
-            }
-            if !info.te_last_chunked || info.te_chunked_count != 1 {
-                return Err(RequestRejection::FinalTransferCodingNotChunked);
             }
             BodyKind::Chunked
         } else if info.cl_present {

@@ -510,20 +510,36 @@ mod head {
             BodyKind::Chunked
         );
 
-        let e = err(&post("Transfer-Encoding: chunked, identity\r\n"));
-        assert_eq!(
-            (e, e.status().as_u16()),
-            (R::UnsupportedTransferCoding, 501)
-        );
-        let e = err(&post("Transfer-Encoding: xchunked\r\n"));
-        assert_eq!(
-            (e, e.status().as_u16()),
-            (R::UnsupportedTransferCoding, 501)
-        );
-        assert_eq!(
-            err(&post("Transfer-Encoding: \"chunked\"\r\n")),
-            R::UnsupportedTransferCoding
-        );
+        // RFC 9112 §6.3: the final coding is checked first, so a body whose
+        // last coding is not chunked is a 400 (and a close) even when an
+        // earlier or the last coding is unknown.
+        for te in [
+            "Transfer-Encoding: chunked, identity\r\n",
+            "Transfer-Encoding: identity\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
+            "Transfer-Encoding: xchunked\r\n",
+            "Transfer-Encoding: \"chunked\"\r\n",
+        ] {
+            let e = err(&post(te));
+            assert_eq!(
+                (e, e.status().as_u16()),
+                (R::FinalTransferCodingNotChunked, 400),
+                "{te:?}"
+            );
+        }
+        // 501 stays for an unknown coding before a final chunked.
+        for te in [
+            "Transfer-Encoding: identity, chunked\r\n",
+            "Transfer-Encoding: br, chunked\r\n",
+            "Transfer-Encoding: x\r\nTransfer-Encoding: chunked\r\n",
+        ] {
+            let e = err(&post(te));
+            assert_eq!(
+                (e, e.status().as_u16()),
+                (R::UnsupportedTransferCoding, 501),
+                "{te:?}"
+            );
+        }
         assert_eq!(
             err(&post("Transfer-Encoding: chunked, gzip\r\n")),
             R::FinalTransferCodingNotChunked
@@ -855,16 +871,16 @@ mod head {
             ),
             (
                 "Transfer-Encoding: chunked, identity\r\n",
-                R::UnsupportedTransferCoding,
+                R::FinalTransferCodingNotChunked,
             ),
             ("Transfer-Encoding : chunked\r\n", R::InvalidRequestHeader),
             (
                 "Transfer-Encoding: xchunked\r\n",
-                R::UnsupportedTransferCoding,
+                R::FinalTransferCodingNotChunked,
             ),
             (
                 "Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n",
-                R::UnsupportedTransferCoding,
+                R::FinalTransferCodingNotChunked,
             ),
             ("Transfer-Encoding:\x0bchunked\r\n", R::InvalidRequestHeader),
             (
