@@ -179,14 +179,24 @@ impl Write for Capture {
 
 #[tokio::test]
 async fn a_rejection_is_logged_at_debug() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // A global subscriber, not a scoped one: `tracing` caches each
+    // callsite's interest, and a callsite first reached by another test's
+    // thread (no subscriber there) while a scoped subscriber was being set
+    // here could stay silenced, making this test flaky under load. The
+    // other tests of this binary log into the capture too; harmless.
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    let capture = CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        capture
+    });
     let (server, addr) = support::start(pipeline(HostFiltering::new("example.com").unwrap())).await;
     assert_eq!(status_for_host(addr, "evil.com").await, 400);
     server.stop().await;
