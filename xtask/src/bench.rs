@@ -492,6 +492,36 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     Ok(o)
 }
 
+/// Build hello-kestrel (without the demo's default features) and
+/// hello-hyper in release mode; false (with a message) if the build failed.
+pub fn build_servers(root: &Path) -> bool {
+    eprintln!("xtask: building the benchmark servers in release mode");
+    let built = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "kestrel-demo",
+            // No Prometheus endpoint (the demo's default feature) in the benchmark server.
+            "--no-default-features",
+            "--bin",
+            "hello-kestrel",
+            "-p",
+            "hyper-ref",
+            // `--bin` selects binaries across the packages: name both.
+            "--bin",
+            "hello-hyper",
+        ])
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("xtask: build failed");
+        return false;
+    }
+    true
+}
+
 /// Run the benchmark.
 pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
     let opts = match parse_opts(args) {
@@ -518,28 +548,7 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
     if !h2load {
         eprintln!("xtask bench: h2load not found (apt-get install nghttp2-client): the h2c case is skipped");
     }
-    eprintln!("xtask bench: building the servers in release mode");
-    let built = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "kestrel-demo",
-            // No Prometheus endpoint (the demo's default feature) in the benchmark server.
-            "--no-default-features",
-            "--bin",
-            "hello-kestrel",
-            "-p",
-            "hyper-ref",
-            // `--bin` selects binaries across the packages: name both.
-            "--bin",
-            "hello-hyper",
-        ])
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
-        eprintln!("xtask bench: build failed");
+    if !build_servers(root) {
         return std::process::ExitCode::FAILURE;
     }
     let mut servers: Vec<&Server> = SERVERS.iter().collect();

@@ -5,10 +5,13 @@
 //!   them), so CI catches fuzz targets that no longer compile;
 //! * `bench [--duration S] [--reps N] [--idle-conns N] [--only case,…]`: the
 //!   side-by-side benchmark against hyper (see `benches/README.md`);
+//! * `callgrind [--requests N] [--only kestrel,hyper,hyper-pf]`: instructions
+//!   per pipelined HTTP/1.1 request under callgrind, beside hyper;
 //! * `fuzz <target> [seconds]`: run one target with cargo-fuzz (needs
 //!   `cargo install cargo-fuzz`; uses `RUSTC_BOOTSTRAP=1` on a stable toolchain).
 
 mod bench;
+mod callgrind;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -36,7 +39,7 @@ fn run(cmd: &mut Command) -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <ci | bench [options] | fuzz-build | fuzz <target> [seconds]>");
+    eprintln!("usage: cargo xtask <ci | bench [options] | callgrind [options] | fuzz-build | fuzz <target> [seconds]>");
     ExitCode::from(2)
 }
 
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("ci") => run(Command::new("bash").arg(root.join(".ci/run"))),
         Some("bench") => bench::bench(&root, &args[1..]),
+        Some("callgrind") => callgrind::callgrind(&root, &args[1..]),
         Some("idle-client") => match (args.get(1), args.get(2).and_then(|n| n.parse().ok())) {
             (Some(addr), Some(n)) => bench::idle_client(addr, n),
             _ => usage(),
