@@ -7,6 +7,8 @@
 //! * `/ws`: a WebSocket echo, on top of the server's upgrade feature
 //!   ([`websocket`]): `GET` + `Upgrade: websocket` on HTTP/1.1, extended
 //!   CONNECT (RFC 8441) on HTTP/2;
+//! * `OPTIONS *`: 204 with the server's methods in `Allow`; `CONNECT` (a
+//!   tunnel): 405;
 //! * other methods on those paths: 405 with `Allow`; other paths: 404.
 //!
 //! [`bench`] holds the payloads of the benchmark servers.
@@ -15,7 +17,7 @@ use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE, HOST};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use kestrel::{ConnectionInfo, RequestBody};
+use kestrel::{RequestBody, RequestFeaturesExt};
 
 /// The demo's response body: a full buffer or the streamed request body.
 pub type DemoBody = Either<Full<Bytes>, RequestBody>;
@@ -81,8 +83,8 @@ fn client_address(req: &Request<RequestBody>) -> String {
     {
         return addr.ip().to_string();
     }
-    req.extensions()
-        .get::<ConnectionInfo>()
+    req.features()
+        .and_then(|f| f.connection())
         .map(|c| match c.remote_addr().ip() {
             Some(a) => a.ip().to_string(),
             None => "(none: Unix socket)".to_string(),
@@ -90,14 +92,31 @@ fn client_address(req: &Request<RequestBody>) -> String {
         .unwrap_or_default()
 }
 
+/// The methods the demo serves somewhere (the `Allow` of `OPTIONS *`).
+const SERVER_METHODS: &str = "GET, HEAD, POST, OPTIONS";
+
 /// The demo application.
 pub async fn app(req: Request<RequestBody>) -> Response<DemoBody> {
+    // `OPTIONS *` asks about the server as a whole (RFC 9110 §9.3.7).
+    if req.method() == Method::OPTIONS && req.uri() == "*" {
+        let mut r = Response::new(Either::Left(Full::new(Bytes::new())));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r.headers_mut()
+            .insert(ALLOW, http::HeaderValue::from_static(SERVER_METHODS));
+        return r;
+    }
+    // CONNECT asks for a tunnel, which the demo is not (only `/ws`'s extended
+    // CONNECT is served): 405 with an empty `Allow`, "no method" for an
+    // authority target (RFC 9110 §10.2.1).
+    if req.method() == Method::CONNECT && req.uri().path() != "/ws" {
+        return method_not_allowed("");
+    }
     match req.uri().path() {
         "/" => match *req.method() {
             Method::GET | Method::HEAD => {
                 let addresses = req
-                    .extensions()
-                    .get::<ConnectionInfo>()
+                    .features()
+                    .and_then(|f| f.connection())
                     .map(|c| c.server_addresses().to_string())
                     .unwrap_or_default();
                 let page = format!(
@@ -180,7 +199,7 @@ pub mod websocket {
     use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
     use http::{HeaderValue, Request, Response, StatusCode};
     use http_body_util::{Either, Full};
-    use kestrel::{RequestBody, UpgradeFeature};
+    use kestrel::{RequestBody, RequestFeaturesExt};
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
     use tokio_tungstenite::tungstenite::protocol::Role;
     use tokio_tungstenite::WebSocketStream;
@@ -196,7 +215,7 @@ pub mod websocket {
     /// Answer a WebSocket handshake (HTTP/1.1 upgrade or HTTP/2 extended
     /// CONNECT) and echo every text and binary message.
     pub async fn echo(req: Request<RequestBody>) -> Response<DemoBody> {
-        let Some(upgrade) = req.extensions().get::<UpgradeFeature>() else {
+        let Some(upgrade) = req.features().and_then(|f| f.upgrade()) else {
             return plain(
                 StatusCode::BAD_REQUEST,
                 "a WebSocket handshake is expected here\n",

@@ -97,3 +97,28 @@ async fn large_upload_echoes_back_intact() {
     }
     server.stop().await;
 }
+
+/// `OPTIONS *` is about the server as a whole (204 with `Allow`), and a
+/// CONNECT tunnel request is refused with 405, over HTTP/1.1 on a raw socket.
+#[tokio::test]
+async fn options_asterisk_and_connect() {
+    let server = start(|_| {}, kestrel_demo::app).await;
+    let reply = support::raw(
+        support::addr(&server),
+        b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(support::status_of(&reply), 204, "{reply}");
+    assert!(
+        reply.contains("allow: GET, HEAD, POST, OPTIONS\r\n"),
+        "{reply}"
+    );
+    let reply = support::raw(
+        support::addr(&server),
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(support::status_of(&reply), 405, "{reply}");
+    assert!(reply.contains("allow: \r\n"), "{reply}");
+    server.stop().await;
+}

@@ -14,7 +14,7 @@ use h2client::AppFuture;
 use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use kestrel::{RequestAborted, RequestBody};
+use kestrel::{RequestBody, RequestFeaturesExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -37,8 +37,8 @@ fn app(reports: Reports) -> impl Fn(Request<RequestBody>) -> AppFuture + Send + 
         let reports = reports.clone();
         Box::pin(async move {
             let aborted = req
-                .extensions()
-                .get::<RequestAborted>()
+                .features()
+                .and_then(|f| f.aborted())
                 .expect("a RequestAborted feature on HTTP/1.1 requests")
                 .clone();
             let path = req.uri().path().to_string();
@@ -287,7 +287,7 @@ async fn a_fully_sent_response_is_not_aborted_by_the_client_closing() {
     let app = move |req: Request<RequestBody>| {
         let tx = tx.clone();
         Box::pin(async move {
-            let aborted = req.extensions().get::<RequestAborted>().unwrap().clone();
+            let aborted = req.features().and_then(|f| f.aborted()).unwrap().clone();
             let (btx, brx) = mpsc::channel(4);
             tokio::spawn(async move {
                 let _ = btx

@@ -17,7 +17,7 @@ use h2client::{connect, extended_connect, get, read_body, request, AppFuture, H2
 use h2wire::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use kestrel::{MinDataRate, RequestBody, RequestLimits};
+use kestrel::{MinDataRate, RequestBody, RequestFeaturesExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
@@ -43,8 +43,8 @@ fn app(
                 return Ok(Response::new(h2client::full("Hello, World!")));
             }
             if req.uri().query() == Some("rate=off") {
-                req.extensions()
-                    .get::<RequestLimits>()
+                req.features()
+                    .and_then(|f| f.limits())
                     .expect("a RequestLimits feature")
                     .set_min_request_body_data_rate(None)
                     .expect("changeable before the body is read");

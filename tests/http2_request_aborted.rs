@@ -17,7 +17,7 @@ use h2client::{connect, request, AppFuture};
 use h2wire::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use kestrel::{RequestAborted, RequestBody};
+use kestrel::{RequestBody, RequestFeaturesExt};
 use tokio::sync::mpsc;
 
 type Reports = mpsc::UnboundedSender<String>;
@@ -33,8 +33,8 @@ fn app(reports: Reports) -> impl Fn(Request<RequestBody>) -> AppFuture + Send + 
         let reports = reports.clone();
         Box::pin(async move {
             let aborted = req
-                .extensions()
-                .get::<RequestAborted>()
+                .features()
+                .and_then(|f| f.aborted())
                 .expect("a RequestAborted feature on HTTP/2 requests")
                 .clone();
             if req.uri().path() == "/complete" {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use kestrel::{ConnectionInfo, FeatureError, MinDataRate, RequestBody, RequestLimits};
+use kestrel::{FeatureError, MinDataRate, RequestBody, RequestFeaturesExt};
 use support::{read_to_close, read_until, start, status_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 /// Reads the whole body and answers with its length (or the error).
 async fn count_body(req: Request<RequestBody>) -> Response<Full<Bytes>> {
     if req.headers().contains_key("x-allow-slow") {
-        let limits = req.extensions().get::<RequestLimits>().unwrap();
+        let limits = req.features().and_then(|f| f.limits()).unwrap();
         limits
             .set_min_request_body_data_rate(Some(
                 MinDataRate::new(10.0, Duration::from_millis(1500)).unwrap(),
@@ -293,7 +293,7 @@ async fn a_client_that_stops_reading_is_aborted_and_memory_stays_bounded() {
 #[tokio::test]
 async fn per_request_body_size_override() {
     let app = |req: Request<RequestBody>| async move {
-        let limits = req.extensions().get::<RequestLimits>().unwrap().clone();
+        let limits = req.features().and_then(|f| f.limits()).unwrap().clone();
         assert_eq!(limits.max_request_body_size(), Some(10));
         assert!(!limits.is_read_only());
         match req.uri().path() {
@@ -342,7 +342,7 @@ async fn per_request_body_size_override() {
 #[tokio::test]
 async fn connection_timeout_feature_closes_the_connection() {
     let app = |req: Request<RequestBody>| async move {
-        let info = req.extensions().get::<ConnectionInfo>().unwrap();
+        let info = req.features().and_then(|f| f.connection()).unwrap();
         let timeout = info.timeout().expect("served connections have the feature");
         timeout.set_timeout(Duration::from_millis(300)).unwrap();
         assert!(

@@ -13,7 +13,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use kestrel::{BodyError, BoxError, ConnectionInfo, RequestBody};
+use kestrel::{BodyError, BoxError, RequestBody, RequestFeaturesExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -248,7 +248,7 @@ pub fn app(
             let resp = match path.as_str() {
                 "/" => Response::new(full("Hello, World!")),
                 "/info" => {
-                    let info = req.extensions().get::<ConnectionInfo>().is_some();
+                    let info = req.features().and_then(|f| f.connection()).is_some();
                     let host = req
                         .headers()
                         .get(http::header::HOST)
@@ -304,8 +304,8 @@ pub fn app(
                 }
                 "/reset" => {
                     let reset = req
-                        .extensions()
-                        .get::<kestrel::http2::StreamReset>()
+                        .features()
+                        .and_then(|f| f.reset())
                         .expect("a StreamReset feature on HTTP/2 requests")
                         .clone();
                     reset.reset(0x7);

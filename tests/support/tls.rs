@@ -13,8 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use kestrel::tls::{Certificate, CertificateSummary, TlsInfo};
-use kestrel::{ConnectionInfo, RequestBody, RunningServer};
+use kestrel::tls::{Certificate, CertificateSummary};
+use kestrel::{RequestBody, RequestFeaturesExt, RunningServer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -136,10 +136,7 @@ pub fn addr(server: &RunningServer) -> SocketAddr {
 /// An app that answers with what it knows of the connection's TLS handshake:
 /// `tls=<version> sni=<name> alpn=<proto> peer=<client CN>|none chain=<n>`.
 pub async fn tls_app(req: Request<RequestBody>) -> Response<Full<Bytes>> {
-    let tls = req
-        .extensions()
-        .get::<ConnectionInfo>()
-        .and_then(|c| c.features().get::<TlsInfo>().cloned());
+    let tls = req.features().and_then(|f| f.tls()).cloned();
     let body = match tls {
         None => "no tls".to_string(),
         Some(t) => format!(

@@ -1,13 +1,13 @@
 //! The request-aborted signal (Kestrel's `HttpContext.RequestAborted`, from
-//! `IHttpRequestLifetimeFeature`): a [`RequestAborted`] in a request's
-//! extensions tells the app, and any task it spawned for the request, that
+//! `IHttpRequestLifetimeFeature`): a request's [`RequestAborted`]
+//! ([`RequestFeatures::aborted`](crate::RequestFeatures::aborted)) tells the app, and any task it spawned for the request, that
 //! the client went away before the request completed.
 //!
 //! ```no_run
 //! # use http::{Request, Response};
-//! # use kestrel_core::{RequestAborted, RequestBody};
+//! # use kestrel_core::{RequestBody, RequestFeaturesExt};
 //! # async fn app(req: Request<RequestBody>) -> Response<String> {
-//! if let Some(aborted) = req.extensions().get::<RequestAborted>().cloned() {
+//! if let Some(aborted) = req.features().and_then(|f| f.aborted()).cloned() {
 //!     tokio::spawn(async move {
 //!         tokio::select! {
 //!             _ = aborted.aborted() => { /* the client left: stop the work */ }

@@ -160,14 +160,7 @@ pub fn spawn_heartbeat(
             manager.on_heartbeat(now);
             let took = started.elapsed();
             if took > clock.interval() {
-                tracing::warn!(
-                    target: "kestrel",
-                    event_id = 22u32,
-                    event_name = "HeartbeatSlow",
-                    took_ms = took.as_millis() as u64,
-                    interval_ms = clock.interval().as_millis() as u64,
-                    "heartbeat took longer than the interval"
-                );
+                crate::events::heartbeat_slow(took, clock.interval());
             }
         }
     })

@@ -9,8 +9,9 @@
 //! * [`connection`]: connection ids, the concurrent-connection limit, per-connection
 //!   deadlines and shutdown signals; [`heartbeat`]: the 1 s tick and the cached `Date`;
 //! * [`app`]: the [`Application`] trait; [`body`]: [`RequestBody`];
-//!   [`features`]: typed per-request features; [`aborted`]: the
-//!   request-aborted signal;
+//!   [`features`]: every per-request feature in one [`RequestFeatures`]
+//!   value; [`aborted`]: the request-aborted signal;
+//! * [`events`]: Kestrel's log events, one function per event id;
 //! * [`middleware`]: connection middleware (`ListenOptions::use_middleware`).
 //!
 //! This crate must not depend on any protocol crate (`kestrel-http1`,
@@ -24,6 +25,7 @@ pub mod connection;
 pub mod connection_logging;
 pub mod data_rate;
 pub mod endpoint;
+pub mod events;
 pub mod features;
 pub mod heartbeat;
 pub mod limits;
@@ -38,7 +40,9 @@ pub use aborted::RequestAborted;
 pub use app::{Application, IntoAppResult};
 pub use body::{BodyError, BodySource, BoxError, RequestBody};
 pub use endpoint::{BindTarget, BoundAddress, Scheme, ServerUrl, UrlError};
-pub use features::{ConnectionInfo, ServerAddresses, TlsInfo};
+pub use features::{
+    ConnectionInfo, RequestFeatures, RequestFeaturesExt, ServerAddresses, StreamReset, TlsInfo,
+};
 pub use limits::{Http2Limits, MinDataRate, ServerLimits};
 pub use options::{Http1Options, KestrelServerOptions, ListenOptions, OptionsError};
 pub use protocols::HttpProtocols;

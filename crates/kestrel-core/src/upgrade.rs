@@ -10,15 +10,15 @@
 //!   DATA frames, under flow control); the connection goes on serving others.
 //!
 //! One app serves both. It finds an [`UpgradeFeature`] in the request's
-//! extensions, reads [`UpgradeFeature::protocol`] (the `Upgrade` header, or
+//! features ([`RequestFeatures::upgrade`](crate::RequestFeatures::upgrade)), reads [`UpgradeFeature::protocol`] (the `Upgrade` header, or
 //! `:protocol`), calls [`UpgradeFeature::upgrade`] and returns
 //! `101 Switching Protocols`:
 //!
 //! ```no_run
 //! # use http::{Request, Response, StatusCode};
-//! # use kestrel_core::{RequestBody, UpgradeFeature};
+//! # use kestrel_core::{RequestBody, RequestFeaturesExt};
 //! # async fn app(req: Request<RequestBody>) -> Response<http_body_util::Empty<bytes::Bytes>> {
-//! let Some(upgrade) = req.extensions().get::<UpgradeFeature>() else {
+//! let Some(upgrade) = req.features().and_then(|f| f.upgrade()) else {
 //!     return Response::new(Default::default()); // not an upgrade request
 //! };
 //! if upgrade.protocol() != Some("example") {

@@ -16,10 +16,11 @@ use kestrel_core::aborted::{AbortSignal, AbortSource};
 use kestrel_core::connection::{ConnectionEndReason, ConnectionGuard};
 use kestrel_core::connection::{ConnectionHandle, Signal, TimeoutReason};
 use kestrel_core::heartbeat::{Clock, DateSlot};
-use kestrel_core::metrics;
 use kestrel_core::request_limits::LimitsCell;
+use kestrel_core::{events, metrics};
 use kestrel_core::{
-    Application, BoxError, ConnectionInfo, RequestAborted, RequestBody, UpgradeFeature, Upgraded,
+    Application, BoxError, ConnectionInfo, RequestAborted, RequestBody, RequestFeatures,
+    UpgradeFeature, Upgraded,
 };
 use kestrel_transport::BoxIo;
 
@@ -40,7 +41,7 @@ const UNLIMITED_RESPONSE_BUFFER: usize = 1024 * 1024;
 /// Fire a request's `RequestAborted` (once), with Kestrel's event 66.
 fn fire_abort(abort: &AbortSignal, handle: &ConnectionHandle, why: &'static str) {
     if abort.abort() {
-        tracing::debug!(target: "kestrel", event_id = 66u32, event_name = "RequestAborted", connection_id = %handle.id(), reason = why, "the request was aborted");
+        events::request_aborted(Some(handle.id()), None, why);
     }
 }
 
@@ -323,7 +324,7 @@ impl Driver {
                 Some(TimeoutReason::KeepAlive) => {
                     self.handle
                         .set_end_reason(ConnectionEndReason::KeepAliveTimeout);
-                    tracing::debug!(target: "kestrel::connections", event_id = 9u32, event_name = "ConnectionKeepAlive", connection_id = %self.handle.id(), "keep-alive timeout: closing the idle connection");
+                    events::connection_keep_alive(self.handle.id());
                     return Ok(HeadOutcome::Closed);
                 }
                 Some(_) => return Ok(HeadOutcome::Closed),
@@ -390,25 +391,23 @@ impl Driver {
         *request.uri_mut() = uri;
         *request.version_mut() = version;
         *request.headers_mut() = headers;
-        if let Some(info) = &self.info {
-            request.extensions_mut().insert(info.clone());
-        }
-        request
-            .extensions_mut()
-            .insert(self.shared.limits.begin(token, self.config.limit_values()));
         // A fresh signal unless the last one is unshared and did not fire.
         if Arc::strong_count(&self.abort) > 1 || self.abort.is_aborted() {
             self.abort = Arc::new(AbortSignal::new());
         }
-        request.extensions_mut().insert(RequestAborted::new(
-            self.abort.clone() as Arc<dyn AbortSource>
-        ));
         // An upgrade request that has a body is handled as a normal request.
         let upgrade = (upgrade && body == BodyKind::Empty)
             .then(|| UpgradeFeature::for_request(self.handle.clone(), request.headers()));
-        if let Some(u) = &upgrade {
-            request.extensions_mut().insert(u.clone());
-        }
+        // Every feature in one extension value: one allocation, not one per feature.
+        request.extensions_mut().insert(
+            RequestFeatures::new()
+                .with_connection(self.info.clone())
+                .with_limits(self.shared.limits.begin(token, self.config.limit_values()))
+                .with_aborted(RequestAborted::new(
+                    self.abort.clone() as Arc<dyn AbortSource>
+                ))
+                .with_upgrade(upgrade.clone()),
+        );
         let started = Started {
             is_head,
             version,
@@ -604,13 +603,7 @@ impl Driver {
             match shared.handle.poll_signal(cx) {
                 Poll::Ready(Signal::Aborted) => return Poll::Ready(None),
                 Poll::Ready(Signal::TimedOut(TimeoutReason::ReadDataRate)) => {
-                    tracing::debug!(
-                        target: "kestrel::bad_requests",
-                        event_id = 27u32,
-                        event_name = "RequestBodyMinimumDataRateNotSatisfied",
-                        connection_id = %shared.handle.id(),
-                        "the request body arrived below the minimum data rate"
-                    );
+                    events::request_body_minimum_data_rate_not_satisfied(shared.handle.id(), None);
                     shared.lock().reject_body(RequestRejection::RequestBodyTimeout);
                 }
                 Poll::Ready(Signal::TimedOut(reason)) => {
@@ -649,14 +642,7 @@ impl Driver {
     }
 
     fn log_app_error(&self, e: &BoxError) {
-        tracing::error!(
-            target: "kestrel",
-            event_id = 13u32,
-            event_name = "ApplicationError",
-            connection_id = %self.handle.id(),
-            error = %e,
-            "an unhandled error was raised by the application"
-        );
+        events::application_error(self.handle.id(), None, e);
     }
 
     fn encode_head(
@@ -707,15 +693,7 @@ impl Driver {
     /// Answer a rejected request with its status; the connection then closes.
     fn write_rejection(&mut self, r: RequestRejection) {
         self.handle.set_end_reason(end_reason_of(r));
-        tracing::debug!(
-            target: "kestrel::bad_requests",
-            event_id = 17u32,
-            event_name = "ConnectionBadRequest",
-            connection_id = %self.handle.id(),
-            reason = r.name(),
-            status = r.status().as_u16(),
-            "bad request: {r}"
-        );
+        events::connection_bad_request(self.handle.id(), None, r.name(), r.status().as_u16(), &r);
         self.wb.begin_response();
         let facts = RequestFacts {
             is_head: false,
@@ -932,14 +910,10 @@ impl Driver {
                 Poll::Ready(Signal::Aborted) => return Poll::Ready(Err(Http1Error::Aborted)),
                 Poll::Ready(Signal::TimedOut(reason)) => {
                     if reason == TimeoutReason::WriteDataRate {
-                        shared.handle.set_end_reason(ConnectionEndReason::MinResponseDataRate);
-                        tracing::debug!(
-                            target: "kestrel::bad_requests",
-                            event_id = 28u32,
-                            event_name = "ResponseMinimumDataRateNotSatisfied",
-                            connection_id = %shared.handle.id(),
-                            "the client read the response below the minimum data rate; aborting the connection"
-                        );
+                        shared
+                            .handle
+                            .set_end_reason(ConnectionEndReason::MinResponseDataRate);
+                        events::response_minimum_data_rate_not_satisfied(shared.handle.id(), None);
                     }
                     return Poll::Ready(Err(Http1Error::Aborted));
                 }
@@ -995,7 +969,7 @@ impl Driver {
         .await;
         self.handle.timeout().cancel();
         if !drained {
-            tracing::debug!(target: "kestrel", event_id = 33u32, event_name = "RequestBodyDrainTimedOut", connection_id = %self.handle.id(), "the unread request body could not be drained in time; closing the connection");
+            events::request_body_drain_timed_out(self.handle.id());
         }
         Ok(drained)
     }

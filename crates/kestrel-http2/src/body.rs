@@ -1,9 +1,8 @@
 //! The state one stream shares between its driver and the application: the
 //! request body (a [`BodySource`] over `h2`'s `RecvStream`), the request to
 //! send `100 Continue`, and the application's request to reset the stream
-//! ([`StreamReset`]).
+//! ([`StreamReset`](kestrel_core::StreamReset)).
 
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -15,6 +14,7 @@ use http_body::{Frame, SizeHint};
 use kestrel_core::aborted::{AbortSignal, AbortSource};
 use kestrel_core::connection::TimeoutReason;
 use kestrel_core::data_rate::DataRateControl;
+use kestrel_core::features::ResetSource;
 use kestrel_core::request_limits::LimitsCell;
 use kestrel_core::{BodyError, BodySource};
 
@@ -137,7 +137,11 @@ impl StreamState {
     /// is gone, or the stream was reset): fire `RequestAborted`.
     pub fn abort(&self) {
         if self.abort.abort() {
-            tracing::debug!(target: "kestrel", event_id = 66u32, event_name = "RequestAborted", stream_id = self.stream_id, "the request was aborted");
+            kestrel_core::events::request_aborted(
+                None,
+                Some(self.stream_id),
+                "the stream ended before its response completed",
+            );
         }
     }
 
@@ -356,48 +360,12 @@ impl AbortSource for StreamState {
     }
 }
 
-/// Lets the application reset its HTTP/2 stream (Kestrel's
-/// `IHttpResetFeature`): found in the extensions of every HTTP/2 request.
-///
-/// ```
-/// # use http::{Request, Response};
-/// # use kestrel_core::RequestBody;
-/// # use kestrel_http2::StreamReset;
-/// async fn app(req: Request<RequestBody>) -> Response<String> {
-///     if let Some(reset) = req.extensions().get::<StreamReset>() {
-///         reset.reset(0x8); // CANCEL
-///     }
-///     Response::new(String::new()) // discarded once the stream is reset
-/// }
-/// ```
-#[derive(Clone)]
-pub struct StreamReset {
-    state: Arc<StreamState>,
-}
-
-impl StreamReset {
-    pub(crate) fn new(state: Arc<StreamState>) -> Self {
-        StreamReset { state }
+impl ResetSource for StreamState {
+    fn reset(&self, code: u32) {
+        self.request_reset(code);
     }
 
-    /// Reset the stream with the HTTP/2 error `code` (RST_STREAM): the client
-    /// sees the stream fail, nothing more of the response is sent, and the
-    /// application's response, if it returns one, is discarded. Does nothing
-    /// once the stream has completed.
-    pub fn reset(&self, code: u32) {
-        self.state.request_reset(code);
-    }
-
-    /// The HTTP/2 stream id.
-    pub fn stream_id(&self) -> u32 {
-        self.state.stream_id
-    }
-}
-
-impl fmt::Debug for StreamReset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamReset")
-            .field("stream_id", &self.state.stream_id)
-            .finish()
+    fn stream_id(&self) -> u64 {
+        u64::from(self.stream_id)
     }
 }

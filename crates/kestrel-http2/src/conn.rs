@@ -15,7 +15,7 @@ use h2::{Ping, PingPong, Reason, RecvStream};
 use http::Request;
 use kestrel_core::connection::{ConnectionEndReason, ConnectionHandle, Signal, TimeoutReason};
 use kestrel_core::heartbeat::{Clock, DateSlot};
-use kestrel_core::{Application, ConnectionInfo};
+use kestrel_core::{events, Application, ConnectionInfo};
 use kestrel_transport::BoxIo;
 use tokio::time::{Instant, Sleep};
 
@@ -184,7 +184,7 @@ impl Http2Connection {
             Ok(Some(c)) => c,
             Ok(None) => return Ok(()),
             Err(e) => {
-                tracing::debug!(target: "kestrel::http2", event_id = 29u32, event_name = "Http2ConnectionError", connection_id = %handle.id(), error = %e, "HTTP/2 connection error during the handshake");
+                events::http2_connection_error(handle.id(), &e, true);
                 return Err(e);
             }
         };
@@ -241,17 +241,17 @@ impl Http2Connection {
         let result = match end {
             End::Closed => Ok(()),
             End::Error(e) => {
-                tracing::debug!(target: "kestrel::http2", event_id = 29u32, event_name = "Http2ConnectionError", connection_id = %handle.id(), error = %e, "HTTP/2 connection error");
+                events::http2_connection_error(handle.id(), &e, false);
                 Err(e)
             }
             End::Close(reason, outcome) => {
-                tracing::debug!(target: "kestrel::http2", event_id = 36u32, event_name = "Http2ConnectionClosing", connection_id = %handle.id(), error_code = u32::from(reason), "HTTP/2 connection closing (GOAWAY)");
+                events::http2_connection_closing(handle.id(), Some(u32::from(reason)), None);
                 driver.conn.abrupt_shutdown(reason);
                 driver.flush_close().await;
                 outcome
             }
         };
-        tracing::debug!(target: "kestrel::http2", event_id = 48u32, event_name = "Http2ConnectionClosed", connection_id = %handle.id(), last_stream_id = driver.last_stream_id, "HTTP/2 connection closed");
+        events::http2_connection_closed(handle.id(), driver.last_stream_id);
         result
     }
 }
@@ -315,7 +315,7 @@ impl Driver<'_> {
                 return Poll::Ready(End::Close(Reason::INTERNAL_ERROR, Err(Http2Error::Aborted)))
             }
             Poll::Ready(Signal::TimedOut(TimeoutReason::KeepAlive)) if streams.is_empty() => {
-                tracing::debug!(target: "kestrel::connections", event_id = 9u32, event_name = "ConnectionKeepAlive", connection_id = %self.handle.id(), "keep-alive timeout: closing the idle HTTP/2 connection");
+                events::connection_keep_alive(self.handle.id());
                 return Poll::Ready(End::Close(Reason::NO_ERROR, Ok(())));
             }
             Poll::Ready(Signal::TimedOut(TimeoutReason::RequestHeaders))
@@ -341,7 +341,7 @@ impl Driver<'_> {
                 }
                 // GOAWAY(2^31-1), a PING, and once it is answered GOAWAY(last
                 // stream id); h2 closes when the active streams are done.
-                tracing::debug!(target: "kestrel::http2", event_id = 36u32, event_name = "Http2ConnectionClosing", connection_id = %self.handle.id(), active_streams = streams.len(), "HTTP/2 connection closing gracefully");
+                events::http2_connection_closing(self.handle.id(), None, Some(streams.len()));
                 self.conn.graceful_shutdown();
             }
             Poll::Ready(Signal::Idle) => {
@@ -526,13 +526,9 @@ fn check_rates(
     for s in rated.iter() {
         match s.tick_rates(now, count_reads) {
             Some(TimeoutReason::ReadDataRate) => {
-                tracing::debug!(
-                    target: "kestrel::bad_requests",
-                    event_id = 27u32,
-                    event_name = "RequestBodyMinimumDataRateNotSatisfied",
-                    connection_id = %handle.id(),
-                    stream_id = s.stream_id(),
-                    "the request body arrived below the minimum data rate; closing the HTTP/2 connection"
+                events::request_body_minimum_data_rate_not_satisfied(
+                    handle.id(),
+                    Some(s.stream_id()),
                 );
                 s.time_out_body();
                 handle.set_end_reason(ConnectionEndReason::MinRequestBodyDataRate);
@@ -542,14 +538,7 @@ fn check_rates(
                 ));
             }
             Some(TimeoutReason::WriteDataRate) => {
-                tracing::debug!(
-                    target: "kestrel::bad_requests",
-                    event_id = 28u32,
-                    event_name = "ResponseMinimumDataRateNotSatisfied",
-                    connection_id = %handle.id(),
-                    stream_id = s.stream_id(),
-                    "the client read the response below the minimum data rate; closing the HTTP/2 connection"
-                );
+                events::response_minimum_data_rate_not_satisfied(handle.id(), Some(s.stream_id()));
                 handle.set_end_reason(ConnectionEndReason::MinResponseDataRate);
                 return Some(End::Close(
                     Reason::INTERNAL_ERROR,
@@ -574,7 +563,7 @@ impl Driver<'_> {
         }
         self.eyc_count += 1;
         if self.eyc_count > self.config.max_enhance_your_calm {
-            tracing::debug!(target: "kestrel::http2", event_id = 64u32, event_name = "Http2TooManyEnhanceYourCalms", connection_id = %self.handle.id(), count = self.eyc_count, "the connection exceeded the maximum number of streams refused with ENHANCE_YOUR_CALM");
+            events::http2_too_many_enhance_your_calms(self.handle.id(), self.eyc_count);
             return true;
         }
         false

@@ -27,9 +27,9 @@
 //!   stream, no head-of-line blocking between streams); the application is
 //!   borrowed, as with HTTP/1.
 //!
-//! Requests are `http::Request<RequestBody>` with the connection's
-//! [`ConnectionInfo`](kestrel_core::ConnectionInfo) and a [`StreamReset`]
-//! handle (Kestrel's `IHttpResetFeature`) in their extensions; responses are
+//! Requests are `http::Request<RequestBody>` whose
+//! [`RequestFeatures`](kestrel_core::RequestFeatures) carry the connection's
+//! info and a [`StreamReset`] handle (Kestrel's `IHttpResetFeature`); responses are
 //! any `http_body::Body<Data = Bytes>`, with trailers.
 //!
 //! See `docs/http2.md` for the settings sent, how each limit maps onto `h2`,
@@ -46,10 +46,9 @@ mod io;
 mod stream;
 mod tunnel;
 
-pub use body::StreamReset;
 pub use config::Http2Config;
 pub use conn::{Http2Connection, Http2Error};
-pub use kestrel_core::Http2Limits;
+pub use kestrel_core::{Http2Limits, StreamReset};
 
 /// The client connection preface every HTTP/2 connection starts with
 /// (RFC 9113 §3.4).

@@ -18,14 +18,16 @@ use http_body::{Body, Frame};
 use kestrel_core::app::{CatchUnwind, PanicError};
 use kestrel_core::connection::{ConnectionHandle, ConnectionId};
 use kestrel_core::data_rate::DataRateControl;
+use kestrel_core::events;
 use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::request_limits::LimitsCell;
 use kestrel_core::{
-    Application, BoxError, ConnectionInfo, RequestAborted, RequestBody, UpgradeFeature, Upgraded,
+    Application, BoxError, ConnectionInfo, RequestAborted, RequestBody, RequestFeatures,
+    StreamReset, UpgradeFeature, Upgraded,
 };
 use tokio::sync::oneshot;
 
-use crate::body::{StreamReset, StreamState};
+use crate::body::StreamState;
 use crate::config::Http2Config;
 use crate::io::ReadCounter;
 use crate::tunnel::Tunnel;
@@ -98,64 +100,28 @@ impl StreamCtx<'_> {
     }
 
     fn log_header_removed(&self, name: &str, stream_id: u32) {
-        tracing::debug!(
-            target: "kestrel",
-            event_id = 41u32,
-            event_name = "InvalidResponseHeaderRemoved",
-            connection_id = %self.conn_id,
-            stream_id,
-            header = name,
-            "one or more of the following response headers have been removed because they are invalid for HTTP/2 and HTTP/3 responses: 'Connection', 'Transfer-Encoding', 'Keep-Alive', 'Upgrade' and 'Proxy-Connection'"
-        );
+        events::invalid_response_header_removed(self.conn_id, stream_id, name);
     }
 
     fn log_stream_error(&self, stream_id: u32, reason: Reason, message: &str) {
-        tracing::debug!(
-            target: "kestrel::http2",
-            event_id = 30u32,
-            event_name = "Http2StreamError",
-            connection_id = %self.conn_id,
-            stream_id,
-            error_code = u32::from(reason),
-            "HTTP/2 stream error: {message}"
-        );
+        events::http2_stream_error(self.conn_id, stream_id, u32::from(reason), &message);
     }
 
     fn log_app_error(&self, stream_id: u32, e: &BoxError) {
-        tracing::error!(
-            target: "kestrel",
-            event_id = 13u32,
-            event_name = "ApplicationError",
-            connection_id = %self.conn_id,
-            stream_id,
-            error = %e,
-            "an unhandled error was raised by the application"
-        );
+        events::application_error(self.conn_id, Some(stream_id), e);
     }
 
     fn log_reset_abort(&self, stream_id: u32, reason: Reason, why: &str) {
-        tracing::debug!(
-            target: "kestrel::http2",
-            event_id = 35u32,
-            event_name = "Http2StreamResetAbort",
-            connection_id = %self.conn_id,
-            stream_id,
-            error_code = u32::from(reason),
-            "trace id \"{}:{stream_id}\": HTTP/2 stream reset, {why}",
-            self.conn_id
-        );
+        events::http2_stream_reset_abort(self.conn_id, stream_id, u32::from(reason), &why);
     }
 
     fn log_bad_request(&self, stream_id: u32, status: StatusCode, reason: &str) {
-        tracing::debug!(
-            target: "kestrel::bad_requests",
-            event_id = 17u32,
-            event_name = "ConnectionBadRequest",
-            connection_id = %self.conn_id,
-            stream_id,
-            status = status.as_u16(),
+        events::connection_bad_request(
+            self.conn_id,
+            Some(stream_id),
             reason,
-            "bad request on HTTP/2 stream {stream_id}: {reason}"
+            status.as_u16(),
+            &reason,
         );
     }
 
@@ -362,13 +328,12 @@ fn start_request(
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let values = ctx.config.limit_values();
     let cell = LimitsCell::new(values);
-    parts.extensions.insert(cell.begin(1, values));
-    if let Some(u) = &upgrade {
+    let limits = cell.begin(1, values);
+    if upgrade.is_some() {
         // Its DATA frames are the tunnel's, not a body: no body-size limit,
         // no data rate, and nothing for the app to change (as in Kestrel).
         cell.freeze();
         cell.remove_body_size_limit();
-        parts.extensions.insert(u.clone());
     }
     let state = StreamState::new(stream_id, recv, cell, declared_len, expect_continue);
     if upgrade.is_none() {
@@ -385,13 +350,17 @@ fn start_request(
             parts.headers.insert(header::HOST, v);
         }
     }
-    if let Some(info) = ctx.info {
-        parts.extensions.insert(info.clone());
-    }
-    parts.extensions.insert(StreamReset::new(state.clone()));
-    parts.extensions.insert(RequestAborted::new(
-        state.clone() as Arc<dyn kestrel_core::aborted::AbortSource>
-    ));
+    // Every feature in one extension value: one allocation, not one per feature.
+    parts.extensions.insert(
+        RequestFeatures::new()
+            .with_connection(ctx.info.cloned())
+            .with_limits(limits)
+            .with_aborted(RequestAborted::new(
+                state.clone() as Arc<dyn kestrel_core::aborted::AbortSource>
+            ))
+            .with_upgrade(upgrade.clone())
+            .with_reset(StreamReset::new(state.clone())),
+    );
     let abort_on_drop = AbortOnDrop(Some(state.clone()));
     let is_head = parts.method == Method::HEAD;
     let metrics_start = kestrel_core::metrics::ENABLED.then(|| {

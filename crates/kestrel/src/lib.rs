@@ -43,8 +43,9 @@ pub use error::StartError;
 pub use server::{KestrelServer, RunningServer};
 
 pub use kestrel_core::{
-    aborted, request_limits, upgrade, FeatureError, OnUpgrade, RequestAborted, RequestLimits,
-    TlsInfo, UpgradeError, UpgradeFeature, Upgraded,
+    aborted, events, request_limits, upgrade, FeatureError, OnUpgrade, RequestAborted,
+    RequestFeatures, RequestFeaturesExt, RequestLimits, StreamReset, TlsInfo, UpgradeError,
+    UpgradeFeature, Upgraded,
 };
 pub use kestrel_core::{
     app, body, connection, connection_logging, endpoint, features, limits, middleware, options,

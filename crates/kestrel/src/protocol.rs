@@ -145,7 +145,7 @@ async fn sniff(
             Looks::NotPreface if h1 => return Chosen::Http1(buf),
             Looks::NotPreface => match is_http1_request_line(&buf) {
                 Some(true) => {
-                    tracing::debug!(target: "kestrel::bad_requests", event_id = 54u32, event_name = "PossibleInvalidHttpVersionDetected", connection_id = %handle.id(), "Possible invalid HTTP version detected. Expected HTTP/2 but received HTTP/1.x.");
+                    kestrel_core::events::possible_invalid_http_version_detected(handle.id());
                     answer_and_close(io, HTTP1_ON_HTTP2_ONLY).await;
                     return Chosen::Close;
                 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use kestrel_core::connection::{
     ConnectionEndReason, ConnectionGuard, ConnectionHandle, ConnectionId, ConnectionManager,
 };
+use kestrel_core::events;
 use kestrel_core::heartbeat::{spawn_heartbeat, Clock};
 use kestrel_core::limits::HEARTBEAT_INTERVAL;
 use kestrel_core::metrics::{self, EndpointTags};
@@ -218,13 +219,7 @@ async fn accept_loop<A: Application>(
                     }
                     Err(e) => {
                         metrics::connection_rejected(&tags);
-                        tracing::warn!(
-                            target: "kestrel::connections",
-                            event_id = 24u32,
-                            event_name = "ConnectionRejected",
-                            connection_id = %id,
-                            "Connection id \"{id}\" rejected because {e}."
-                        );
+                        events::connection_rejected(id, &e);
                         drop(conn);
                     }
                 }
@@ -301,7 +296,7 @@ impl<F: Future<Output = Option<&'static str>>> Future for ServeConnection<F> {
                     end.handle.end_reason(),
                 );
             }
-            tracing::debug!(target: "kestrel::connections", event_id = 2u32, event_name = "ConnectionStop", connection_id = %end.id, "connection stopped");
+            events::connection_stop(end.id);
         }
         Poll::Ready(())
     }
@@ -320,7 +315,7 @@ fn run_connection<A: Application>(
 ) -> impl Future<Output = Option<&'static str>> + Send {
     async move {
         let id = guard.id();
-        tracing::debug!(target: "kestrel::connections", event_id = 1u32, event_name = "ConnectionStart", connection_id = %id, remote = %conn.remote_addr, endpoint = %address, "connection started");
+        events::connection_start(id, &conn.remote_addr, &address);
         let mut features = http::Extensions::new();
         for mw in endpoint.middleware() {
             match mw.call(conn, &mut features).await {
@@ -469,13 +464,13 @@ impl RunningServer {
             .is_err()
         {
             let left = self.manager.live_connections();
-            tracing::debug!(target: "kestrel::connections", event_id = 16u32, event_name = "NotAllConnectionsClosedGracefully", remaining = left, "some connections failed to close gracefully during server shutdown");
+            events::not_all_connections_closed_gracefully(left);
             self.manager.abort_all();
             if tokio::time::timeout(Duration::from_secs(1), self.manager.wait_drained())
                 .await
                 .is_err()
             {
-                tracing::debug!(target: "kestrel::connections", event_id = 21u32, event_name = "NotAllConnectionsAborted", "some connections failed to abort during server shutdown");
+                events::not_all_connections_aborted();
             }
         }
         self.heartbeat.abort();

@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use http::header::{HeaderName, HeaderValue};
 use http::{header, Request};
-use kestrel_core::{ConnectionInfo, RequestBody, TlsInfo};
+use kestrel_core::{ConnectionInfo, RequestBody, RequestFeaturesExt, TlsInfo};
 use kestrel_transport::Address;
 
 use super::host_filtering::HostFiltering;
@@ -316,7 +316,7 @@ impl ForwardedHeaders {
 
     /// Apply the forwarded headers to `req` and record a [`ForwardedInfo`].
     pub fn apply(&self, req: &mut Request<RequestBody>) {
-        let conn = req.extensions().get::<ConnectionInfo>();
+        let conn = req.features().and_then(|f| f.connection());
         let peer = conn.map(|c| c.remote_addr().clone());
         let original_scheme = request_scheme(req, conn);
         let original_host = request_host(req);
