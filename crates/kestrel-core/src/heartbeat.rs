@@ -122,6 +122,13 @@ impl Clock {
         self.start.elapsed().as_millis() as u64
     }
 
+    /// The current instant, for timers and durations: the runtime's clock
+    /// (`tokio::time`), which tests can pause and advance. Drivers read time
+    /// here, never from `std::time::Instant`.
+    pub fn now(&self) -> Instant {
+        Instant::now()
+    }
+
     /// The heartbeat interval.
     pub fn interval(&self) -> Duration {
         self.interval

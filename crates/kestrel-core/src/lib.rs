@@ -27,6 +27,7 @@ pub mod data_rate;
 pub mod endpoint;
 pub mod events;
 pub mod features;
+pub mod framing;
 pub mod heartbeat;
 pub mod limits;
 pub mod metrics;

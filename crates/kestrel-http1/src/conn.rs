@@ -15,6 +15,7 @@ use http_body::Body;
 use kestrel_core::aborted::{AbortSignal, AbortSource};
 use kestrel_core::connection::{ConnectionEndReason, ConnectionGuard};
 use kestrel_core::connection::{ConnectionHandle, Signal, TimeoutReason};
+use kestrel_core::framing::{plan, Framing, Plan, RequestFacts};
 use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::request_limits::LimitsCell;
 use kestrel_core::{events, metrics};
@@ -30,7 +31,6 @@ use crate::codec::{
 };
 use crate::config::Http1Config;
 use crate::io::{BodyState, Decoder, Shared, WriteBuf};
-use crate::response::{plan, Framing, Plan, RequestFacts};
 
 /// Data frames smaller than this are copied into the output buffer (and
 /// batched); larger ones are written straight from the app's buffer.
@@ -181,7 +181,7 @@ struct Started {
     version: Version,
     keep_alive: bool,
     upgrade: Option<UpgradeFeature>,
-    metrics_start: Option<(std::time::Instant, Method)>,
+    metrics_start: Option<(tokio::time::Instant, Method)>,
 }
 
 enum AppOutcome<B> {
@@ -350,7 +350,7 @@ impl Driver {
         // Read the clock and keep the method only when metrics are compiled in.
         let metrics_start = metrics::ENABLED.then(|| {
             self.request_metrics.started(&method);
-            (std::time::Instant::now(), method.clone())
+            (self.clock.now(), method.clone())
         });
         {
             let parser = &self.config.parser;
@@ -478,6 +478,7 @@ impl Driver {
             is_head,
             version,
             keep_alive: keep_alive && !self.handle.is_close_requested(),
+            add_server_header: self.config.add_server_header,
         };
         let status = match &outcome {
             AppOutcome::Response(r) => r.status(),
@@ -540,6 +541,7 @@ impl Driver {
             is_head: false,
             version,
             keep_alive: false,
+            add_server_header: self.config.add_server_header,
         };
         self.write_response(resp, &facts).await?;
         self.flush().await?;
@@ -645,23 +647,17 @@ impl Driver {
         events::application_error(self.handle.id(), None, e);
     }
 
-    fn encode_head(
-        &mut self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        content_length: Option<u64>,
-        chunked: bool,
-        connection: Option<ConnectionHeader>,
-    ) {
+    /// Encode a response head with the framing headers `plan` decided.
+    fn encode_head(&mut self, status: StatusCode, headers: &HeaderMap, plan: &Plan) {
         let date = self.date.get(self.clock.date());
         let head = ResponseHead {
             status,
             headers,
-            date: Some(date.as_bytes()),
-            server: self.config.add_server_header.then_some(&b"Kestrel"[..]),
-            content_length,
-            chunked,
-            connection,
+            date: plan.add_date.then_some(date.as_bytes()),
+            server: plan.add_server.then_some(&b"Kestrel"[..]),
+            content_length: plan.content_length,
+            chunked: plan.chunked_header,
+            connection: plan.connection,
         };
         encode_response_head(&head, &mut self.wb.buf);
     }
@@ -685,8 +681,17 @@ impl Driver {
         if let Some(allow) = allow {
             headers.insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
         }
-        let content_length = (!facts.is_head).then_some(0);
-        self.encode_head(status, &headers, content_length, false, connection);
+        // The server's own answer: `Content-Length: 0`, except to HEAD.
+        let plan = Plan {
+            framing: Framing::NoBody,
+            keep_alive,
+            content_length: (!facts.is_head).then_some(0),
+            chunked_header: false,
+            connection,
+            add_date: true,
+            add_server: facts.add_server_header,
+        };
+        self.encode_head(status, &headers, &plan);
         keep_alive
     }
 
@@ -699,6 +704,7 @@ impl Driver {
             is_head: false,
             version: Version::HTTP_11,
             keep_alive: false,
+            add_server_header: self.config.add_server_header,
         };
         self.write_simple(r.status(), &facts, r.allow());
         self.linger = true;
@@ -732,13 +738,7 @@ impl Driver {
                 return Err(self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, facts, None));
             }
         };
-        self.encode_head(
-            status,
-            &headers,
-            plan.content_length,
-            plan.chunked_header,
-            plan.connection,
-        );
+        self.encode_head(status, &headers, &plan);
         if plan.framing == Framing::NoBody {
             return Err(plan.keep_alive);
         }
@@ -849,7 +849,7 @@ impl Driver {
                     written += data.len() as u64;
                     self.push_data(data, limit).await?;
                 }
-                Framing::NoBody => {}
+                Framing::NoBody | Framing::Stream => {}
             }
         }
         match plan.framing {
@@ -977,28 +977,54 @@ impl Driver {
     /// Send what is buffered, then close. When input may be left unread, shut
     /// down our side first and drain the input for a while, so the peer sees
     /// our last response instead of a reset.
+    ///
+    /// An abort (the server's shutdown timeout) ends both steps at once:
+    /// they watch the connection's signals, not only its socket.
     async fn close(&mut self, graceful: bool) {
         if graceful && self.flush().await.is_ok() {
             let linger = self.linger || !self.shared.lock().read_buf.is_empty();
-            let shared = &self.shared;
-            let _ = poll_fn(|cx| shared.lock().poll_shutdown(cx)).await;
-            if linger {
-                let drain = poll_fn(|cx| loop {
-                    if shared.handle.is_aborted() {
-                        return Poll::Ready(());
-                    }
-                    let mut c = shared.lock();
-                    c.read_buf.clear();
-                    match std::task::ready!(c.poll_fill(cx)) {
-                        Ok(0) | Err(_) => return Poll::Ready(()),
-                        Ok(_) => continue,
-                    }
-                });
-                let _ = tokio::time::timeout(self.config.request_body_drain_timeout, drain).await;
-            }
+            // Boxed: a rare path (a rejected request, unread input), and the
+            // connection future would otherwise reserve room for it.
+            Box::pin(shut_down_and_linger(
+                &self.shared,
+                linger.then_some(self.config.request_body_drain_timeout),
+            ))
+            .await;
         }
         self.shared.lock().io = None;
     }
+}
+
+/// Shut down our side, then (with `linger`) read and discard the input for
+/// up to that long, so the peer sees our last response instead of a reset.
+/// An abort (the server's shutdown timeout) ends both steps at once: they
+/// watch the connection's signals, not only its socket.
+async fn shut_down_and_linger(shared: &Shared, linger: Option<Duration>) {
+    let aborted = |cx: &mut std::task::Context<'_>| {
+        matches!(shared.handle.poll_signal(cx), Poll::Ready(Signal::Aborted))
+    };
+    let _ = poll_fn(|cx| {
+        if aborted(cx) {
+            return Poll::Ready(Ok(()));
+        }
+        shared.lock().poll_shutdown(cx)
+    })
+    .await;
+    let Some(linger) = linger else {
+        return;
+    };
+    let drain = poll_fn(|cx| loop {
+        if aborted(cx) {
+            return Poll::Ready(());
+        }
+        let mut c = shared.lock();
+        c.read_buf.clear();
+        match std::task::ready!(c.poll_fill(cx)) {
+            Ok(0) | Err(_) => return Poll::Ready(()),
+            Ok(_) => continue,
+        }
+    });
+    let _ = tokio::time::timeout(linger, drain).await;
 }
 
 /// The connection end reason (metrics' `error.type`) of a rejected request.
@@ -1019,5 +1045,38 @@ fn end_reason_of(r: RequestRejection) -> ConnectionEndReason {
         | R::BadChunkSizeData
         | R::ChunkedRequestIncomplete => ConnectionEndReason::InvalidRequestBody,
         _ => ConnectionEndReason::InvalidRequestHeaders,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kestrel_core::connection::ConnectionId;
+    use kestrel_core::KestrelServerOptions;
+
+    /// Every idle connection holds this future: it must not grow unnoticed
+    /// (docs/performance.md's idle memory per connection depends on it).
+    const SERVE_FUTURE_BUDGET: usize = 1_472; // 1,392 measured (debug build), plus 5%
+
+    #[test]
+    fn the_connection_future_stays_within_its_budget() {
+        let (io, _peer) = tokio::io::duplex(64);
+        let config = Arc::new(Http1Config::from_options(&KestrelServerOptions::default()));
+        let conn = Http1Connection::new(
+            Box::new(io),
+            config,
+            ConnectionHandle::detached(ConnectionId(1)),
+            Clock::new(Duration::from_secs(1)),
+        );
+        let app = |_req: Request<RequestBody>| async {
+            Response::new(http_body_util::Empty::<Bytes>::new())
+        };
+        let serve = conn.serve(&app);
+        let size = std::mem::size_of_val(&serve);
+        assert!(
+            size <= SERVE_FUTURE_BUDGET,
+            "the HTTP/1 connection future is {size} bytes, over its budget of {SERVE_FUTURE_BUDGET}"
+        );
+        eprintln!("HTTP/1 connection future: {size} bytes");
     }
 }

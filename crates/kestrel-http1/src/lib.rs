@@ -21,7 +21,6 @@ pub mod codec;
 mod config;
 mod conn;
 mod io;
-mod response;
 
 pub use config::Http1Config;
 pub use conn::{Http1Connection, Http1Error};

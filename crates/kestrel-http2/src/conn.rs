@@ -17,7 +17,7 @@ use kestrel_core::connection::{ConnectionEndReason, ConnectionHandle, Signal, Ti
 use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::{events, Application, ConnectionInfo};
 use kestrel_transport::BoxIo;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 use crate::body::StreamState;
 use crate::config::{Http2Config, ENHANCE_YOUR_CALM_WINDOW_TICKS};
@@ -153,6 +153,7 @@ impl Http2Connection {
             io,
             counter.clone(),
             config.limits.max_control_frames_per_second,
+            clock.clone(),
         );
 
         // The preface (and our SETTINGS) under the request-headers deadline.
@@ -493,11 +494,11 @@ impl Driver<'_> {
             .rate_timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
         if !self.rate_timer_armed {
-            timer.as_mut().reset(Instant::now() + interval);
+            timer.as_mut().reset(self.clock.now() + interval);
             self.rate_timer_armed = true;
         }
         while timer.as_mut().poll(cx).is_ready() {
-            timer.as_mut().reset(Instant::now() + interval);
+            timer.as_mut().reset(self.clock.now() + interval);
             self.rated_pruned = false;
             if let Some(end) = check_rates(self.clock, self.config, self.handle, self.rated) {
                 return Some(end);
@@ -578,7 +579,7 @@ impl Driver<'_> {
                 Poll::Ready(Ok(_)) => {
                     p.waiting = false;
                     p.last_read = self.counter.get();
-                    p.sleep.as_mut().reset(Instant::now() + p.delay);
+                    p.sleep.as_mut().reset(self.clock.now() + p.delay);
                 }
                 Poll::Ready(Err(_)) => return None,
                 Poll::Pending => {}
@@ -598,16 +599,16 @@ impl Driver<'_> {
             let read = self.counter.get();
             if read != p.last_read {
                 p.last_read = read;
-                p.sleep.as_mut().reset(Instant::now() + p.delay);
+                p.sleep.as_mut().reset(self.clock.now() + p.delay);
                 continue;
             }
             if p.pong.send_ping(Ping::opaque()).is_ok() {
                 p.waiting = true;
-                p.sleep.as_mut().reset(Instant::now() + p.timeout);
+                p.sleep.as_mut().reset(self.clock.now() + p.timeout);
                 // Register for the pong.
                 let _ = p.pong.poll_pong(cx);
             } else {
-                p.sleep.as_mut().reset(Instant::now() + p.delay);
+                p.sleep.as_mut().reset(self.clock.now() + p.delay);
             }
         }
     }

@@ -15,9 +15,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use h2::Reason;
+use kestrel_core::heartbeat::Clock;
 use kestrel_core::Http2Limits;
 use kestrel_transport::BoxIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -242,7 +243,10 @@ pub(crate) struct FrameCheck {
     control_frames: u32,
     /// The most of those allowed per [`CONTROL_FRAME_PERIOD`] (`None`: no limit).
     control_limit: Option<u32>,
-    control_since: Option<Instant>,
+    /// When the current period began (clock ticks, ms).
+    control_since: Option<u64>,
+    /// The time of the bytes being fed (clock ticks, ms).
+    now_ms: u64,
     failed: bool,
 }
 
@@ -270,6 +274,7 @@ impl Default for FrameCheck {
             control_frames: 0,
             control_limit: Http2Limits::default().max_control_frames_per_second,
             control_since: None,
+            now_ms: 0,
             failed: false,
         }
     }
@@ -279,7 +284,11 @@ impl FrameCheck {
     /// Follow `bytes` (the next bytes of the connection). Returns the
     /// offset in `bytes` of the first frame found in error, and its code;
     /// nothing after it is looked at.
-    fn feed(&mut self, bytes: &[u8], reads: &ReadCounter) -> Option<(usize, Reason)> {
+    ///
+    /// `now_ms` is the time the bytes arrived, in the server clock's ticks
+    /// (passed in, so that the flood window is plain arithmetic in tests).
+    fn feed(&mut self, bytes: &[u8], reads: &ReadCounter, now_ms: u64) -> Option<(usize, Reason)> {
+        self.now_ms = now_ms;
         let mut i = 0;
         // Where the current frame starts in `bytes` (0 if it began earlier).
         let mut frame_start = 0;
@@ -372,9 +381,10 @@ impl FrameCheck {
         let Some(limit) = self.control_limit else {
             return false;
         };
-        let now = Instant::now();
+        let now = self.now_ms;
+        let period = CONTROL_FRAME_PERIOD.as_millis() as u64;
         match self.control_since {
-            Some(since) if now.duration_since(since) < CONTROL_FRAME_PERIOD => {}
+            Some(since) if now.saturating_sub(since) < period => {}
             _ => {
                 self.control_since = Some(now);
                 self.control_frames = 0;
@@ -422,15 +432,23 @@ impl FrameCheck {
 pub(crate) struct CountingIo {
     inner: BoxIo,
     counter: Arc<ReadCounter>,
+    clock: Arc<Clock>,
     check: FrameCheck,
 }
 
 impl CountingIo {
     /// `control_limit`: PING/SETTINGS frames allowed per second (`None`: no limit).
-    pub fn new(inner: BoxIo, counter: Arc<ReadCounter>, control_limit: Option<u32>) -> Self {
+    /// Time comes from `clock`.
+    pub fn new(
+        inner: BoxIo,
+        counter: Arc<ReadCounter>,
+        control_limit: Option<u32>,
+        clock: Arc<Clock>,
+    ) -> Self {
         CountingIo {
             inner,
             counter,
+            clock,
             check: FrameCheck {
                 control_limit,
                 ..FrameCheck::default()
@@ -455,7 +473,11 @@ impl AsyncRead for CountingIo {
         if n > 0 {
             let this = &mut *self;
             this.counter.bytes.fetch_add(n as u64, Ordering::Relaxed);
-            if let Some((at, reason)) = this.check.feed(&buf.filled()[before..], &this.counter) {
+            if let Some((at, reason)) = this.check.feed(
+                &buf.filled()[before..],
+                &this.counter,
+                this.clock.precise_ticks(),
+            ) {
                 if reason == Reason::ENHANCE_YOUR_CALM {
                     tracing::debug!(target: "kestrel::http2", limit = ?this.check.control_limit, "PING/SETTINGS flood from the client: closing the connection with GOAWAY ENHANCE_YOUR_CALM");
                 } else {
@@ -530,13 +552,15 @@ mod tests {
     /// Feed `bytes` split at every possible point (and whole); every split
     /// must give the same answer.
     fn check(bytes: &[u8]) -> Option<(usize, Reason)> {
-        let whole = FrameCheck::default().feed(bytes, &ReadCounter::default());
+        let whole = FrameCheck::default().feed(bytes, &ReadCounter::default(), 0);
         for cut in 1..bytes.len() {
             let mut c = FrameCheck::default();
             let reads = ReadCounter::default();
-            let got = match c.feed(&bytes[..cut], &reads) {
+            let got = match c.feed(&bytes[..cut], &reads, 0) {
                 Some(found) => Some(found),
-                None => c.feed(&bytes[cut..], &reads).map(|(at, r)| (at + cut, r)),
+                None => c
+                    .feed(&bytes[cut..], &reads, 0)
+                    .map(|(at, r)| (at + cut, r)),
             };
             assert_eq!(got.map(|g| g.1), whole.map(|w| w.1), "split at {cut}");
         }
@@ -624,7 +648,7 @@ mod tests {
         let mut cx = Context::from_waker(Waker::noop());
         // Another stream's updates are not counted.
         let other = after_preface(&[frame(WINDOW_UPDATE, 0, 3, &[0x7f, 0xff, 0xff, 0xff])]);
-        assert_eq!(c.feed(&other, &reads), None);
+        assert_eq!(c.feed(&other, &reads, 0), None);
         assert!(watch.poll_overflow(&mut cx).is_pending());
         // 65,535 − 300 + 2^31 − 65,236 = 2^31 − 1: not past it yet.
         let up = frame(
@@ -633,10 +657,10 @@ mod tests {
             1,
             &(0x7fff_ffff_u32 - 65_235).to_be_bytes(),
         );
-        assert_eq!(c.feed(&up, &reads), None);
+        assert_eq!(c.feed(&up, &reads, 0), None);
         assert!(watch.poll_overflow(&mut cx).is_pending());
         let one = frame(WINDOW_UPDATE, 0, 1, &[0, 0, 0, 1]);
-        assert_eq!(c.feed(&one, &reads), None);
+        assert_eq!(c.feed(&one, &reads, 0), None);
         assert!(watch.poll_overflow(&mut cx).is_ready());
         drop(watch);
         assert_eq!(reads.watching.load(Ordering::Relaxed), 0);
@@ -661,30 +685,31 @@ mod tests {
         let within = after_preface(&frames);
         let mut c = FrameCheck::default();
         let reads = ReadCounter::default();
-        assert_eq!(c.feed(&within, &reads), None);
+        assert_eq!(c.feed(&within, &reads, 0), None);
         // One more within the period.
-        assert_eq!(c.feed(&ping, &reads), Some((0, Reason::ENHANCE_YOUR_CALM)));
+        assert_eq!(
+            c.feed(&ping, &reads, 0),
+            Some((0, Reason::ENHANCE_YOUR_CALM))
+        );
         // After the period the count starts again.
         let mut c = FrameCheck::default();
-        assert_eq!(c.feed(&within, &reads), None);
-        c.control_since = c
-            .control_since
-            .and_then(|t| t.checked_sub(CONTROL_FRAME_PERIOD));
-        assert_eq!(c.feed(&settings, &reads), None);
+        assert_eq!(c.feed(&within, &reads, 0), None);
+        let later = CONTROL_FRAME_PERIOD.as_millis() as u64;
+        assert_eq!(c.feed(&settings, &reads, later), None);
         // No limit: never.
         let mut c = FrameCheck {
             control_limit: None,
             ..FrameCheck::default()
         };
-        assert_eq!(c.feed(&within, &reads), None);
-        assert_eq!(c.feed(&ping, &reads), None);
+        assert_eq!(c.feed(&within, &reads, 0), None);
+        assert_eq!(c.feed(&ping, &reads, 0), None);
     }
 
     #[test]
     fn a_header_block_is_open_from_headers_to_end_headers() {
         let mut c = FrameCheck::default();
         let reads = ReadCounter::default();
-        assert_eq!(c.feed(&after_preface(&[]), &reads), None);
+        assert_eq!(c.feed(&after_preface(&[]), &reads, 0), None);
         assert_eq!(reads.header_block_open(), None);
         for (f, open, mid) in [
             (frame(HEADERS, 0x1, 1, b"part"), Some(1), Some(1)),
@@ -700,11 +725,11 @@ mod tests {
             // Split inside the frame header: nothing yet; then inside the
             // payload: a frame with END_HEADERS ends its block only once
             // its payload is whole (a trickled last frame stays open).
-            assert_eq!(c.feed(&f[..4], &reads), None);
+            assert_eq!(c.feed(&f[..4], &reads, 0), None);
             let before = reads.header_block_open();
-            assert_eq!(c.feed(&f[4..11], &reads), None);
+            assert_eq!(c.feed(&f[4..11], &reads, 0), None);
             assert_eq!(reads.header_block_open(), mid, "{f:?} (before: {before:?})");
-            assert_eq!(c.feed(&f[11..], &reads), None);
+            assert_eq!(c.feed(&f[11..], &reads, 0), None);
             assert_eq!(reads.header_block_open(), open, "{f:?}");
         }
     }

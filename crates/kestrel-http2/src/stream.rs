@@ -13,12 +13,13 @@ use futures_util::future::{self, Either, FutureExt};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame};
 use kestrel_core::app::{CatchUnwind, PanicError};
 use kestrel_core::connection::{ConnectionHandle, ConnectionId};
 use kestrel_core::data_rate::DataRateControl;
 use kestrel_core::events;
+use kestrel_core::framing::{self, Framing, RequestFacts};
 use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::request_limits::LimitsCell;
 use kestrel_core::{
@@ -51,16 +52,6 @@ pub(crate) struct StreamCtx<'a> {
     pub metrics: Mutex<kestrel_core::metrics::RequestMetrics>,
 }
 
-/// Headers that are meaningful only on an HTTP/1 connection (RFC 9113
-/// §8.2.2); `h2` refuses to send them, so they are removed (event 41).
-const CONNECTION_SPECIFIC: [&str; 5] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// How a stream's response ended.
 enum Sent {
     Done,
@@ -75,19 +66,13 @@ impl StreamCtx<'_> {
         }
     }
 
-    /// Add `Date` and `Server` unless present; remove connection-specific headers.
+    /// Remove the connection-specific headers `h2` refuses to send (RFC
+    /// 9113 §8.2.2, event 41); for a head of the server's own (not planned),
+    /// also add `Date` and `Server` unless present.
     fn prepare_headers(&self, headers: &mut HeaderMap, stream_id: u32, trailers: bool) {
-        for name in CONNECTION_SPECIFIC {
-            if headers.remove(name).is_some() {
-                self.log_header_removed(name, stream_id);
-            }
-        }
-        if let Some(te) = headers.get(header::TE) {
-            if te.as_bytes() != b"trailers" {
-                headers.remove(header::TE);
-                self.log_header_removed("te", stream_id);
-            }
-        }
+        framing::strip_connection_specific(headers, |name| {
+            self.log_header_removed(name, stream_id)
+        });
         if trailers {
             return;
         }
@@ -239,7 +224,7 @@ struct Started {
     /// An extended CONNECT's upgrade.
     upgrade: Option<UpgradeFeature>,
     /// When the request started and its method (only with metrics).
-    metrics_start: Option<(std::time::Instant, Method)>,
+    metrics_start: Option<(tokio::time::Instant, Method)>,
     is_head: bool,
 }
 
@@ -367,7 +352,7 @@ fn start_request(
         if let Ok(mut m) = ctx.metrics.lock() {
             m.started(&parts.method);
         }
-        (std::time::Instant::now(), parts.method.clone())
+        (ctx.clock.now(), parts.method.clone())
     });
     let body = if end_stream || upgrade.is_some() {
         RequestBody::empty()
@@ -767,40 +752,33 @@ where
 {
     let (parts, body) = resp.into_parts();
     let status = parts.status;
-    if status.is_informational() {
-        let e: BoxError = format!(
-            "the application returned a final response with the informational status {status}"
-        )
-        .into();
-        ctx.log_app_error(stream_id, &e);
-        let _ = respond.send_response(
-            ctx.simple(StatusCode::INTERNAL_SERVER_ERROR, stream_id),
-            true,
-        );
-        return Err(Sent::Done);
-    }
     let mut head = Response::from_parts(parts, ());
     let headers = head.headers_mut();
-    ctx.prepare_headers(headers, stream_id, false);
-    let no_body = is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    if status == StatusCode::NO_CONTENT {
-        headers.remove(header::CONTENT_LENGTH);
-    } else if !headers.contains_key(header::CONTENT_LENGTH) {
-        if let Some(n) = body.size_hint().exact() {
-            if status != StatusCode::NOT_MODIFIED {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-            }
-        }
-    }
-    let declared = if is_head || no_body {
-        None
-    } else {
-        headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<u64>().ok())
+    framing::strip_connection_specific(headers, |name| ctx.log_header_removed(name, stream_id));
+    let facts = RequestFacts {
+        is_head,
+        version: Version::HTTP_2,
+        keep_alive: true,
+        add_server_header: ctx.config.add_server_header,
     };
-    if no_body {
+    let plan = match framing::plan(&facts, status, headers, &body.size_hint()) {
+        Ok(plan) => plan,
+        Err(e) => {
+            // An informational final status or a malformed Content-Length.
+            ctx.log_app_error(stream_id, &e.into());
+            let _ = respond.send_response(
+                ctx.simple(StatusCode::INTERNAL_SERVER_ERROR, stream_id),
+                true,
+            );
+            return Err(Sent::Done);
+        }
+    };
+    framing::apply_to_headers(&plan, headers, || ctx.date());
+    let declared = match plan.framing {
+        Framing::Length(n) => Some(n),
+        _ => None,
+    };
+    if plan.framing == Framing::NoBody {
         // HEAD, 204 and 304 have no body: whatever the app would write is dropped.
         let _ = respond.send_response(head, true);
         return Err(Sent::Done);

@@ -4,24 +4,13 @@
 use bytes::{BufMut, BytesMut};
 use http::{header, HeaderMap, StatusCode};
 
-/// The `Connection` header the server adds to a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionHeader {
-    /// `connection: close`: the connection ends after this response.
-    Close,
-    /// `connection: keep-alive`: for HTTP/1.0 clients that asked for it.
-    KeepAlive,
-    /// `connection: upgrade`: for a `101 Switching Protocols` response.
-    Upgrade,
-}
+pub use kestrel_core::framing::ConnectionHeader;
 
-impl ConnectionHeader {
-    fn line(self) -> &'static [u8] {
-        match self {
-            Self::Close => b"connection: close\r\n",
-            Self::KeepAlive => b"connection: keep-alive\r\n",
-            Self::Upgrade => b"connection: upgrade\r\n",
-        }
+fn connection_line(c: ConnectionHeader) -> &'static [u8] {
+    match c {
+        ConnectionHeader::Close => b"connection: close\r\n",
+        ConnectionHeader::KeepAlive => b"connection: keep-alive\r\n",
+        ConnectionHeader::Upgrade => b"connection: upgrade\r\n",
     }
 }
 
@@ -119,7 +108,7 @@ pub fn encode_response_head(head: &ResponseHead<'_>, dst: &mut BytesMut) {
         dst.put_slice(TRANSFER_ENCODING_CHUNKED);
     }
     if let Some(connection) = head.connection {
-        dst.put_slice(connection.line());
+        dst.put_slice(connection_line(connection));
     }
     dst.put_slice(CRLF);
 }
