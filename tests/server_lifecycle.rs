@@ -319,3 +319,29 @@ async fn shutdown_timeout_aborts_stuck_requests() {
         "the stuck request is aborted"
     );
 }
+
+/// A connection closing after a rejected request lingers to drain the
+/// client's input (so the 400 is not lost to a reset). If the client keeps
+/// its socket open, a shutdown's abort must still end it at once, so the
+/// stop returns soon after its timeout instead of waiting out the abort
+/// grace while the connection keeps its place.
+#[tokio::test]
+async fn abort_ends_a_connection_lingering_after_a_rejected_request() {
+    let server = start(|_| {}, support::hello).await;
+    let addr = support::addr(&server);
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    // No Host header: 400, then the server closes its side and lingers.
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let reply = read_until(&mut client, "\r\n\r\n").await;
+    assert_eq!(status_of(&reply), 400, "{reply}");
+    // The client keeps its socket open and sends nothing more.
+    let started = Instant::now();
+    server.stop_with_timeout(Duration::from_millis(200)).await;
+    let took = started.elapsed();
+    // The drain timeout (5 s) must not hold the stop: the abort ends the
+    // linger at once (1.2 s would mean the one-second abort grace ran out).
+    assert!(
+        took < Duration::from_millis(1_000),
+        "stop took {took:?}: the lingering connection ignored the abort"
+    );
+}

@@ -173,6 +173,9 @@ pub struct ConnectionHandle {
     rates: DataRateControl,
     counters: Arc<Counters>,
     end_reason: AtomicU8,
+    /// The task serving the connection, so that a shutdown can end it even
+    /// if it does not react to [`abort`](Self::abort).
+    task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// Connection counts shared by the manager and every handle.
@@ -219,6 +222,7 @@ impl ConnectionHandle {
             rates: DataRateControl::default(),
             counters,
             end_reason: AtomicU8::new(0),
+            task: Mutex::new(None),
         })
     }
 
@@ -325,6 +329,14 @@ impl ConnectionHandle {
     /// Whether a graceful close was requested.
     pub fn is_close_requested(&self) -> bool {
         self.flags.load(Ordering::Acquire) & CLOSE_REQUESTED != 0
+    }
+
+    /// Record the task that serves this connection (see
+    /// [`ConnectionManager::end_tasks`]).
+    pub fn attach_task(&self, task: tokio::task::AbortHandle) {
+        if let Ok(mut t) = self.task.lock() {
+            *t = Some(task);
+        }
     }
 
     /// Whether the connection was aborted.
@@ -617,6 +629,17 @@ impl ConnectionManager {
         for h in self.handles() {
             h.set_end_reason(ConnectionEndReason::AppShutdownTimeout);
             h.abort();
+        }
+    }
+
+    /// Cancel the task of every connection still registered: the last step
+    /// of a shutdown, for connections that did not end when aborted. Their
+    /// futures are dropped, which releases their places.
+    pub fn end_tasks(&self) {
+        for h in self.handles() {
+            if let Some(task) = h.task.lock().ok().and_then(|mut t| t.take()) {
+                task.abort();
+            }
         }
     }
 

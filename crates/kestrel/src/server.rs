@@ -208,7 +208,8 @@ async fn accept_loop<A: Application>(
                 let id = shared.manager.next_id();
                 match shared.manager.try_admit(id) {
                     Ok(guard) => {
-                        tokio::spawn(serve_connection(
+                        let handle = guard.handle().clone();
+                        let task = tokio::spawn(serve_connection(
                             guard,
                             conn,
                             bound.endpoint.clone(),
@@ -216,6 +217,7 @@ async fn accept_loop<A: Application>(
                             tags.clone(),
                             shared.clone(),
                         ));
+                        handle.attach_task(task.abort_handle());
                     }
                     Err(e) => {
                         metrics::connection_rejected(&tags);
@@ -471,6 +473,11 @@ impl RunningServer {
                 .is_err()
             {
                 events::not_all_connections_aborted();
+                // Whatever did not end when aborted is cancelled: no
+                // connection task outlives the server.
+                self.manager.end_tasks();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), self.manager.wait_drained()).await;
             }
         }
         self.heartbeat.abort();
