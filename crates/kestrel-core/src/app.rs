@@ -72,8 +72,32 @@ where
         &self,
         request: Request<RequestBody>,
     ) -> impl Future<Output = Result<Response<Self::Body>, BoxError>> + Send {
-        let fut = self(request);
-        async move { fut.await.into_app_result() }
+        AppResultFuture { fut: self(request) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An application closure's future with its output converted by
+    /// [`IntoAppResult`]: a plain wrapper, where an `async` block would copy
+    /// the closure's future (and the request it holds) once more per request.
+    struct AppResultFuture<Fut> {
+        #[pin]
+        fut: Fut,
+    }
+}
+
+impl<Fut, R> Future for AppResultFuture<Fut>
+where
+    Fut: Future<Output = R>,
+    R: IntoAppResult,
+{
+    type Output = Result<Response<R::Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project()
+            .fut
+            .poll(cx)
+            .map(IntoAppResult::into_app_result)
     }
 }
 
@@ -88,8 +112,43 @@ impl<A: Application> Application for Arc<A> {
     }
 }
 
+/// The panic policy, in one place for every protocol: a panic while the
+/// app's future is polled is the app's error ([`PanicError`]), not the
+/// server's. What the driver then does is the same everywhere: before the
+/// response started, a `500` with an empty body; after, the connection
+/// (HTTP/1) is aborted or the stream (HTTP/2, HTTP/3) reset with
+/// INTERNAL_ERROR — as for an app that returned an error.
+pub fn poll_app<F: Future>(
+    fut: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<F::Output, PanicError>> {
+    match catch_unwind(AssertUnwindSafe(move || fut.poll(cx))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+        Err(payload) => Poll::Ready(Err(PanicError::from_payload(payload))),
+    }
+}
+
+/// [`poll_app`]'s policy for a response body: a panic while a frame is
+/// polled becomes the body's error (a [`PanicError`]).
+pub fn poll_body<B>(
+    body: Pin<&mut B>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<http_body::Frame<B::Data>, BoxError>>>
+where
+    B: Body<Error: Into<BoxError>>,
+{
+    match catch_unwind(AssertUnwindSafe(move || body.poll_frame(cx))) {
+        Ok(Poll::Ready(Some(Err(e)))) => Poll::Ready(Some(Err(e.into()))),
+        Ok(Poll::Ready(Some(Ok(frame)))) => Poll::Ready(Some(Ok(frame))),
+        Ok(Poll::Ready(None)) => Poll::Ready(None),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(payload) => Poll::Ready(Some(Err(Box::new(PanicError::from_payload(payload))))),
+    }
+}
+
 /// A future that turns a panic of the inner future into an `Err` with the
-/// panic's message, so one bad request cannot take the server down.
+/// panic's message ([`poll_app`]), so one bad request cannot take the server down.
 pub struct CatchUnwind<F> {
     inner: Pin<Box<F>>,
 }
@@ -107,12 +166,7 @@ impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, PanicError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.inner.as_mut();
-        match catch_unwind(AssertUnwindSafe(move || inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(payload) => Poll::Ready(Err(PanicError::from_payload(payload))),
-        }
+        poll_app(self.inner.as_mut(), cx)
     }
 }
 

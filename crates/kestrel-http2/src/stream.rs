@@ -2,7 +2,6 @@
 //! application, and send its response under HTTP/2 flow control.
 
 use std::future::{poll_fn, Future};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -1030,13 +1029,11 @@ fn poll_body<B>(body: std::pin::Pin<&mut B>, cx: &mut std::task::Context<'_>) ->
 where
     B: Body<Data = Bytes, Error: Into<BoxError>>,
 {
-    match catch_unwind(AssertUnwindSafe(|| body.poll_frame(cx))) {
-        Ok(Poll::Ready(Some(Ok(f)))) => Poll::Ready(BodyEvent::Frame(f)),
-        Ok(Poll::Ready(Some(Err(e)))) => Poll::Ready(BodyEvent::Failed(e.into())),
-        Ok(Poll::Ready(None)) => Poll::Ready(BodyEvent::End),
-        Ok(Poll::Pending) => Poll::Pending,
-        Err(p) => Poll::Ready(BodyEvent::Failed(Box::new(PanicError::from_payload(p)))),
-    }
+    kestrel_core::app::poll_body(body, cx).map(|polled| match polled {
+        Some(Ok(f)) => BodyEvent::Frame(f),
+        Some(Err(e)) => BodyEvent::Failed(e),
+        None => BodyEvent::End,
+    })
 }
 
 /// Stops timing a response write when dropped.

@@ -720,6 +720,25 @@ fn split_authority(value: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     Some((host, port))
 }
 
+/// The bytes a `reg-name` may hold besides percent-encodings (RFC 3986
+/// §3.2.2: unreserved and sub-delims), as a table: one load per byte.
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let extra = b"-._~!$&'()*+,;=";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 fn valid_reg_name(host: &[u8]) -> bool {
     let mut i = 0;
     while i < host.len() {
@@ -732,7 +751,7 @@ fn valid_reg_name(host: &[u8]) -> bool {
             i += 3;
             continue;
         }
-        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)) {
+        if !REG_NAME[usize::from(b)] {
             return false;
         }
         i += 1;
