@@ -28,7 +28,9 @@
 //! ones with their certificate (PEM or PFX, relative to the content root),
 //! `Sni`, `ClientCertificateMode` and `SslProtocols`;
 //! `Kestrel:EndpointDefaults`; `Kestrel:Certificates:Default` for `https://`
-//! URLs and HTTPS endpoints without a certificate; and the sockets passed by
+//! URLs and HTTPS endpoints without a certificate (certificate files are
+//! watched and reloaded on change unless
+//! `Kestrel:DisableCertificateFileWatching` is `true`); and the sockets passed by
 //! systemd socket activation. Then the `configure` callback runs, so code
 //! wins over configuration.
 
@@ -116,7 +118,8 @@ pub fn kestrel_from_context(
             #[cfg(feature = "tls")]
             {
                 use kestrel_tls::ListenOptionsHttpsExt;
-                let https = tls::endpoint_https(ep, &defaults, default_cert.as_ref())?;
+                let https = tls::endpoint_https(ep, &defaults, default_cert.as_ref())?
+                    .with_certificate_file_watching(!section.disable_certificate_file_watching);
                 lo.try_use_https(https)?;
             }
             #[cfg(not(feature = "tls"))]
@@ -132,7 +135,8 @@ pub fn kestrel_from_context(
     let mut server = KestrelServer::new(options);
     #[cfg(feature = "tls")]
     {
-        let mut https = kestrel_tls::HttpsOptions::new();
+        let mut https = kestrel_tls::HttpsOptions::new()
+            .with_certificate_file_watching(!section.disable_certificate_file_watching);
         tls::apply_settings(&mut https, &defaults, "Kestrel:EndpointDefaults")?;
         if let Some(cert) = default_cert {
             https = https.with_certificate(cert);
