@@ -60,6 +60,20 @@ pub trait StartedServer: Send + 'static {
     /// Stop gracefully: stop accepting, let in-flight requests finish within
     /// `timeout`, then abort what is left.
     fn stop(self: Box<Self>, timeout: Duration) -> BoxFuture<'static, ()>;
+
+    /// Apply a configuration read again (`reloadOnChange`, SIGHUP): e.g.
+    /// bind added endpoints and stop removed ones, draining their
+    /// connections within `drain_timeout`. An error means the new
+    /// configuration was refused and nothing changed (the host logs it).
+    /// The default does nothing.
+    fn reload(
+        &mut self,
+        configuration: Configuration,
+        drain_timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), BoxError>> {
+        let _ = (configuration, drain_timeout);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// Builds the server once the configuration is known.
