@@ -253,6 +253,12 @@ impl WebHost {
         tracing::info!(target: "kestrel::hosting", "Content root path: {}", self.context.content_root.display());
         let addresses = Arc::new(Mutex::new(started.addresses()));
         let server: SharedServer = Arc::new(tokio::sync::Mutex::new(Some(started)));
+        #[cfg(unix)]
+        let restarter = if self.reload.is_some() {
+            crate::restart::Restarter::start(server.clone(), self.lifetime.clone())
+        } else {
+            None
+        };
         let reloader = self.reload.take().map(|plan| {
             let files = Sources::files(&self.context.content_root, &self.context.environment);
             let sources = plan.sources;
@@ -274,6 +280,8 @@ impl WebHost {
             server,
             addresses,
             reloader,
+            #[cfg(unix)]
+            restarter,
             signals: Some(signals),
             lifetime: self.lifetime,
             shutdown_timeout: self.shutdown_timeout,
@@ -295,6 +303,8 @@ pub struct RunningHost {
     server: SharedServer,
     addresses: Arc<Mutex<Vec<String>>>,
     reloader: Option<Reloader>,
+    #[cfg(unix)]
+    restarter: Option<crate::restart::Restarter>,
     signals: Option<ShutdownSignals>,
     lifetime: ApplicationLifetime,
     shutdown_timeout: Duration,
@@ -344,6 +354,10 @@ impl RunningHost {
         self.lifetime.fire_stopping();
         if let Some(reloader) = self.reloader.take() {
             reloader.stop();
+        }
+        #[cfg(unix)]
+        if let Some(restarter) = self.restarter.take() {
+            restarter.stop();
         }
         // Waits for a reload in progress to finish.
         let server = self.server.lock().await.take();

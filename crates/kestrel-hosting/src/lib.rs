@@ -18,6 +18,8 @@
 //!   socket activation and `sd_notify`;
 //! * [`reload`]: configuration reload on file change or SIGHUP
 //!   (`Logging:LogLevel`, `AllowedHosts`, and the server's endpoints);
+//! * `restart` (Unix): zero-downtime restart on SIGUSR2, handing the
+//!   listening sockets to a new process of the server;
 //! * [`server`]: the [`Server`] trait the host runs.
 //!
 //! This crate knows a server only through the [`Server`] trait: it does not
@@ -32,6 +34,8 @@ pub mod lifetime;
 pub mod middleware;
 pub mod pipeline;
 pub mod reload;
+#[cfg(unix)]
+pub mod restart;
 pub mod server;
 pub mod systemd;
 #[cfg(feature = "tower")]

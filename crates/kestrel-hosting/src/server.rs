@@ -74,6 +74,18 @@ pub trait StartedServer: Send + 'static {
         let _ = (configuration, drain_timeout);
         Box::pin(std::future::ready(Ok(())))
     }
+
+    /// Copies of the listening sockets, for a zero-downtime restart
+    /// (`crate::restart`). The default has none (no restart possible).
+    #[cfg(unix)]
+    fn listening_sockets(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        Ok(Vec::new())
+    }
+
+    /// The sockets now serve a new process (a zero-downtime restart): the
+    /// server must leave shared resources such as Unix socket files in
+    /// place when it stops. The default does nothing.
+    fn handed_over(&mut self) {}
 }
 
 /// Builds the server once the configuration is known.

@@ -81,6 +81,10 @@ pub(crate) struct EndpointGroup {
     stop: watch::Sender<bool>,
     loops: JoinSet<()>,
     connections: Arc<TrackedConnections>,
+    /// Copies of the listening sockets, for a zero-downtime restart (closed
+    /// as soon as the endpoint stops accepting).
+    #[cfg(unix)]
+    sockets: Vec<std::os::fd::OwnedFd>,
 }
 
 impl std::fmt::Debug for EndpointGroup {
@@ -104,7 +108,18 @@ impl EndpointGroup {
         let target = listeners.first().map(|l| l.endpoint.target.clone());
         let mut addresses = Vec::new();
         let mut loops = JoinSet::new();
+        #[cfg(unix)]
+        let mut sockets = Vec::new();
         for l in listeners {
+            #[cfg(unix)]
+            if let Some(fd) = l.listener.as_fd() {
+                match fd.try_clone_to_owned() {
+                    Ok(fd) => sockets.push(fd),
+                    Err(e) => {
+                        tracing::warn!(target: "kestrel", address = %l.address, error = %e, "cannot keep a copy of the listening socket; a zero-downtime restart will not hand it over")
+                    }
+                }
+            }
             if !addresses.contains(&l.address) {
                 addresses.push(l.address.clone());
             }
@@ -117,6 +132,8 @@ impl EndpointGroup {
             stop,
             loops,
             connections,
+            #[cfg(unix)]
+            sockets,
         }
     }
 
@@ -130,6 +147,8 @@ impl EndpointGroup {
     pub(crate) async fn stop_accepting(&mut self) {
         self.signal_stop();
         while self.loops.join_next().await.is_some() {}
+        #[cfg(unix)]
+        self.sockets.clear();
     }
 
     /// Ask this endpoint's connections to close after their current request
@@ -197,6 +216,20 @@ impl Endpoints {
 }
 
 impl crate::RunningServer {
+    /// Copies of every listening socket (TCP and Unix), for handing them to
+    /// a new process of this server (a zero-downtime restart: `kill -USR2`,
+    /// see `kestrel_hosting::restart`). The server keeps accepting on its own.
+    #[cfg(unix)]
+    pub fn listening_sockets(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        let mut out = Vec::new();
+        for g in &self.endpoints.groups {
+            for fd in &g.sockets {
+                out.push(fd.try_clone()?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Change endpoints while serving (what a configuration reload does,
     /// Kestrel's `KestrelConfigurationLoader.Reload`): the endpoints whose
     /// [`config_name`](kestrel_core::ListenOptions::config_name) is in

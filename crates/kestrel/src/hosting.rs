@@ -137,7 +137,13 @@ pub fn kestrel_from_context(
     if let Some(p) = defaults.protocols {
         options.configure_endpoint_defaults(move |l: &mut ListenOptions| l.protocols = p);
     }
-    for fd in &ctx.listen_fds {
+    #[cfg(unix)]
+    let handover = crate::handover::is_handover();
+    #[cfg(not(unix))]
+    let handover = false;
+    // After a zero-downtime restart the inherited sockets are adopted by the
+    // endpoints with their addresses (crate::handover), not added as endpoints.
+    for fd in ctx.listen_fds.iter().filter(|_| !handover) {
         tracing::info!(target: "kestrel", fd, "listening on a socket passed by systemd");
         options.listen(BindTarget::Fd(*fd), |_| {});
     }
@@ -353,6 +359,8 @@ impl Server for HostedKestrel {
                 .prefer_urls(urls.prefer_hosting_urls)
                 .start(app)
                 .await?;
+            #[cfg(unix)]
+            crate::handover::close_unclaimed();
             Ok(Box::new(StartedKestrel {
                 running,
                 reload: self.reload,
@@ -477,6 +485,16 @@ impl StartedServer for StartedKestrel {
             .iter()
             .map(|a| a.to_string())
             .collect()
+    }
+
+    #[cfg(unix)]
+    fn listening_sockets(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        self.running.listening_sockets()
+    }
+
+    fn handed_over(&mut self) {
+        #[cfg(all(unix, feature = "unix"))]
+        kestrel_transport::unix::keep_socket_files_on_drop();
     }
 
     fn reload(

@@ -31,6 +31,8 @@
 mod bind;
 mod endpoints;
 mod error;
+#[cfg(unix)]
+pub mod handover;
 /// Kestrel under `kestrel-hosting`'s web host (feature `hosting`, on by
 /// default): `use_kestrel` and the configuration binding.
 #[cfg(feature = "hosting")]
