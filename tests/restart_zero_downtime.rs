@@ -302,9 +302,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_demo(root: &Path, port: u16, sock: &Path) -> demo_process::Demo {
+fn start_demo(root: &Path, port: u16, sock: &Path, notify: Option<&Path>) -> demo_process::Demo {
     let urls = format!("http://127.0.0.1:{port};http://unix:{}", sock.display());
-    let cmd = demo_process::command(
+    let mut cmd = demo_process::command(
         root,
         &[
             "--urls",
@@ -314,9 +314,28 @@ fn start_demo(root: &Path, port: u16, sock: &Path) -> demo_process::Demo {
             "--hostBuilder:reloadConfigOnChange=false",
         ],
     );
+    if let Some(n) = notify {
+        cmd.env("NOTIFY_SOCKET", n);
+    }
     let demo = demo_process::spawn(cmd);
     demo.wait_for("Application started");
     demo
+}
+
+/// A stand-in for systemd's notification socket: every datagram received.
+fn notify_listener(path: &Path) -> Arc<Mutex<Vec<String>>> {
+    let socket = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let out = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = socket.recv(&mut buf) {
+            out.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    seen
 }
 
 /// How many restarts in a row.
@@ -327,7 +346,9 @@ async fn restarts_under_load_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let sock = dir.path().join("k.sock");
-    let mut demo = start_demo(dir.path(), port, &sock);
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let notified = notify_listener(&notify_path);
+    let mut demo = start_demo(dir.path(), port, &sock, Some(&notify_path));
     let tcp: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let figures = Arc::new(Figures::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -348,6 +369,7 @@ async fn restarts_under_load_lose_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut pid = demo.child.id();
     let first = pid;
+    let mut pids = vec![pid];
     let mut guards = Vec::new();
     for round in 0..ROUNDS {
         signal(pid, "-USR2");
@@ -368,6 +390,7 @@ async fn restarts_under_load_lose_nothing() {
         }
         assert!(sock.exists(), "the Unix socket file survives the hand-over");
         pid = next;
+        pids.push(pid);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -399,6 +422,16 @@ async fn restarts_under_load_lose_nothing() {
     assert!(refused.is_empty(), "refused connections: {refused:?}");
     assert!(ok_tcp > 0 && ok_unix > 0 && ok_h2 > 0);
     assert!(!sock.exists(), "the last process removes the socket file");
+    // systemd (NotifyAccess=all) hears READY=1 once, then each new MAINPID
+    // (sent by the process being replaced), then the last one's STOPPING=1.
+    let mut want = vec!["READY=1".to_string()];
+    want.extend(pids[1..].iter().map(|p| format!("MAINPID={p}")));
+    want.push("STOPPING=1".into());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while notified.lock().unwrap().len() < want.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(*notified.lock().unwrap(), want);
 }
 
 #[test]
@@ -406,7 +439,7 @@ fn a_new_process_that_fails_to_start_leaves_the_old_one_serving() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let sock = dir.path().join("k.sock");
-    let mut demo = start_demo(dir.path(), port, &sock);
+    let mut demo = start_demo(dir.path(), port, &sock, None);
     // The new process will read this and refuse to start (exit status 2).
     std::fs::write(dir.path().join("appsettings.json"), "{ not json").unwrap();
     signal(demo.child.id(), "-USR2");

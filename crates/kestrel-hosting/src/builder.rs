@@ -275,6 +275,11 @@ impl WebHost {
             )
         });
         systemd::notify_logged("READY=1");
+        #[cfg(unix)]
+        if std::env::var_os(crate::restart::HANDOVER_ENV).is_some() {
+            // READY=1 went to the old process; the rest goes to systemd.
+            systemd::redirect_after_handover_ready();
+        }
         self.lifetime.fire_started();
         Ok(RunningHost {
             server,

@@ -24,7 +24,10 @@
 //!    systemd.
 //! 4. On `READY=1` this process keeps the Unix socket files (they serve the
 //!    new process now), tells systemd `MAINPID=<new pid>` when it runs under
-//!    systemd, and shuts down gracefully. If the new process exits first, or
+//!    systemd (`NotifyAccess=all`), and shuts down gracefully. The new
+//!    process sends its later notifications (`STOPPING=1`, the next
+//!    restart's `MAINPID=`) to systemd's socket, passed in
+//!    `KESTREL_UPSTREAM_NOTIFY_SOCKET`. If the new process exits first, or
 //!    is not ready within [`READY_TIMEOUT`], it is killed (on timeout) and
 //!    this process serves on.
 
@@ -112,6 +115,8 @@ impl Restarter {
                         if let Err(e) = crate::systemd::notify(&format!("MAINPID={pid}")) {
                             tracing::warn!(target: "kestrel::hosting", error = %e, "could not tell systemd the new MAINPID");
                         }
+                        // systemd follows the new process now: no STOPPING=1 from this one.
+                        crate::systemd::fall_silent();
                         lifetime.stop_application();
                         return;
                     }
@@ -186,6 +191,10 @@ async fn restart(server: &SharedServer, timeout: Duration) -> Result<u32, Restar
         .env_remove("LISTEN_FDNAMES")
         .env(HANDOVER_ENV, me.to_string())
         .env("NOTIFY_SOCKET", &notify_path);
+    match crate::systemd::notify_socket() {
+        Some(upstream) => cmd.env(crate::systemd::UPSTREAM_NOTIFY_SOCKET_ENV, upstream),
+        None => cmd.env_remove(crate::systemd::UPSTREAM_NOTIFY_SOCKET_ENV),
+    };
     cmd.fd_mappings(mappings).map_err(|e| RestartError::Io {
         what: "mapping the listening sockets",
         source: std::io::Error::other(e),
