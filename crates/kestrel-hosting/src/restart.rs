@@ -55,6 +55,10 @@ pub enum RestartError {
     /// The server is stopping (or stopped).
     #[error("the server is stopping")]
     Stopped,
+    /// The process was started by systemd socket activation: its sockets
+    /// belong to systemd, which keeps them open across `systemctl restart`.
+    #[error("the sockets come from systemd socket activation: restart with `systemctl restart` (systemd keeps the sockets open, so nothing is refused)")]
+    SocketActivated,
     /// The server has no listening socket to hand over.
     #[error("the server has no listening socket to hand over")]
     NoSockets,
@@ -150,6 +154,9 @@ fn executable() -> std::io::Result<PathBuf> {
 /// ready; returns its pid. On success the server has been told to keep its
 /// Unix socket files.
 async fn restart(server: &SharedServer, timeout: Duration) -> Result<u32, RestartError> {
+    if !crate::systemd::listen_fds().is_empty() && std::env::var_os(HANDOVER_ENV).is_none() {
+        return Err(RestartError::SocketActivated);
+    }
     let sockets: Vec<OwnedFd> = {
         let guard = server.lock().await;
         let Some(s) = guard.as_ref() else {
