@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "support/demo_process.rs"]
 mod demo_process;
+#[path = "support/h2client.rs"]
+mod h2client;
 mod support;
 
 use std::io::Write;
@@ -411,4 +413,58 @@ fn sighup_reloads_with_file_watching_off_and_levels_and_allowed_hosts_apply() {
     assert_eq!(http_get(a, "example.com"), Some(200));
     assert_eq!(http_get(c, "example.com"), Some(200));
     demo.wait_for("configuration reloaded");
+}
+
+#[tokio::test]
+async fn a_changed_endpoint_is_rebound_at_its_address_with_its_new_settings() {
+    capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let with_protocols = |p: &str| {
+        format!(
+            r#"{{ "Kestrel": {{ "Endpoints": {{ "Web": {{ "Url": "{url}", "Protocols": "{p}" }} }} }} }}"#
+        )
+    };
+    write_in_place(root, &with_protocols("Http1AndHttp2"));
+    let host = start_host(root).await;
+    assert_eq!(host.addresses(), std::slice::from_ref(&url));
+    let addr = socket(&url);
+    // HTTP/2 with prior knowledge is served on the cleartext endpoint.
+    let mut h2 = h2client::connect(addr).await;
+    let (resp, _) = h2client::get(&mut h2, "/").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut old = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(get(&mut old, "localhost").await.unwrap().0, 200);
+
+    write_in_place(root, &with_protocols("Http1"));
+    wait_log(&["Stopped listening on", &url]).await;
+    wait_log(&["Now listening on", &url]).await;
+    assert_eq!(
+        host.addresses(),
+        std::slice::from_ref(&url),
+        "same address, bound again"
+    );
+    // The old endpoint's idle connection was closed; HTTP/1.1 is served on
+    // the new one, HTTP/2 prior knowledge no longer is.
+    assert!(get(&mut old, "localhost").await.is_err());
+    let mut fresh = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(get(&mut fresh, "localhost").await.unwrap().0, 200);
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let h2_again = tokio::time::timeout(Duration::from_secs(5), h2::client::handshake(tcp)).await;
+    let refused = match h2_again {
+        Ok(Ok((send, conn))) => {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            match send.ready().await {
+                Ok(mut send) => h2client::get(&mut send, "/").await.is_err(),
+                Err(_) => true,
+            }
+        }
+        _ => true,
+    };
+    assert!(refused, "an HTTP/1-only endpoint does not speak HTTP/2");
+    host.stop().await;
 }
