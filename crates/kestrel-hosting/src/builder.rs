@@ -248,9 +248,6 @@ impl WebHost {
             .start(self.pipeline.clone(), self.urls.clone())
             .await
             .map_err(HostError::Server)?;
-        tracing::info!(target: "kestrel::hosting", "Application started. Press Ctrl+C to shut down.");
-        tracing::info!(target: "kestrel::hosting", "Hosting environment: {}", self.context.environment);
-        tracing::info!(target: "kestrel::hosting", "Content root path: {}", self.context.content_root.display());
         let addresses = Arc::new(Mutex::new(started.addresses()));
         let server: SharedServer = Arc::new(tokio::sync::Mutex::new(Some(started)));
         #[cfg(unix)]
@@ -274,6 +271,11 @@ impl WebHost {
                 },
             )
         });
+        // The SIGHUP and SIGUSR2 handlers are in place before anyone can know
+        // we are up (the log lines, READY=1).
+        tracing::info!(target: "kestrel::hosting", "Application started. Press Ctrl+C to shut down.");
+        tracing::info!(target: "kestrel::hosting", "Hosting environment: {}", self.context.environment);
+        tracing::info!(target: "kestrel::hosting", "Content root path: {}", self.context.content_root.display());
         systemd::notify_logged("READY=1");
         #[cfg(unix)]
         if std::env::var_os(crate::restart::HANDOVER_ENV).is_some() {
