@@ -178,6 +178,10 @@ pub struct ListenOptions {
     /// `http` or `https`: how the endpoint's address is shown. The TLS
     /// middleware's `use_https` sets `Https`.
     pub scheme: crate::endpoint::Scheme,
+    /// The `Kestrel:Endpoints:<Name>` this endpoint was read from (`None`
+    /// for endpoints from code or URLs). A configuration reload replaces
+    /// the endpoints by name (Kestrel's `EndpointConfig`).
+    pub config_name: Option<String>,
     middleware: Vec<Arc<dyn ConnectionMiddleware>>,
 }
 
@@ -187,6 +191,7 @@ impl fmt::Debug for ListenOptions {
             .field("target", &self.target)
             .field("protocols", &self.protocols)
             .field("scheme", &self.scheme)
+            .field("config_name", &self.config_name)
             .field("middleware", &self.middleware.len())
             .finish()
     }
@@ -199,6 +204,7 @@ impl ListenOptions {
             target,
             protocols: HttpProtocols::default(),
             scheme: crate::endpoint::Scheme::Http,
+            config_name: None,
             middleware: Vec::new(),
         }
     }

@@ -27,6 +27,7 @@
 //! from the environment, command line and code first, to find the files.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kestrel_core::BoxError;
@@ -35,7 +36,11 @@ use crate::config::{ConfigError, Configuration, ConfigurationBuilder};
 use crate::kestrel_config::{parse_time_span, KestrelConfigError};
 use crate::lifetime::{ApplicationLifetime, ShutdownSignals};
 use crate::pipeline::{ApplicationBuilder, Pipeline};
-use crate::server::{HostContext, HostingUrls, ServerFactory, StartedServer};
+use crate::reload::{
+    allowed_hosts, ReloadTargets, ReloadableHostFiltering, Reloader, SharedServer,
+    RELOAD_CONFIG_ON_CHANGE_KEY,
+};
+use crate::server::{HostContext, HostingUrls, ServerFactory};
 use crate::systemd;
 
 /// The default shutdown timeout (.NET 6+ hosts wait 30 s).
@@ -70,6 +75,10 @@ pub enum HostError {
     /// Middleware set up from configuration refused its settings.
     #[error("{0}")]
     Middleware(String),
+    /// The running server refused a reloaded configuration (e.g. an
+    /// address in use, a bad `Kestrel` key); nothing changed.
+    #[error("{0}")]
+    Reload(#[source] BoxError),
 }
 
 type Configure = Box<dyn FnOnce(&HostContext, &mut ApplicationBuilder) + Send + 'static>;
@@ -83,6 +92,78 @@ pub struct WebHost {
     urls: HostingUrls,
     shutdown_timeout: Duration,
     lifetime: ApplicationLifetime,
+    /// How to read the configuration again (default builder only).
+    reload: Option<ReloadPlan>,
+}
+
+/// What the host needs to reload its configuration.
+#[derive(Debug)]
+struct ReloadPlan {
+    sources: Sources,
+    watch_files: bool,
+    host_filtering: ReloadableHostFiltering,
+}
+
+/// The configuration sources of a builder, kept to read them again.
+#[derive(Debug, Clone)]
+struct Sources {
+    args: Vec<String>,
+    defaults: bool,
+    env_prefix: Option<String>,
+    settings: Vec<(String, String)>,
+}
+
+impl Sources {
+    fn base_layers(&self, b: ConfigurationBuilder) -> Result<ConfigurationBuilder, HostError> {
+        let mut b = b;
+        if let Some(prefix) = &self.env_prefix {
+            b = b.add_env_vars(prefix);
+        }
+        b = b.add_command_line(self.args.iter().cloned())?;
+        Ok(b.add_pairs(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+    }
+
+    /// The settings files for `environment` under `content_root`.
+    fn files(content_root: &Path, environment: &str) -> [PathBuf; 2] {
+        [
+            content_root.join("appsettings.json"),
+            content_root.join(format!("appsettings.{environment}.json")),
+        ]
+    }
+
+    fn read(&self) -> Result<HostContext, HostError> {
+        // Host settings first: they say which files to read.
+        let host = self.base_layers(ConfigurationBuilder::new())?.build();
+        let environment = host
+            .get("environment")
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or("Production")
+            .to_string();
+        let content_root = match host.get("contentRoot").filter(|p| !p.trim().is_empty()) {
+            Some(p) => {
+                let p = PathBuf::from(p);
+                if p.is_absolute() {
+                    p
+                } else {
+                    std::env::current_dir().unwrap_or_default().join(p)
+                }
+            }
+            None => std::env::current_dir().unwrap_or_default(),
+        };
+        let mut b = ConfigurationBuilder::new();
+        if self.defaults {
+            for file in Self::files(&content_root, &environment) {
+                b = b.add_json_file(file, true)?;
+            }
+        }
+        let configuration = self.base_layers(b)?.build();
+        Ok(HostContext {
+            configuration,
+            environment,
+            content_root,
+            listen_fds: systemd::listen_fds(),
+        })
+    }
 }
 
 impl std::fmt::Debug for dyn crate::server::Server {
@@ -167,13 +248,47 @@ impl WebHost {
             .start(self.pipeline.clone(), self.urls.clone())
             .await
             .map_err(HostError::Server)?;
+        let addresses = Arc::new(Mutex::new(started.addresses()));
+        let server: SharedServer = Arc::new(tokio::sync::Mutex::new(Some(started)));
+        #[cfg(unix)]
+        let restarter = if self.reload.is_some() {
+            crate::restart::Restarter::start(server.clone(), self.lifetime.clone())
+        } else {
+            None
+        };
+        let reloader = self.reload.take().map(|plan| {
+            let files = Sources::files(&self.context.content_root, &self.context.environment);
+            let sources = plan.sources;
+            Reloader::start(
+                files.to_vec(),
+                plan.watch_files,
+                Box::new(move || sources.read().map(|c| c.configuration)),
+                ReloadTargets {
+                    server: server.clone(),
+                    addresses: addresses.clone(),
+                    host_filtering: Some(plan.host_filtering),
+                    drain_timeout: self.shutdown_timeout,
+                },
+            )
+        });
+        // The SIGHUP and SIGUSR2 handlers are in place before anyone can know
+        // we are up (the log lines, READY=1).
         tracing::info!(target: "kestrel::hosting", "Application started. Press Ctrl+C to shut down.");
         tracing::info!(target: "kestrel::hosting", "Hosting environment: {}", self.context.environment);
         tracing::info!(target: "kestrel::hosting", "Content root path: {}", self.context.content_root.display());
         systemd::notify_logged("READY=1");
+        #[cfg(unix)]
+        if std::env::var_os(crate::restart::HANDOVER_ENV).is_some() {
+            // READY=1 went to the old process; the rest goes to systemd.
+            systemd::redirect_after_handover_ready();
+        }
         self.lifetime.fire_started();
         Ok(RunningHost {
-            server: Some(started),
+            server,
+            addresses,
+            reloader,
+            #[cfg(unix)]
+            restarter,
             signals: Some(signals),
             lifetime: self.lifetime,
             shutdown_timeout: self.shutdown_timeout,
@@ -192,7 +307,11 @@ impl WebHost {
 
 /// A started host.
 pub struct RunningHost {
-    server: Option<Box<dyn StartedServer>>,
+    server: SharedServer,
+    addresses: Arc<Mutex<Vec<String>>>,
+    reloader: Option<Reloader>,
+    #[cfg(unix)]
+    restarter: Option<crate::restart::Restarter>,
     signals: Option<ShutdownSignals>,
     lifetime: ApplicationLifetime,
     shutdown_timeout: Duration,
@@ -210,10 +329,10 @@ impl std::fmt::Debug for RunningHost {
 impl RunningHost {
     /// The bound addresses.
     pub fn addresses(&self) -> Vec<String> {
-        self.server
-            .as_ref()
-            .map(|s| s.addresses())
-            .unwrap_or_default()
+        self.addresses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The lifetime hooks.
@@ -240,7 +359,16 @@ impl RunningHost {
         tracing::info!(target: "kestrel::hosting", "Application is shutting down...");
         systemd::notify_logged("STOPPING=1");
         self.lifetime.fire_stopping();
-        if let Some(server) = self.server.take() {
+        if let Some(reloader) = self.reloader.take() {
+            reloader.stop();
+        }
+        #[cfg(unix)]
+        if let Some(restarter) = self.restarter.take() {
+            restarter.stop();
+        }
+        // Waits for a reload in progress to finish.
+        let server = self.server.lock().await.take();
+        if let Some(server) = server {
             let timeout = self.shutdown_timeout;
             // The server aborts what is left at `timeout` and waits up to 1 s
             // more for the aborts; never wait longer than that.
@@ -353,51 +481,26 @@ impl WebHostBuilder {
         &self.lifetime
     }
 
-    fn base_layers(&self, b: ConfigurationBuilder) -> Result<ConfigurationBuilder, HostError> {
-        let mut b = b;
-        if let Some(prefix) = &self.env_prefix {
-            b = b.add_env_vars(prefix);
+    fn sources(&self) -> Sources {
+        Sources {
+            args: self.args.clone(),
+            defaults: self.defaults,
+            env_prefix: self.env_prefix.clone(),
+            settings: self.settings.clone(),
         }
-        b = b.add_command_line(self.args.iter().cloned())?;
-        Ok(b.add_pairs(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
     }
 
     /// Read every configuration source (without building the pipeline or the server).
     pub fn build_context(&self) -> Result<HostContext, HostError> {
-        // Host settings first: they say which files to read.
-        let host = self.base_layers(ConfigurationBuilder::new())?.build();
-        let environment = host
-            .get("environment")
-            .filter(|e| !e.trim().is_empty())
-            .unwrap_or("Production")
-            .to_string();
-        let content_root = match host.get("contentRoot").filter(|p| !p.trim().is_empty()) {
-            Some(p) => {
-                let p = PathBuf::from(p);
-                if p.is_absolute() {
-                    p
-                } else {
-                    std::env::current_dir().unwrap_or_default().join(p)
-                }
-            }
-            None => std::env::current_dir().unwrap_or_default(),
-        };
-        let mut b = ConfigurationBuilder::new();
-        if self.defaults {
-            b = b
-                .add_json_file(content_root.join("appsettings.json"), true)?
-                .add_json_file(
-                    content_root.join(format!("appsettings.{environment}.json")),
-                    true,
-                )?;
-        }
-        let configuration = self.base_layers(b)?.build();
-        Ok(HostContext {
-            configuration,
-            environment,
-            content_root,
-            listen_fds: systemd::listen_fds(),
-        })
+        self.sources().read()
+    }
+
+    /// Read the configuration again when `appsettings.json` or
+    /// `appsettings.{Environment}.json` change (default `true` for the
+    /// default builder; the `hostBuilder:reloadConfigOnChange` setting).
+    /// `SIGHUP` reloads either way. See [`crate::reload`].
+    pub fn reload_config_on_change(self, reload: bool) -> Self {
+        self.use_setting(RELOAD_CONFIG_ON_CHANGE_KEY, reload.to_string())
     }
 
     /// Read the configuration, set up logging (default builder), build the
@@ -447,12 +550,23 @@ impl WebHostBuilder {
                     .trust_unix_socket_peers(true),
             );
         }
+        let mut reload = None;
         if self.defaults {
-            if let Some(hosts) = config.get("AllowedHosts").filter(|h| !h.trim().is_empty()) {
-                let filter = crate::middleware::host_filtering::HostFiltering::new(hosts)
-                    .map_err(|e| HostError::Middleware(format!("AllowedHosts: {e}")))?;
-                app.use_middleware(filter);
-            }
+            // Host filtering reads AllowedHosts again on each reload (an
+            // options monitor in ASP.NET Core).
+            let filter = ReloadableHostFiltering::new(allowed_hosts(config)?);
+            app.use_middleware(filter.clone());
+            let watch_files = match config.get(RELOAD_CONFIG_ON_CHANGE_KEY) {
+                Some(v) if !v.trim().is_empty() => {
+                    config_flag(config, RELOAD_CONFIG_ON_CHANGE_KEY)?
+                }
+                _ => true,
+            };
+            reload = Some(ReloadPlan {
+                sources: self.sources(),
+                watch_files,
+                host_filtering: filter,
+            });
         }
         for f in self.configure {
             f(&context, &mut app);
@@ -468,6 +582,7 @@ impl WebHostBuilder {
             urls,
             shutdown_timeout,
             lifetime: self.lifetime,
+            reload,
         })
     }
 }
@@ -526,6 +641,8 @@ pub fn log_filter_from_config(config: &Configuration) -> String {
 /// Console logging (tracing-subscriber `fmt`): `RUST_LOG` when set, else
 /// [`log_filter_from_config`]. Does nothing if a subscriber is already set.
 pub fn init_logging(config: &Configuration) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v).ok(),
@@ -536,10 +653,15 @@ pub fn init_logging(config: &Configuration) {
             .unwrap_or_else(|_| EnvFilter::new("info"))
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
+    // The filter is reloadable: a configuration reload changes the levels.
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_ansi(ansi))
         .try_init();
+    if installed.is_ok() {
+        crate::reload::set_log_filter_handle(handle);
+    }
 }
 
 #[cfg(test)]

@@ -316,6 +316,7 @@ const KESTREL_CHILDREN: &[&str] = &[
     "allowresponseheadercompression",
     "allowalternateschemes",
     "allowhostheaderoverride",
+    "disablecertificatefilewatching",
     "allowsynchronousio",
     "disablestringreuse",
 ];
@@ -443,6 +444,10 @@ pub struct KestrelSection {
     pub endpoint_defaults: TlsSettings,
     /// `Certificates:Default`: the certificate of HTTPS endpoints that name none.
     pub default_certificate: Option<CertificateSetting>,
+    /// `DisableCertificateFileWatching` (Kestrel's
+    /// `Microsoft.AspNetCore.Server.Kestrel.DisableCertificateFileWatching`
+    /// switch): do not watch certificate files for changes. Default `false`.
+    pub disable_certificate_file_watching: bool,
 }
 
 fn resolve(root: &Path, p: &str) -> PathBuf {
@@ -611,6 +616,10 @@ pub fn read_kestrel_section(
     out.endpoint_defaults = defaults;
     out.default_certificate =
         read_certificate(config, "Kestrel:Certificates:Default", content_root)?;
+    if let Some(v) = config.get("Kestrel:DisableCertificateFileWatching") {
+        out.disable_certificate_file_watching =
+            parse_bool("Kestrel:DisableCertificateFileWatching", v)?;
+    }
     for name in config.children("Kestrel:Endpoints") {
         let prefix = format!("Kestrel:Endpoints:{name}");
         let url_text = config

@@ -16,6 +16,10 @@
 //!   middleware (host filtering, forwarded headers, static files);
 //! * [`lifetime`] and [`systemd`]: signals, graceful shutdown, hooks,
 //!   socket activation and `sd_notify`;
+//! * [`reload`]: configuration reload on file change or SIGHUP
+//!   (`Logging:LogLevel`, `AllowedHosts`, and the server's endpoints);
+//! * `restart` (Unix): zero-downtime restart on SIGUSR2, handing the
+//!   listening sockets to a new process of the server;
 //! * [`server`]: the [`Server`] trait the host runs.
 //!
 //! This crate knows a server only through the [`Server`] trait: it does not
@@ -29,6 +33,9 @@ pub mod kestrel_config;
 pub mod lifetime;
 pub mod middleware;
 pub mod pipeline;
+pub mod reload;
+#[cfg(unix)]
+pub mod restart;
 pub mod server;
 pub mod systemd;
 #[cfg(feature = "tower")]

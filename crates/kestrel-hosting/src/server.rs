@@ -60,6 +60,32 @@ pub trait StartedServer: Send + 'static {
     /// Stop gracefully: stop accepting, let in-flight requests finish within
     /// `timeout`, then abort what is left.
     fn stop(self: Box<Self>, timeout: Duration) -> BoxFuture<'static, ()>;
+
+    /// Apply a configuration read again (`reloadOnChange`, SIGHUP): e.g.
+    /// bind added endpoints and stop removed ones, draining their
+    /// connections within `drain_timeout`. An error means the new
+    /// configuration was refused and nothing changed (the host logs it).
+    /// The default does nothing.
+    fn reload(
+        &mut self,
+        configuration: Configuration,
+        drain_timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), BoxError>> {
+        let _ = (configuration, drain_timeout);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Copies of the listening sockets, for a zero-downtime restart
+    /// (`crate::restart`). The default has none (no restart possible).
+    #[cfg(unix)]
+    fn listening_sockets(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        Ok(Vec::new())
+    }
+
+    /// The sockets now serve a new process (a zero-downtime restart): the
+    /// server must leave shared resources such as Unix socket files in
+    /// place when it stops. The default does nothing.
+    fn handed_over(&mut self) {}
 }
 
 /// Builds the server once the configuration is known.

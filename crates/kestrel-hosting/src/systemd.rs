@@ -38,10 +38,50 @@ fn listen_fds_from(pid: Option<&str>, fds: Option<&str>, me: u32) -> Vec<i32> {
     (3..3 + n).collect()
 }
 
+/// Where notifications go once a process started by a zero-downtime restart
+/// has told its predecessor it is ready: the service manager's socket the
+/// predecessor was given (or none). Set once.
+static AFTER_READY: std::sync::OnceLock<Option<std::ffi::OsString>> = std::sync::OnceLock::new();
+
+/// The variable that carries the service manager's notification socket to a
+/// process started by a zero-downtime restart (its `NOTIFY_SOCKET` is the
+/// old process's, for `READY=1`).
+pub const UPSTREAM_NOTIFY_SOCKET_ENV: &str = "KESTREL_UPSTREAM_NOTIFY_SOCKET";
+
+/// Set when this process handed its sockets to a new one: the service
+/// manager now follows the new process (`MAINPID=`), so this one must not
+/// say `STOPPING=1` on its way out.
+static SILENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Send no more notifications from this process (see [`SILENT`]).
+pub(crate) fn fall_silent() {
+    SILENT.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The notification socket in use: `NOTIFY_SOCKET`, or after a hand-over's
+/// `READY=1` the service manager's; none once this process handed over.
+pub fn notify_socket() -> Option<std::ffi::OsString> {
+    if SILENT.load(std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
+    match AFTER_READY.get() {
+        Some(target) => target.clone(),
+        None => std::env::var_os("NOTIFY_SOCKET"),
+    }
+}
+
+/// After `READY=1` went to the old process of a zero-downtime restart, send
+/// later notifications (`STOPPING=1`, the next restart's `MAINPID=`) to the
+/// service manager's socket instead.
+pub(crate) fn redirect_after_handover_ready() {
+    let upstream = std::env::var_os(UPSTREAM_NOTIFY_SOCKET_ENV).filter(|s| !s.is_empty());
+    let _ = AFTER_READY.set(upstream);
+}
+
 /// Send `state` (e.g. `"READY=1"`) to `NOTIFY_SOCKET`. Returns `Ok(false)`
 /// when the variable is not set.
 pub fn notify(state: &str) -> io::Result<bool> {
-    match std::env::var_os("NOTIFY_SOCKET") {
+    match notify_socket() {
         Some(path) => notify_to(&path.to_string_lossy(), state).map(|()| true),
         None => Ok(false),
     }

@@ -2,8 +2,8 @@
 //! a PKCS#12 (`.pfx`) file, or memory, and checked at load time.
 
 use std::fmt;
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
 use rustls::crypto::CryptoProvider;
@@ -30,10 +30,56 @@ const MEMORY: &str = "<memory>";
 /// Loading checks that the key belongs to the leaf certificate
 /// ([`TlsError::KeyMismatch`] otherwise) and logs a warning when the leaf is
 /// expired or not yet valid.
+///
+/// A certificate loaded from files ([`from_pem_files`](Self::from_pem_files),
+/// [`from_pkcs12_file`](Self::from_pkcs12_file)) remembers them: it can be
+/// [`reload`](Self::reload)ed in place, and every clone sees the new chain
+/// and key (the HTTPS middleware watches the files and does this; see
+/// `crate::watch`). Handshakes already done keep the key they used.
 #[derive(Clone)]
 pub struct Certificate {
-    key: Arc<CertifiedKey>,
+    key: Arc<RwLock<Arc<CertifiedKey>>>,
     source: Arc<str>,
+    origin: Option<Arc<FileOrigin>>,
+}
+
+/// The files a certificate was loaded from, and what they held then.
+struct FileOrigin {
+    kind: FileKind,
+    /// The bytes of each file at the last successful (or attempted) load, so
+    /// that an event on a neighbouring file does not reload, and a change
+    /// that failed to load is not retried until the files change again.
+    seen: Mutex<FileBytes>,
+}
+
+/// The bytes of each file of a certificate (`None`: unreadable).
+type FileBytes = Vec<Option<Vec<u8>>>;
+
+enum FileKind {
+    Pem { cert: PathBuf, key: PathBuf },
+    Pkcs12 { path: PathBuf, password: String },
+}
+
+impl FileKind {
+    fn paths(&self) -> Vec<&Path> {
+        match self {
+            FileKind::Pem { cert, key } if cert == key => vec![cert],
+            FileKind::Pem { cert, key } => vec![cert, key],
+            FileKind::Pkcs12 { path, .. } => vec![path],
+        }
+    }
+}
+
+/// What [`Certificate::reload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReloadOutcome {
+    /// The files hold what was loaded last: nothing to do.
+    Unchanged,
+    /// The files changed and the new certificate is in service.
+    Reloaded,
+    /// The certificate was not loaded from files.
+    NotFileBacked,
 }
 
 impl fmt::Debug for Certificate {
@@ -45,7 +91,7 @@ impl fmt::Debug for Certificate {
                 "subject",
                 &summary.as_ref().and_then(|s| s.subject_common_name.clone()),
             )
-            .field("chain_len", &self.key.cert.len())
+            .field("chain_len", &self.certified_key().cert.len())
             .finish_non_exhaustive()
     }
 }
@@ -63,17 +109,20 @@ impl Certificate {
         cert_path: impl AsRef<Path>,
         key_path: impl AsRef<Path>,
     ) -> Result<Self, TlsError> {
-        let (cert_path, key_path) = (cert_path.as_ref(), key_path.as_ref());
-        let cert_pem =
-            std::fs::read(cert_path).map_err(|e| TlsError::io("certificate", cert_path, e))?;
-        let key_pem =
-            std::fs::read(key_path).map_err(|e| TlsError::io("private key", key_path, e))?;
-        Self::from_pem_named(
-            &cert_pem,
-            &key_pem,
-            &cert_path.display().to_string(),
-            &key_path.display().to_string(),
-        )
+        let kind = FileKind::Pem {
+            cert: cert_path.as_ref().to_path_buf(),
+            key: key_path.as_ref().to_path_buf(),
+        };
+        let (cert, seen) = load_files(&kind)?;
+        Ok(cert.with_origin(kind, seen))
+    }
+
+    fn with_origin(mut self, kind: FileKind, seen: FileBytes) -> Self {
+        self.origin = Some(Arc::new(FileOrigin {
+            kind,
+            seen: Mutex::new(seen),
+        }));
+        self
     }
 
     fn from_pem_named(
@@ -96,9 +145,12 @@ impl Certificate {
     /// [`from_pkcs12`](Self::from_pkcs12) from a file, as Kestrel's
     /// `UseHttps("cert.pfx", "password")`.
     pub fn from_pkcs12_file(path: impl AsRef<Path>, password: &str) -> Result<Self, TlsError> {
-        let path = path.as_ref();
-        let der = std::fs::read(path).map_err(|e| TlsError::io("PKCS#12", path, e))?;
-        Self::from_pkcs12_named(&der, password, &path.display().to_string())
+        let kind = FileKind::Pkcs12 {
+            path: path.as_ref().to_path_buf(),
+            password: password.to_string(),
+        };
+        let (cert, seen) = load_files(&kind)?;
+        Ok(cert.with_origin(kind, seen))
     }
 
     fn from_pkcs12_named(der: &[u8], password: &str, name: &str) -> Result<Self, TlsError> {
@@ -183,8 +235,9 @@ impl Certificate {
             }
         }
         let cert = Certificate {
-            key: Arc::new(certified),
+            key: Arc::new(RwLock::new(Arc::new(certified))),
             source: name.into(),
+            origin: None,
         };
         cert.warn_if_not_valid_now();
         Ok(cert)
@@ -203,26 +256,67 @@ impl Certificate {
         }
     }
 
-    /// The certificate chain, DER-encoded, leaf first.
-    pub fn chain_der(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.key.cert.iter().map(|c| c.as_ref())
+    /// The certificate chain, DER-encoded, leaf first (as served now).
+    pub fn chain_der(&self) -> impl Iterator<Item = Vec<u8>> {
+        let key = self.certified_key();
+        let chain: Vec<Vec<u8>> = key.cert.iter().map(|c| c.as_ref().to_vec()).collect();
+        chain.into_iter()
     }
 
     /// The chain as PEM text (what a client needs to trust a self-signed certificate).
     pub fn chain_pem(&self) -> String {
         let mut out = String::new();
         for der in self.chain_der() {
-            out.push_str(&pem_encode("CERTIFICATE", der));
+            out.push_str(&pem_encode("CERTIFICATE", &der));
         }
         out
     }
 
     /// Subject, issuer and validity of the leaf certificate.
     pub fn summary(&self) -> Option<CertificateSummary> {
-        self.key
+        self.certified_key()
             .cert
             .first()
             .and_then(|c| CertificateSummary::parse(c.as_ref()))
+    }
+
+    /// The files this certificate was loaded from (empty when it was made
+    /// in memory): what a watcher has to watch.
+    pub fn file_paths(&self) -> Vec<PathBuf> {
+        self.origin
+            .as_ref()
+            .map(|o| o.kind.paths().into_iter().map(Path::to_path_buf).collect())
+            .unwrap_or_default()
+    }
+
+    /// Load the certificate again from its files if they changed since the
+    /// last load. On success every clone serves the new chain and key from
+    /// the next handshake on; connections already established keep theirs.
+    /// On failure (a half-written file, a wrong password, a key that does
+    /// not match) the certificate in service stays, and the error names the
+    /// file; the same bytes are not tried again, the next change is.
+    pub fn reload(&self) -> Result<ReloadOutcome, TlsError> {
+        let Some(origin) = &self.origin else {
+            return Ok(ReloadOutcome::NotFileBacked);
+        };
+        let mut seen = origin.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let now: FileBytes = origin
+            .kind
+            .paths()
+            .iter()
+            .map(|p| std::fs::read(p).ok())
+            .collect();
+        if now == *seen {
+            return Ok(ReloadOutcome::Unchanged);
+        }
+        *seen = now;
+        let (fresh, read) = load_files(&origin.kind)?;
+        // The files may have changed again between the two reads: remember
+        // what was actually loaded.
+        *seen = read;
+        let new_key = fresh.certified_key();
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = new_key;
+        Ok(ReloadOutcome::Reloaded)
     }
 
     /// Where the certificate was loaded from (a path or `<memory>`).
@@ -230,8 +324,37 @@ impl Certificate {
         &self.source
     }
 
-    pub(crate) fn certified_key(&self) -> &Arc<CertifiedKey> {
-        &self.key
+    /// The chain and key in service now.
+    pub(crate) fn certified_key(&self) -> Arc<CertifiedKey> {
+        self.key.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Load a certificate from its files; also returns the bytes read.
+fn load_files(kind: &FileKind) -> Result<(Certificate, FileBytes), TlsError> {
+    match kind {
+        FileKind::Pem { cert, key } => {
+            let cert_pem = std::fs::read(cert).map_err(|e| TlsError::io("certificate", cert, e))?;
+            let key_pem = std::fs::read(key).map_err(|e| TlsError::io("private key", key, e))?;
+            let loaded = Certificate::from_pem_named(
+                &cert_pem,
+                &key_pem,
+                &cert.display().to_string(),
+                &key.display().to_string(),
+            )?;
+            let seen = if cert == key {
+                vec![Some(cert_pem)]
+            } else {
+                vec![Some(cert_pem), Some(key_pem)]
+            };
+            Ok((loaded, seen))
+        }
+        FileKind::Pkcs12 { path, password } => {
+            let der = std::fs::read(path).map_err(|e| TlsError::io("PKCS#12", path, e))?;
+            let loaded =
+                Certificate::from_pkcs12_named(&der, password, &path.display().to_string())?;
+            Ok((loaded, vec![Some(der)]))
+        }
     }
 }
 

@@ -10,6 +10,11 @@
 //! * [`Certificate`]: PEM chain + key (PKCS#8, PKCS#1 RSA, SEC1 EC), PKCS#12
 //!   (`.pfx`) with a password, or DER in memory; the key is checked against
 //!   the certificate at load time, and an expired certificate logs a warning.
+//!   Certificates loaded from files are watched (the directory, so that a
+//!   rename over the file is seen) and reloaded when they change: new
+//!   handshakes use the new one, a file that fails to load leaves the old one
+//!   in service and logs an error naming it
+//!   ([`HttpsOptions::with_certificate_file_watching`] turns this off).
 //! * [`HttpsOptions`] (Kestrel's `HttpsConnectionAdapterOptions`): the default
 //!   certificate, an SNI map (exact names and `*.example.com` wildcards), a
 //!   certificate selector callback, client certificates
@@ -47,9 +52,10 @@ mod error;
 mod middleware;
 mod options;
 mod sni;
+mod watch;
 mod x509;
 
-pub use certificate::Certificate;
+pub use certificate::{Certificate, ReloadOutcome};
 pub use dev_cert::{DevCertificate, DEV_CERT_DIR_ENV};
 pub use error::TlsError;
 pub use middleware::{HttpsConnectionMiddleware, ListenOptionsHttpsExt};

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::error::TlsError;
 use crate::options::HttpsOptions;
+use crate::watch::CertificateWatcher;
 
 /// The first byte of every TLS handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -43,11 +45,16 @@ The plain HTTP request was sent to an HTTPS port.";
 ///   ALPN is closed after the handshake.
 /// * Every failure is logged at debug level with its reason (target
 ///   `kestrel::tls`): they are the clients' mistakes, not the server's.
+///
+/// When [`HttpsOptions::watch_certificate_files`] is on, the files of the
+/// file-backed certificates are watched as long as the middleware (or a
+/// clone) lives, and reloaded when they change.
 #[derive(Clone)]
 pub struct HttpsConnectionMiddleware {
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
     http2_only: bool,
+    _watcher: Option<Arc<CertificateWatcher>>,
 }
 
 impl std::fmt::Debug for HttpsConnectionMiddleware {
@@ -64,11 +71,17 @@ impl HttpsConnectionMiddleware {
     /// `protocols` (`h2` first, then `http/1.1`).
     pub fn new(options: &HttpsOptions, protocols: HttpProtocols) -> Result<Self, TlsError> {
         let config = options.server_config(protocols)?;
+        let watcher = if options.watch_certificate_files {
+            CertificateWatcher::start(options.certificates()).map(Arc::new)
+        } else {
+            None
+        };
         Ok(HttpsConnectionMiddleware {
             acceptor: TlsAcceptor::from(config),
             handshake_timeout: options.handshake_timeout,
             http2_only: protocols.contains(HttpProtocols::HTTP2)
                 && !protocols.contains(HttpProtocols::HTTP1),
+            _watcher: watcher,
         })
     }
 

@@ -124,6 +124,14 @@ pub struct HttpsOptions {
     pub handshake_timeout: Duration,
     /// The lowest accepted TLS version. Default TLS 1.2.
     pub min_protocol_version: TlsVersion,
+    /// Watch the files of file-backed certificates (the default certificate
+    /// and SNI entries loaded with `Certificate::from_pem_files` or
+    /// `from_pkcs12_file`) and reload them when they change: new handshakes
+    /// use the new certificate, established connections keep theirs.
+    /// Default `true`; Kestrel's `DisableCertificateFileWatching` switch
+    /// (configuration key `Kestrel:DisableCertificateFileWatching`) sets it
+    /// to `false`.
+    pub watch_certificate_files: bool,
     selector: Option<Selector>,
     sni: Vec<(String, Certificate)>,
     client_roots: Vec<CertificateDer<'static>>,
@@ -137,6 +145,7 @@ impl Default for HttpsOptions {
             client_certificate_mode: ClientCertificateMode::NoCertificate,
             handshake_timeout: Duration::from_secs(10),
             min_protocol_version: TlsVersion::Tls12,
+            watch_certificate_files: true,
             selector: None,
             sni: Vec::new(),
             client_roots: Vec::new(),
@@ -152,6 +161,7 @@ impl fmt::Debug for HttpsOptions {
             .field("client_certificate_mode", &self.client_certificate_mode)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("min_protocol_version", &self.min_protocol_version)
+            .field("watch_certificate_files", &self.watch_certificate_files)
             .field("selector", &self.selector.is_some())
             .field(
                 "sni",
@@ -266,6 +276,22 @@ impl HttpsOptions {
     pub fn with_min_protocol_version(mut self, version: TlsVersion) -> Self {
         self.min_protocol_version = version;
         self
+    }
+
+    /// Watch certificate files and reload them on change (default `true`;
+    /// see [`watch_certificate_files`](Self::watch_certificate_files)).
+    pub fn with_certificate_file_watching(mut self, watch: bool) -> Self {
+        self.watch_certificate_files = watch;
+        self
+    }
+
+    /// The default certificate and the SNI map's certificates.
+    pub(crate) fn certificates(&self) -> Vec<Certificate> {
+        self.server_certificate
+            .iter()
+            .cloned()
+            .chain(self.sni.iter().map(|(_, c)| c.clone()))
+            .collect()
     }
 
     /// The rustls configuration, with ALPN from `protocols`.

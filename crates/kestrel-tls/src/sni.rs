@@ -81,21 +81,21 @@ impl CertificateResolver {
     pub(crate) fn select(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         if let Some(selector) = &self.selector {
             if let Some(cert) = selector(server_name) {
-                return Some(cert.certified_key().clone());
+                return Some(cert.certified_key());
             }
         }
         if let Some(name) = server_name {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             if let Some(cert) = self.exact.get(&name) {
-                return Some(cert.certified_key().clone());
+                return Some(cert.certified_key());
             }
             for (suffix, cert) in &self.wildcards {
                 if name.len() > suffix.len() && name.ends_with(suffix.as_str()) {
-                    return Some(cert.certified_key().clone());
+                    return Some(cert.certified_key());
                 }
             }
         }
-        self.default.as_ref().map(|c| c.certified_key().clone())
+        self.default.as_ref().map(|c| c.certified_key())
     }
 }
 
@@ -128,7 +128,7 @@ mod tests {
             return "none".into();
         };
         all.iter()
-            .find(|(_, c)| Arc::ptr_eq(c.certified_key(), &chosen))
+            .find(|(_, c)| Arc::ptr_eq(&c.certified_key(), &chosen))
             .map(|(n, _)| n.to_string())
             .unwrap_or_else(|| "other".into())
     }

@@ -42,6 +42,14 @@ pub trait Listener: Send + 'static {
 
     /// The address this listener is bound to (with the real port after binding port 0).
     fn local_addr(&self) -> &Address;
+
+    /// The listening socket's descriptor, for listeners backed by one (TCP,
+    /// Unix): what a zero-downtime restart hands to the new process. `None`
+    /// (the default) for the others.
+    #[cfg(unix)]
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 impl<L: Listener + ?Sized> Listener for Box<L> {
@@ -51,6 +59,11 @@ impl<L: Listener + ?Sized> Listener for Box<L> {
 
     fn local_addr(&self) -> &Address {
         (**self).local_addr()
+    }
+
+    #[cfg(unix)]
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        (**self).as_fd()
     }
 }
 

@@ -251,6 +251,12 @@ impl Listener for TcpListener {
         Poll::Pending
     }
 
+    #[cfg(unix)]
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.inner.as_fd())
+    }
+
     fn local_addr(&self) -> &Address {
         &self.local_addr
     }

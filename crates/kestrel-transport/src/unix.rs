@@ -216,6 +216,20 @@ impl UnixListener {
         })
     }
 
+    /// Take charge of the socket file, as if this listener had bound it: it
+    /// is removed when the listener is dropped (if it is still the same
+    /// file). For a socket inherited from a previous process of the same
+    /// server (a zero-downtime restart), which gave the file up.
+    pub fn own_socket_file(&mut self) -> io::Result<()> {
+        if let Some(path) = &self.path {
+            let meta = std::fs::symlink_metadata(path)?;
+            if meta.file_type().is_socket() {
+                self.owned_file = Some((meta.dev(), meta.ino()));
+            }
+        }
+        Ok(())
+    }
+
     /// The socket path, if the socket is bound to one (not for abstract or
     /// unnamed sockets).
     pub fn path(&self) -> Option<&Path> {
@@ -268,9 +282,26 @@ impl Listener for UnixListener {
         Poll::Pending
     }
 
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.inner.as_fd())
+    }
+
     fn local_addr(&self) -> &Address {
         &self.local_addr
     }
+}
+
+/// Set once this process has handed its listening sockets to another one
+/// (a zero-downtime restart): the socket files now serve the new process, so
+/// no listener of this process removes its file any more.
+static KEEP_SOCKET_FILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, no [`UnixListener`] of this process removes its socket file
+/// when dropped (the sockets were handed to another process, which serves
+/// on at the same paths).
+pub fn keep_socket_files_on_drop() {
+    KEEP_SOCKET_FILES.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 impl Drop for UnixListener {
@@ -278,6 +309,9 @@ impl Drop for UnixListener {
         let (Some((dev, ino)), Some(path)) = (self.owned_file, self.path.as_deref()) else {
             return;
         };
+        if KEEP_SOCKET_FILES.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() && meta.dev() == dev && meta.ino() == ino => {
                 if let Err(e) = std::fs::remove_file(path) {

@@ -139,6 +139,30 @@ fn family_unavailable(e: &io::Error) -> bool {
     )
 }
 
+/// An inherited listener and its display address.
+type Inherited = (Box<dyn Listener>, BoundAddress);
+
+/// The listener inherited from the previous process for `addr` (a
+/// zero-downtime restart), with its display address.
+fn inherited_tcp(
+    addr: SocketAddr,
+    tcp: &TcpOptions,
+    scheme: Scheme,
+) -> Result<Option<Inherited>, StartError> {
+    #[cfg(unix)]
+    if let Some(l) = crate::handover::take_tcp(addr, tcp) {
+        let l = l.map_err(|e| bind_err(BoundAddress::ip(scheme, addr).to_string(), e))?;
+        let bound = match l.local_addr() {
+            kestrel_transport::Address::Ip(a) => *a,
+            _ => addr,
+        };
+        return Ok(Some((l, BoundAddress::ip(scheme, bound))));
+    }
+    #[cfg(not(unix))]
+    let _ = (addr, tcp, scheme);
+    Ok(None)
+}
+
 /// Bind one endpoint into one or more listeners.
 pub(crate) fn bind_endpoint(
     plan: EndpointPlan,
@@ -153,6 +177,9 @@ pub(crate) fn bind_endpoint(
     };
     match endpoint.target.clone() {
         BindTarget::Ip(addr) => {
+            if let Some(l) = inherited_tcp(addr, tcp, scheme)? {
+                return Ok(vec![mk(l.0, l.1)]);
+            }
             let l = bind_tcp(addr, tcp)
                 .map_err(|e| bind_err(BoundAddress::ip(scheme, addr).to_string(), e))?;
             let bound = l.local_socket_addr();
@@ -166,6 +193,10 @@ pub(crate) fn bind_endpoint(
                 IpAddr::V6(Ipv6Addr::LOCALHOST),
             ] {
                 let addr = SocketAddr::new(ip, port);
+                if let Some((l, _)) = inherited_tcp(addr, tcp, scheme)? {
+                    out.push(mk(l, shown.clone()));
+                    continue;
+                }
                 match bind_tcp(addr, tcp) {
                     Ok(l) => out.push(mk(Box::new(l), shown.clone())),
                     Err(e) if family_unavailable(&e) => {
@@ -187,6 +218,12 @@ pub(crate) fn bind_endpoint(
         }
         BindTarget::AnyIp(port) => {
             let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+            for any in [v6, v4] {
+                if let Some(l) = inherited_tcp(any, tcp, scheme)? {
+                    return Ok(vec![mk(l.0, l.1)]);
+                }
+            }
             let dual = TcpOptions {
                 only_v6: Some(false),
                 ..tcp.clone()
@@ -201,7 +238,6 @@ pub(crate) fn bind_endpoint(
                 }
                 Err(e) => {
                     tracing::debug!(target: "kestrel", "binding [::]:{port} failed ({e}); falling back to 0.0.0.0");
-                    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
                     let l = bind_tcp(v4, tcp)
                         .map_err(|e| bind_err(BoundAddress::ip(scheme, v4).to_string(), e))?;
                     let bound = l.local_socket_addr();
@@ -212,6 +248,10 @@ pub(crate) fn bind_endpoint(
         #[cfg(all(unix, feature = "unix"))]
         BindTarget::Unix(path) => {
             let display = BoundAddress::unix(scheme, &path);
+            if let Some(l) = crate::handover::take_unix(&path) {
+                let l = l.map_err(|e| bind_err(display.to_string(), e))?;
+                return Ok(vec![mk(l, display)]);
+            }
             let opts = kestrel_transport::unix::UnixOptions {
                 backlog: tcp.backlog,
                 ..Default::default()

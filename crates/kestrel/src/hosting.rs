@@ -28,7 +28,9 @@
 //! ones with their certificate (PEM or PFX, relative to the content root),
 //! `Sni`, `ClientCertificateMode` and `SslProtocols`;
 //! `Kestrel:EndpointDefaults`; `Kestrel:Certificates:Default` for `https://`
-//! URLs and HTTPS endpoints without a certificate; and the sockets passed by
+//! URLs and HTTPS endpoints without a certificate (certificate files are
+//! watched and reloaded on change unless
+//! `Kestrel:DisableCertificateFileWatching` is `true`); and the sockets passed by
 //! systemd socket activation. Then the `configure` callback runs, so code
 //! wins over configuration.
 
@@ -36,11 +38,11 @@ use std::time::Duration;
 
 use kestrel_core::{BindTarget, BoxError, HttpProtocols, KestrelServerOptions, ListenOptions};
 use kestrel_hosting::kestrel_config::{
-    bind_server_options, read_kestrel_section, KestrelConfigError,
+    bind_server_options, read_kestrel_section, EndpointSetting, KestrelConfigError, KestrelSection,
 };
 use kestrel_hosting::pipeline::Pipeline;
 use kestrel_hosting::server::{BoxFuture, HostContext, HostingUrls, Server, StartedServer};
-use kestrel_hosting::WebHostBuilder;
+use kestrel_hosting::{Configuration, WebHostBuilder};
 
 use crate::server::{KestrelServer, RunningServer};
 
@@ -67,12 +69,57 @@ impl WebHostBuilderKestrelExt for WebHostBuilder {
                 .map(str::trim)
                 .filter(|u| !u.is_empty())
                 .map(str::to_string);
+            let section = read_kestrel_section(&ctx.configuration, &ctx.content_root)?;
             Ok(Box::new(HostedKestrel {
                 server,
                 prometheus_url,
+                reload: Some(ReloadState {
+                    section,
+                    content_root: ctx.content_root.clone(),
+                }),
             }) as Box<dyn Server>)
         })
     }
+}
+
+/// The listen options of one `Kestrel:Endpoints:<Name>` entry.
+fn config_endpoint(
+    ep: &EndpointSetting,
+    section: &KestrelSection,
+    options: &KestrelServerOptions,
+    #[cfg(feature = "tls")] default_cert: Option<&kestrel_tls::Certificate>,
+) -> Result<ListenOptions, BoxError> {
+    let mut lo = ListenOptions::new(ep.url.target.clone());
+    lo.config_name = Some(ep.name.clone());
+    options.apply_endpoint_defaults(&mut lo);
+    if let Some(p) = ep.tls.protocols {
+        lo.protocols = p;
+    }
+    if lo.protocols == HttpProtocols::NONE {
+        return Err(Box::new(KestrelConfigError::Invalid {
+            key: format!("Kestrel:Endpoints:{}:Protocols", ep.name),
+            value: "None".into(),
+            reason: "an endpoint must enable at least one protocol".into(),
+        }));
+    }
+    if ep.url.scheme == kestrel_core::Scheme::Https {
+        #[cfg(feature = "tls")]
+        {
+            use kestrel_tls::ListenOptionsHttpsExt;
+            let https = tls::endpoint_https(ep, &section.endpoint_defaults, default_cert)?
+                .with_certificate_file_watching(!section.disable_certificate_file_watching);
+            lo.try_use_https(https)?;
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = section;
+            return Err(Box::new(crate::StartError::TlsNotConfigured(
+                ep.url.original.clone(),
+            )));
+        }
+    }
+    tracing::debug!(target: "kestrel", endpoint = %ep.name, url = %ep.url.original, "endpoint from configuration");
+    Ok(lo)
 }
 
 /// Build a [`KestrelServer`] from the host's configuration, then `configure`.
@@ -90,7 +137,13 @@ pub fn kestrel_from_context(
     if let Some(p) = defaults.protocols {
         options.configure_endpoint_defaults(move |l: &mut ListenOptions| l.protocols = p);
     }
-    for fd in &ctx.listen_fds {
+    #[cfg(unix)]
+    let handover = crate::handover::is_handover();
+    #[cfg(not(unix))]
+    let handover = false;
+    // After a zero-downtime restart the inherited sockets are adopted by the
+    // endpoints with their addresses (crate::handover), not added as endpoints.
+    for fd in ctx.listen_fds.iter().filter(|_| !handover) {
         tracing::info!(target: "kestrel", fd, "listening on a socket passed by systemd");
         options.listen(BindTarget::Fd(*fd), |_| {});
     }
@@ -100,31 +153,10 @@ pub fn kestrel_from_context(
         None => None,
     };
     for ep in &section.endpoints {
-        let mut lo = ListenOptions::new(ep.url.target.clone());
-        options.apply_endpoint_defaults(&mut lo);
-        if let Some(p) = ep.tls.protocols {
-            lo.protocols = p;
-        }
-        if lo.protocols == HttpProtocols::NONE {
-            return Err(Box::new(KestrelConfigError::Invalid {
-                key: format!("Kestrel:Endpoints:{}:Protocols", ep.name),
-                value: "None".into(),
-                reason: "an endpoint must enable at least one protocol".into(),
-            }));
-        }
-        if ep.url.scheme == kestrel_core::Scheme::Https {
-            #[cfg(feature = "tls")]
-            {
-                use kestrel_tls::ListenOptionsHttpsExt;
-                let https = tls::endpoint_https(ep, &defaults, default_cert.as_ref())?;
-                lo.try_use_https(https)?;
-            }
-            #[cfg(not(feature = "tls"))]
-            return Err(Box::new(crate::StartError::TlsNotConfigured(
-                ep.url.original.clone(),
-            )));
-        }
-        tracing::debug!(target: "kestrel", endpoint = %ep.name, url = %ep.url.original, "endpoint from configuration");
+        #[cfg(feature = "tls")]
+        let lo = config_endpoint(ep, &section, &options, default_cert.as_ref())?;
+        #[cfg(not(feature = "tls"))]
+        let lo = config_endpoint(ep, &section, &options)?;
         options.listen.push(lo);
     }
     configure(&mut options);
@@ -132,7 +164,8 @@ pub fn kestrel_from_context(
     let mut server = KestrelServer::new(options);
     #[cfg(feature = "tls")]
     {
-        let mut https = kestrel_tls::HttpsOptions::new();
+        let mut https = kestrel_tls::HttpsOptions::new()
+            .with_certificate_file_watching(!section.disable_certificate_file_watching);
         tls::apply_settings(&mut https, &defaults, "Kestrel:EndpointDefaults")?;
         if let Some(cert) = default_cert {
             https = https.with_certificate(cert);
@@ -276,6 +309,14 @@ mod tls {
 pub struct HostedKestrel {
     server: KestrelServer,
     prometheus_url: Option<String>,
+    reload: Option<ReloadState>,
+}
+
+/// What a configuration reload compares the new `Kestrel` section with.
+#[derive(Debug)]
+struct ReloadState {
+    section: KestrelSection,
+    content_root: std::path::PathBuf,
 }
 
 /// The configuration key that turns on the Prometheus `/metrics` endpoint
@@ -288,6 +329,7 @@ impl HostedKestrel {
         HostedKestrel {
             server,
             prometheus_url: None,
+            reload: None,
         }
     }
 }
@@ -317,8 +359,11 @@ impl Server for HostedKestrel {
                 .prefer_urls(urls.prefer_hosting_urls)
                 .start(app)
                 .await?;
+            #[cfg(unix)]
+            crate::handover::close_unclaimed();
             Ok(Box::new(StartedKestrel {
                 running,
+                reload: self.reload,
                 #[cfg(feature = "prometheus")]
                 prometheus,
             }) as Box<dyn StartedServer>)
@@ -329,8 +374,108 @@ impl Server for HostedKestrel {
 #[derive(Debug)]
 struct StartedKestrel {
     running: RunningServer,
+    reload: Option<ReloadState>,
     #[cfg(feature = "prometheus")]
     prometheus: Option<crate::prometheus::PrometheusEndpoint>,
+}
+
+impl StartedKestrel {
+    /// `Kestrel:Endpoints` read again: endpoints added, removed or changed
+    /// (by name) are bound, stopped and drained; unchanged ones are left
+    /// alone. The whole `Kestrel` section is checked first, as at start-up:
+    /// an error (naming the key, or the address that cannot be bound)
+    /// changes nothing.
+    async fn reload_endpoints(
+        &mut self,
+        configuration: Configuration,
+        drain_timeout: Duration,
+    ) -> Result<(), BoxError> {
+        let Some(state) = &mut self.reload else {
+            return Ok(());
+        };
+        bind_server_options(&configuration, &mut KestrelServerOptions::default())?;
+        let section = read_kestrel_section(&configuration, &state.content_root)?;
+        let old = &state.section;
+        let shared_changed = old.endpoint_defaults != section.endpoint_defaults
+            || old.default_certificate != section.default_certificate
+            || old.disable_certificate_file_watching != section.disable_certificate_file_watching;
+        let mut remove = Vec::new();
+        let mut added = Vec::new();
+        for o in &old.endpoints {
+            match section
+                .endpoints
+                .iter()
+                .find(|n| n.name.eq_ignore_ascii_case(&o.name))
+            {
+                None => remove.push(o.name.clone()),
+                Some(n) if n != o || shared_changed => {
+                    remove.push(o.name.clone());
+                    added.push(n);
+                }
+                Some(_) => {}
+            }
+        }
+        for n in &section.endpoints {
+            if !old
+                .endpoints
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&n.name))
+            {
+                added.push(n);
+            }
+        }
+        if remove.is_empty() && added.is_empty() {
+            tracing::debug!(target: "kestrel", "configuration reloaded: Kestrel:Endpoints unchanged");
+            state.section = section;
+            return Ok(());
+        }
+        let overridden = !old.endpoints.is_empty()
+            && !self
+                .running
+                .endpoints
+                .groups
+                .iter()
+                .any(|g| g.name.is_some());
+        if overridden {
+            tracing::warn!(target: "kestrel", "Kestrel:Endpoints changed, but the server listens on the URLs (preferHostingUrls): the change is not applied");
+            state.section = section;
+            return Ok(());
+        }
+        let mut options = KestrelServerOptions::default();
+        if let Some(p) = section.endpoint_defaults.protocols {
+            options.configure_endpoint_defaults(move |l: &mut ListenOptions| l.protocols = p);
+        }
+        #[cfg(feature = "tls")]
+        let default_cert = match &section.default_certificate {
+            Some(c)
+                if added
+                    .iter()
+                    .any(|e| e.url.scheme == kestrel_core::Scheme::Https) =>
+            {
+                Some(tls::load_certificate(c, "Kestrel:Certificates:Default")?)
+            }
+            _ => None,
+        };
+        let mut add = Vec::new();
+        for ep in &added {
+            #[cfg(feature = "tls")]
+            add.push(config_endpoint(
+                ep,
+                &section,
+                &options,
+                default_cert.as_ref(),
+            )?);
+            #[cfg(not(feature = "tls"))]
+            add.push(config_endpoint(ep, &section, &options)?);
+        }
+        let names: Vec<&str> = added.iter().map(|e| e.name.as_str()).collect();
+        tracing::info!(target: "kestrel", removed = ?remove, added = ?names, "configuration reloaded: applying the changes to Kestrel:Endpoints");
+        self.running
+            .reconfigure_endpoints(&remove, add, drain_timeout)
+            .await?;
+        state.section = section;
+        Ok(())
+    }
 }
 
 impl StartedServer for StartedKestrel {
@@ -340,6 +485,24 @@ impl StartedServer for StartedKestrel {
             .iter()
             .map(|a| a.to_string())
             .collect()
+    }
+
+    #[cfg(unix)]
+    fn listening_sockets(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        self.running.listening_sockets()
+    }
+
+    fn handed_over(&mut self) {
+        #[cfg(all(unix, feature = "unix"))]
+        kestrel_transport::unix::keep_socket_files_on_drop();
+    }
+
+    fn reload(
+        &mut self,
+        configuration: Configuration,
+        drain_timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(self.reload_endpoints(configuration, drain_timeout))
     }
 
     fn stop(self: Box<Self>, timeout: Duration) -> BoxFuture<'static, ()> {

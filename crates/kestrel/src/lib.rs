@@ -29,7 +29,10 @@
 //! This crate sits at the top: nothing in the workspace depends on it.
 
 mod bind;
+mod endpoints;
 mod error;
+#[cfg(unix)]
+pub mod handover;
 /// Kestrel under `kestrel-hosting`'s web host (feature `hosting`, on by
 /// default): `use_kestrel` and the configuration binding.
 #[cfg(feature = "hosting")]

@@ -24,9 +24,9 @@ use kestrel_http2::{Http2Config, Http2Connection};
 use kestrel_transport::tcp::TcpOptions;
 use kestrel_transport::{Connection, Listener};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::bind::{bind_endpoint, plan_endpoints, BoundListener, HttpsDefaults};
+use crate::endpoints::{EndpointGroup, Endpoints, LiveAddresses, SpawnAccept, TrackedConnections};
 use crate::error::StartError;
 use crate::protocol::{choose, Chosen};
 
@@ -129,12 +129,13 @@ impl KestrelServer {
     pub async fn start<A: Application>(self, app: A) -> Result<RunningServer, StartError> {
         self.options.validate()?;
         let plans = plan_endpoints(&self.options, &self.urls, self.prefer_urls, &self.https)?;
-        let mut bound: Vec<BoundListener> = Vec::new();
+        let mut bound: Vec<(Option<String>, Vec<BoundListener>)> = Vec::new();
         for plan in plans {
-            bound.extend(bind_endpoint(plan, &self.tcp)?);
+            let name = plan.options.config_name.clone();
+            bound.push((name, bind_endpoint(plan, &self.tcp)?));
         }
         let mut addresses: Vec<BoundAddress> = Vec::new();
-        for b in &bound {
+        for b in bound.iter().flat_map(|(_, l)| l) {
             if !addresses.contains(&b.address) {
                 addresses.push(b.address.clone());
             }
@@ -152,6 +153,7 @@ impl KestrelServer {
         let clock = Clock::new(self.heartbeat_interval.unwrap_or(HEARTBEAT_INTERVAL));
         clock.tick();
         let heartbeat = spawn_heartbeat(clock.clone(), manager.clone());
+        let live = Arc::new(LiveAddresses::new(addresses.clone()));
         let shared = Arc::new(ServerShared {
             app,
             http1: Arc::new(Http1Config::from_options(&self.options)),
@@ -161,18 +163,24 @@ impl KestrelServer {
             max_request_line_size: limits.max_request_line_size,
             manager: manager.clone(),
             clock,
-            addresses: addresses.clone(),
+            addresses: live.clone(),
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut accept_loops = JoinSet::new();
-        for b in bound {
-            accept_loops.spawn(accept_loop(b, shared.clone(), stop_rx.clone()));
-        }
+        let spawn: SpawnAccept = Arc::new(move |listener, stop, tracked| {
+            Box::pin(accept_loop(listener, shared.clone(), stop, tracked))
+        });
+        let groups = bound
+            .into_iter()
+            .map(|(name, listeners)| EndpointGroup::start(name, listeners, &spawn))
+            .collect();
         Ok(RunningServer {
             addresses,
             manager,
-            stop_tx,
-            accept_loops,
+            endpoints: Endpoints {
+                groups,
+                live,
+                spawn,
+            },
+            tcp: self.tcp,
             heartbeat,
             shutdown_timeout: self.options.shutdown_timeout,
         })
@@ -188,13 +196,14 @@ struct ServerShared<A> {
     max_request_line_size: usize,
     manager: Arc<ConnectionManager>,
     clock: Arc<Clock>,
-    addresses: ServerAddresses,
+    addresses: Arc<LiveAddresses>,
 }
 
 async fn accept_loop<A: Application>(
     mut bound: BoundListener,
     shared: Arc<ServerShared<A>>,
     mut stop: watch::Receiver<bool>,
+    tracked: Arc<TrackedConnections>,
 ) {
     let tags = EndpointTags::new(bound.listener.local_addr());
     loop {
@@ -209,6 +218,7 @@ async fn accept_loop<A: Application>(
                 match shared.manager.try_admit(id) {
                     Ok(guard) => {
                         let handle = guard.handle().clone();
+                        tracked.add(&handle);
                         let task = tokio::spawn(serve_connection(
                             guard,
                             conn,
@@ -340,7 +350,7 @@ fn run_connection<A: Application>(
             Some(address),
             features,
         )
-        .with_server_addresses(shared.addresses.clone())
+        .with_server_addresses(shared.addresses.current())
         .with_timeout_feature(guard.handle().clone(), shared.clock.clone());
         let handle = guard.handle().clone();
         let end_handle = handle.clone();
@@ -417,10 +427,10 @@ fn run_connection<A: Application>(
 /// A started server: its addresses, and the way to stop it.
 #[derive(Debug)]
 pub struct RunningServer {
-    addresses: ServerAddresses,
+    pub(crate) addresses: ServerAddresses,
     manager: Arc<ConnectionManager>,
-    stop_tx: watch::Sender<bool>,
-    accept_loops: JoinSet<()>,
+    pub(crate) endpoints: Endpoints,
+    pub(crate) tcp: TcpOptions,
     heartbeat: tokio::task::JoinHandle<()>,
     shutdown_timeout: Duration,
 }
@@ -458,8 +468,12 @@ impl RunningServer {
     /// request (`Connection: close`; idle connections close at once), wait up
     /// to `timeout` for them, then abort the rest.
     pub async fn stop_with_timeout(mut self, timeout: Duration) {
-        let _ = self.stop_tx.send(true);
-        while self.accept_loops.join_next().await.is_some() {}
+        for g in &self.endpoints.groups {
+            g.signal_stop();
+        }
+        for g in &mut self.endpoints.groups {
+            g.stop_accepting().await;
+        }
         self.manager.request_close_all();
         if tokio::time::timeout(timeout, self.manager.wait_drained())
             .await
