@@ -26,7 +26,8 @@
 //! [`KestrelServerOptions`]; `Kestrel:Endpoints:<Name>` as listen endpoints
 //! (they win over `urls` with a warning, unless `preferHostingUrls`), HTTPS
 //! ones with their certificate (PEM or PFX, relative to the content root),
-//! `Sni`, `ClientCertificateMode` and `SslProtocols`;
+//! `Sni`, `ClientCertificateMode` and `SslProtocols`; Unix socket files'
+//! `SocketMode` and `SocketGroup`;
 //! `Kestrel:EndpointDefaults`; `Kestrel:Certificates:Default` for `https://`
 //! URLs and HTTPS endpoints without a certificate; and the sockets passed by
 //! systemd socket activation. Then the `configure` callback runs, so code
@@ -104,6 +105,10 @@ pub fn kestrel_from_context(
         options.apply_endpoint_defaults(&mut lo);
         if let Some(p) = ep.tls.protocols {
             lo.protocols = p;
+        }
+        lo.unix_socket_mode = ep.connection.socket_mode.or(lo.unix_socket_mode);
+        if let Some(g) = &ep.connection.socket_group {
+            lo.unix_socket_group = Some(g.clone());
         }
         if lo.protocols == HttpProtocols::NONE {
             return Err(Box::new(KestrelConfigError::Invalid {
