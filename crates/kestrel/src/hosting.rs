@@ -27,7 +27,7 @@
 //! (they win over `urls` with a warning, unless `preferHostingUrls`), HTTPS
 //! ones with their certificate (PEM or PFX, relative to the content root),
 //! `Sni`, `ClientCertificateMode` and `SslProtocols`; Unix socket files'
-//! `SocketMode` and `SocketGroup`;
+//! `SocketMode` and `SocketGroup`; `ProxyProtocol` and `TrustedProxies`;
 //! `Kestrel:EndpointDefaults`; `Kestrel:Certificates:Default` for `https://`
 //! URLs and HTTPS endpoints without a certificate; and the sockets passed by
 //! systemd socket activation. Then the `configure` callback runs, so code
@@ -117,6 +117,7 @@ pub fn kestrel_from_context(
                 reason: "an endpoint must enable at least one protocol".into(),
             }));
         }
+        apply_proxy_protocol(&mut lo, ep)?;
         if ep.url.scheme == kestrel_core::Scheme::Https {
             #[cfg(feature = "tls")]
             {
@@ -145,6 +146,44 @@ pub fn kestrel_from_context(
         server = server.https_defaults(https);
     }
     Ok(server)
+}
+
+/// `ProxyProtocol=Required` (and `TrustedProxies`): the PROXY middleware,
+/// ahead of TLS.
+fn apply_proxy_protocol(
+    lo: &mut ListenOptions,
+    ep: &kestrel_hosting::kestrel_config::EndpointSetting,
+) -> Result<(), BoxError> {
+    use kestrel_hosting::endpoint_settings::ProxyProtocolSetting;
+    if ep.connection.proxy_protocol != ProxyProtocolSetting::Required {
+        return Ok(());
+    }
+    #[cfg(feature = "proxy-protocol")]
+    {
+        use kestrel_proxy_protocol::{IpNet, ListenOptionsProxyProtocolExt, ProxyProtocolOptions};
+        let mut options = ProxyProtocolOptions::new();
+        for net in &ep.connection.trusted_proxies {
+            let net = IpNet::new(net.addr(), net.prefix_len()).map_err(|e| {
+                Box::new(KestrelConfigError::Invalid {
+                    key: format!("Kestrel:Endpoints:{}:TrustedProxies", ep.name),
+                    value: net.to_string(),
+                    reason: e.to_string(),
+                })
+            })?;
+            options = options.trust(net);
+        }
+        lo.try_use_proxy_protocol(options)?;
+        Ok(())
+    }
+    #[cfg(not(feature = "proxy-protocol"))]
+    {
+        let _ = lo;
+        Err(Box::new(KestrelConfigError::Invalid {
+            key: format!("Kestrel:Endpoints:{}:ProxyProtocol", ep.name),
+            value: "Required".into(),
+            reason: "this build lacks the `proxy-protocol` feature of the kestrel crate".into(),
+        }))
+    }
 }
 
 #[cfg(feature = "tls")]

@@ -319,6 +319,11 @@ fn run_connection<A: Application>(
         let id = guard.id();
         events::connection_start(id, &conn.remote_addr, &address);
         let mut features = http::Extensions::new();
+        if !endpoint.middleware().is_empty() {
+            features.insert(kestrel_core::middleware::MiddlewareLimits::new(
+                shared.request_headers_timeout,
+            ));
+        }
         for mw in endpoint.middleware() {
             match mw.call(conn, &mut features).await {
                 Ok(c) => conn = c,
