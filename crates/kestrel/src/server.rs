@@ -328,10 +328,7 @@ fn run_connection<A: Application>(
             match mw.call(conn, &mut features).await {
                 Ok(c) => conn = c,
                 Err(e) => {
-                    // TLS is the connection middleware that fails in practice.
-                    guard
-                        .handle()
-                        .set_end_reason(ConnectionEndReason::TlsHandshakeFailed);
+                    guard.handle().set_end_reason(middleware_end_reason(&e));
                     tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection middleware closed the connection");
                     return None;
                 }
@@ -417,6 +414,24 @@ fn run_connection<A: Application>(
             }
         }
     }
+}
+
+/// The end reason of a connection closed by its connection middleware: a
+/// bad or late PROXY header is a request-headers problem; otherwise TLS is
+/// the middleware that fails in practice.
+fn middleware_end_reason(e: &std::io::Error) -> ConnectionEndReason {
+    #[cfg(feature = "proxy-protocol")]
+    if e.get_ref()
+        .is_some_and(|inner| inner.is::<kestrel_proxy_protocol::ProxyProtocolError>())
+    {
+        return if e.kind() == std::io::ErrorKind::TimedOut {
+            ConnectionEndReason::RequestHeadersTimeout
+        } else {
+            ConnectionEndReason::InvalidRequestHeaders
+        };
+    }
+    let _ = e;
+    ConnectionEndReason::TlsHandshakeFailed
 }
 
 /// A started server: its addresses, and the way to stop it.
