@@ -140,7 +140,7 @@ async fn haproxy_send_proxy_v1_and_v2_give_the_app_the_clients_address() {
     body += &tcp_frontend("v2", p2, app_addr, "send-proxy-v2");
     body += &format!(
         "frontend v2http\n    mode http\n    bind 127.0.0.1:{p3}\n    unique-id-format kestrel-%rt\n    default_backend v2http_be\n\
-         backend v2http_be\n    mode http\n    option httpchk GET /check\n\
+         backend v2http_be\n    mode http\n    option httpchk GET /healthz/ready\n\
          server app {app_addr} send-proxy-v2 proxy-v2-options unique-id,crc32c check inter 200ms\n"
     );
     let _haproxy = haproxy(&body, p3);
@@ -174,7 +174,7 @@ async fn haproxy_send_proxy_v1_and_v2_give_the_app_the_clients_address() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let first = locals.lock().unwrap()[0].clone();
-    assert!(first.starts_with("GET /check remote=127.0.0.1:"), "{first}");
+    assert!(first.starts_with("GET /healthz/ready remote=127.0.0.1:"), "{first}");
     server.stop().await;
 }
 
