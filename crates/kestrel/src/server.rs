@@ -251,7 +251,9 @@ fn serve_connection<A: Application>(
     let handle = guard.handle().clone();
     let started = metrics::ENABLED.then(std::time::Instant::now);
     metrics::connection_started(&tags);
-    let span = tracing::debug_span!(target: "kestrel::connections", "connection", connection_id = %id, remote = %conn.remote_addr, endpoint = %address);
+    // `client` is filled in when connection middleware (the PROXY protocol)
+    // replaces the peer's address with the client's.
+    let span = tracing::debug_span!(target: "kestrel::connections", "connection", connection_id = %id, remote = %conn.remote_addr, client = tracing::field::Empty, endpoint = %address);
     ServeConnection {
         run: tracing::Instrument::instrument(
             run_connection(guard, conn, endpoint, address, shared),
@@ -319,6 +321,9 @@ fn run_connection<A: Application>(
         let id = guard.id();
         events::connection_start(id, &conn.remote_addr, &address);
         let mut features = http::Extensions::new();
+        // The peer's address, to see whether middleware replaced it (no
+        // clone, which allocates for Unix peers, when there is none).
+        let peer = (!endpoint.middleware().is_empty()).then(|| conn.remote_addr.clone());
         if !endpoint.middleware().is_empty() {
             features.insert(kestrel_core::middleware::MiddlewareLimits::new(
                 shared.request_headers_timeout,
@@ -333,6 +338,9 @@ fn run_connection<A: Application>(
                     return None;
                 }
             }
+        }
+        if peer.is_some_and(|p| p != conn.remote_addr) {
+            tracing::Span::current().record("client", tracing::field::display(&conn.remote_addr));
         }
         let info = ConnectionInfo::new(
             id,
