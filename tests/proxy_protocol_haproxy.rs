@@ -174,7 +174,10 @@ async fn haproxy_send_proxy_v1_and_v2_give_the_app_the_clients_address() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let first = locals.lock().unwrap()[0].clone();
-    assert!(first.starts_with("GET /healthz/ready remote=127.0.0.1:"), "{first}");
+    assert!(
+        first.starts_with("GET /healthz/ready remote=127.0.0.1:"),
+        "{first}"
+    );
     server.stop().await;
 }
 
