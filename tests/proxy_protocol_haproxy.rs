@@ -22,7 +22,7 @@ use http_body_util::Full;
 use kestrel::proxy_protocol::{
     IpNet, ListenOptionsProxyProtocolExt, ProxyCommand, ProxyProtocolFeature, ProxyProtocolOptions,
 };
-use kestrel::{ConnectionInfo, KestrelServer, KestrelServerOptions, RequestBody};
+use kestrel::{KestrelServer, KestrelServerOptions, RequestBody, RequestFeaturesExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -105,7 +105,7 @@ async fn haproxy_send_proxy_v1_and_v2_give_the_app_the_clients_address() {
     let app = move |req: Request<RequestBody>| {
         let seen = seen.clone();
         async move {
-            let info = req.extensions().get::<ConnectionInfo>().unwrap();
+            let info = req.features().and_then(|f| f.connection()).unwrap();
             let pp = info.features().get::<ProxyProtocolFeature>().unwrap();
             if pp.header.command == ProxyCommand::Local {
                 seen.lock().unwrap().push(format!(

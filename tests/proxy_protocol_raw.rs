@@ -19,7 +19,9 @@ use kestrel::proxy_protocol::parse::V2_SIGNATURE;
 use kestrel::proxy_protocol::{
     IpNet, ListenOptionsProxyProtocolExt, ProxyCommand, ProxyProtocolFeature, ProxyProtocolOptions,
 };
-use kestrel::{ConnectionInfo, KestrelServer, KestrelServerOptions, RequestBody, RunningServer};
+use kestrel::{
+    KestrelServer, KestrelServerOptions, RequestBody, RequestFeaturesExt, RunningServer,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -27,7 +29,7 @@ use support::{addr, raw, read_to_close};
 
 /// Echo what the connection looks like to the app.
 async fn whoami(req: Request<RequestBody>) -> Response<Full<Bytes>> {
-    let info = req.extensions().get::<ConnectionInfo>().unwrap();
+    let info = req.features().and_then(|f| f.connection()).unwrap();
     let mut out = format!("remote={} local={}", info.remote_addr(), info.local_addr());
     if let Some(pp) = info.features().get::<ProxyProtocolFeature>() {
         let t = pp.tlvs();
