@@ -218,6 +218,8 @@ fn the_demo_maps_healthz_and_readiness_fails_after_sigterm() {
     let t0 = Instant::now();
     demo.sigterm();
     demo.wait_for("Application is shutting down...");
+    // Logged once the stopping hooks have run (readiness is failing).
+    demo.wait_for("before the server stops accepting");
     for path in ["/healthz", "/healthz/ready"] {
         let r = rt.block_on(raw(addr, &get(path)));
         assert_eq!(status_of(&r), 503, "{path}: {r}");
