@@ -5,7 +5,10 @@
 //! * `POST /echo`: echoes the request body as it streams in;
 //! * other methods on those paths: 405 with `Allow`;
 //! * files under `wwwroot/` (e.g. `/kestrel.css`, `/about.html`), with
-//!   ETag, conditional and range requests; other paths: 404.
+//!   ETag, conditional and range requests; other paths: 404;
+//! * `GET /healthz` (every check), `/healthz/live` (liveness: no checks, 200
+//!   while the process runs) and `/healthz/ready` (readiness, JSON report):
+//!   503 from the moment a graceful shutdown begins.
 //!
 //! It runs on `kestrel-hosting`'s default web host: settings come from
 //! `appsettings.json` (next to it: the content root is the working
@@ -14,7 +17,8 @@
 //! `--Kestrel:Limits:KeepAliveTimeout=00:00:05`, `--AllowedHosts=example.com`,
 //! `--Kestrel:Endpoints:Web:Url=http://127.0.0.1:8080` (docs/configuration.md).
 //!
-//! Ctrl+C (or SIGTERM) shuts it down gracefully (30 s, `--shutdownTimeoutSeconds`);
+//! Ctrl+C (or SIGTERM) shuts it down gracefully (30 s, `--shutdownTimeoutSeconds`;
+//! `--shutdownDelaySeconds=5` keeps serving, readiness at 503, for 5 s first);
 //! under systemd it accepts socket activation and sends `READY=1`/`STOPPING=1`.
 //!
 //! HTTPS: `--urls https://localhost:5001` serves the development certificate
@@ -26,7 +30,7 @@ use std::process::ExitCode;
 
 use kestrel::hosting::WebHostBuilderKestrelExt;
 use kestrel_demo::app;
-use kestrel_hosting::middleware::StaticFiles;
+use kestrel_hosting::middleware::{HealthCheckEndpoint, HealthChecks, StaticFiles};
 use kestrel_hosting::WebHost;
 
 /// `kestrel-demo dev-certs [--export <path>]`: create (or find) the HTTPS
@@ -81,9 +85,20 @@ async fn main() -> ExitCode {
     }
     // Configuration: appsettings.json, appsettings.{Environment}.json,
     // ASPNETCORE_* variables, then the command line (docs/configuration.md).
-    let host = WebHost::create_default_builder(std::env::args())
+    let builder = WebHost::create_default_builder(std::env::args());
+    // Readiness fails as soon as the graceful shutdown begins.
+    let checks = HealthChecks::new().add_shutdown_check(builder.lifetime(), ["ready"]);
+    let host = builder
         .use_kestrel(|_options| {})
-        .configure_with(|ctx, pipeline| {
+        .configure_with(move |ctx, pipeline| {
+            pipeline.use_middleware(HealthCheckEndpoint::new("/healthz", &checks));
+            pipeline
+                .use_middleware(HealthCheckEndpoint::new("/healthz/live", &checks).tags(["live"]));
+            pipeline.use_middleware(
+                HealthCheckEndpoint::new("/healthz/ready", &checks)
+                    .tags(["ready"])
+                    .json(true),
+            );
             // Files under <content root>/wwwroot first (there is no
             // index.html, so `/` reaches the sample page), then the demo app.
             pipeline.use_middleware(StaticFiles::new(ctx.content_root.join("wwwroot")));

@@ -46,6 +46,8 @@ impl Visit for Collect {
 struct Recorder {
     events: Arc<Mutex<Vec<Seen>>>,
     spans: Arc<Mutex<Vec<Seen>>>,
+    /// Fields recorded on spans after they were created.
+    records: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
@@ -55,6 +57,16 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
         self.events.lock().unwrap().push(Seen {
             target: event.metadata().target().to_string(),
             level: event.metadata().level().to_string(),
+            fields: c.0,
+        });
+    }
+
+    fn on_record(&self, _id: &Id, values: &tracing::span::Record<'_>, _ctx: Context<'_, S>) {
+        let mut c = Collect(Vec::new());
+        values.record(&mut c);
+        self.records.lock().unwrap().push(Seen {
+            target: String::new(),
+            level: String::new(),
             fields: c.0,
         });
     }
@@ -208,5 +220,61 @@ async fn connection_logging_logs_reads_and_writes_at_trace() {
         wrote.field("bytes"),
         Some(reply.len().to_string().as_str()),
         "{wrote:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_connection_span_and_events_name_the_client_behind_a_proxy_header() {
+    use kestrel::proxy_protocol::{ListenOptionsProxyProtocolExt, ProxyProtocolOptions};
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = start(
+        |o| {
+            o.listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), |l| {
+                l.use_proxy_protocol(ProxyProtocolOptions::new());
+            });
+        },
+        support::hello,
+    )
+    .await;
+    let a = support::addr(&server);
+    let ok = raw(
+        a,
+        b"PROXY TCP4 203.0.113.7 192.0.2.10 40000 443\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&ok), 200);
+    assert_eq!(raw(a, b"GET / HTTP/1.1\r\n\r\n").await, "");
+    server.stop().await;
+
+    let records = recorder.records.lock().unwrap().clone();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.field("client") == Some("203.0.113.7:40000")),
+        "the connection span records the client: {records:#?}"
+    );
+    let events = recorder.events.lock().unwrap().clone();
+    let accepted = events
+        .iter()
+        .find(|e| e.field("event_name") == Some("ProxyProtocolAccepted"))
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(accepted.level, "DEBUG");
+    assert_eq!(accepted.field("client"), Some("203.0.113.7:40000"));
+    assert!(accepted.field("proxy").unwrap().starts_with("127.0.0.1:"));
+    let rejected = events
+        .iter()
+        .find(|e| e.field("event_name") == Some("ProxyProtocolRejected"))
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(rejected.target, "kestrel::connections");
+    assert_eq!(rejected.level, "DEBUG");
+    assert!(
+        rejected
+            .field("error")
+            .unwrap()
+            .contains("does not start with a PROXY protocol header"),
+        "{rejected:?}"
     );
 }

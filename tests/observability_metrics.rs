@@ -324,3 +324,33 @@ async fn http2_requests_and_connections_are_recorded_as_version_2() {
         1
     );
 }
+
+#[tokio::test]
+async fn proxy_protocol_failures_end_as_request_header_problems() {
+    use kestrel::proxy_protocol::{ListenOptionsProxyProtocolExt, ProxyProtocolOptions};
+    let (recorder, mut rec) = recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let server = start(
+        |o| {
+            o.limits.request_headers_timeout = Duration::from_millis(300);
+            o.listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), |l| {
+                l.use_proxy_protocol(ProxyProtocolOptions::new());
+            });
+        },
+        support::hello,
+    )
+    .await;
+    let a = support::addr(&server);
+    // No PROXY header, then a header that never completes.
+    assert_eq!(raw(a, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await, "");
+    let mut s = TcpStream::connect(a).await.unwrap();
+    s.write_all(b"PROXY TCP4 ").await.unwrap();
+    assert_eq!(read_to_close(&mut s).await, "");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let all = rec.now();
+    let reason = |r| histogram_with(all, "kestrel.connection.duration", ("error.type", r));
+    assert_eq!(reason("invalid_request_headers"), 1);
+    assert_eq!(reason("request_headers_timeout"), 1);
+    assert_eq!(reason("tls_handshake_failed"), 0);
+    server.stop().await;
+}

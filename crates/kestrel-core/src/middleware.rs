@@ -5,11 +5,33 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::time::Duration;
 
 use kestrel_transport::Connection;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Limits the server hands to connection middleware: in `features` before
+/// the first middleware of an endpoint runs (and so, afterwards, in
+/// [`ConnectionInfo::features`](crate::features::ConnectionInfo::features)).
+/// The PROXY protocol middleware bounds its header read by
+/// `request_headers_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MiddlewareLimits {
+    /// The server's `RequestHeadersTimeout`.
+    pub request_headers_timeout: Duration,
+}
+
+impl MiddlewareLimits {
+    /// Limits with this request-headers timeout.
+    pub fn new(request_headers_timeout: Duration) -> Self {
+        MiddlewareLimits {
+            request_headers_timeout,
+        }
+    }
+}
 
 /// Wraps (or inspects) an accepted connection before HTTP is spoken on it.
 ///

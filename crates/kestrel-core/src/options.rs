@@ -163,6 +163,7 @@ impl KestrelServerOptions {
                     reason: "an endpoint must enable at least one protocol",
                 });
             }
+            l.validate_unix_socket_permissions()?;
         }
         Ok(())
     }
@@ -182,6 +183,15 @@ pub struct ListenOptions {
     /// for endpoints from code or URLs). A configuration reload replaces
     /// the endpoints by name (Kestrel's `EndpointConfig`).
     pub config_name: Option<String>,
+    /// Unix socket endpoints: the socket file's permission bits (e.g.
+    /// `0o660`), set when it is bound. `None` (the default) keeps what the
+    /// umask gave (typically `0o755`, which lets no other user connect).
+    /// Configuration: `Kestrel:Endpoints:<Name>:SocketMode`.
+    pub unix_socket_mode: Option<u32>,
+    /// Unix socket endpoints: the socket file's group (a name or a numeric
+    /// id), set when it is bound. `None` keeps the process's group.
+    /// Configuration: `Kestrel:Endpoints:<Name>:SocketGroup`.
+    pub unix_socket_group: Option<kestrel_transport::SocketGroup>,
     middleware: Vec<Arc<dyn ConnectionMiddleware>>,
 }
 
@@ -192,6 +202,8 @@ impl fmt::Debug for ListenOptions {
             .field("protocols", &self.protocols)
             .field("scheme", &self.scheme)
             .field("config_name", &self.config_name)
+            .field("unix_socket_mode", &self.unix_socket_mode)
+            .field("unix_socket_group", &self.unix_socket_group)
             .field("middleware", &self.middleware.len())
             .finish()
     }
@@ -205,8 +217,30 @@ impl ListenOptions {
             protocols: HttpProtocols::default(),
             scheme: crate::endpoint::Scheme::Http,
             config_name: None,
+            unix_socket_mode: None,
+            unix_socket_group: None,
             middleware: Vec::new(),
         }
+    }
+
+    /// Set the Unix socket file's permission bits (e.g. `0o660`, so that
+    /// the socket's group may connect; `0o666` for every user). Only for
+    /// Unix socket endpoints (ignored on others); validated at start-up (at
+    /// most `0o777`).
+    pub fn unix_socket_mode(&mut self, mode: u32) -> &mut Self {
+        self.unix_socket_mode = Some(mode);
+        self
+    }
+
+    /// Set the Unix socket file's group: a name (`"www-data"`, looked up
+    /// when the socket is bound) or a numeric id. The process must be a
+    /// member of it (or root).
+    pub fn unix_socket_group(
+        &mut self,
+        group: impl Into<kestrel_transport::SocketGroup>,
+    ) -> &mut Self {
+        self.unix_socket_group = Some(group.into());
+        self
     }
 
     /// Add connection middleware (Kestrel's `ListenOptions.Use`). The first one
@@ -214,6 +248,19 @@ impl ListenOptions {
     pub fn use_middleware(&mut self, mw: impl ConnectionMiddleware) -> &mut Self {
         self.middleware.push(Arc::new(mw));
         self
+    }
+
+    /// Check the Unix socket permissions: a mode of at most `0o777`. (Mode
+    /// and group are ignored on endpoints that are not Unix sockets, so
+    /// endpoint defaults may set them.)
+    pub fn validate_unix_socket_permissions(&self) -> Result<(), OptionsError> {
+        if self.unix_socket_mode.is_some_and(|m| m > 0o777) {
+            return Err(OptionsError::Invalid {
+                name: "listen.unix_socket_mode",
+                reason: "a socket mode holds permission bits only (at most 0o777)",
+            });
+        }
+        Ok(())
     }
 
     /// The connection middleware, outermost first.

@@ -91,6 +91,7 @@ pub struct WebHost {
     pipeline: Pipeline,
     urls: HostingUrls,
     shutdown_timeout: Duration,
+    shutdown_delay: Duration,
     lifetime: ApplicationLifetime,
     /// How to read the configuration again (default builder only).
     reload: Option<ReloadPlan>,
@@ -237,6 +238,11 @@ impl WebHost {
         self.shutdown_timeout
     }
 
+    /// The shutdown delay (`shutdownDelaySeconds`; default 0).
+    pub fn shutdown_delay(&self) -> Duration {
+        self.shutdown_delay
+    }
+
     /// Start the server: bind, log the start-up lines, notify systemd
     /// (`READY=1`), run the started hooks.
     pub async fn start(mut self) -> Result<RunningHost, HostError> {
@@ -292,6 +298,7 @@ impl WebHost {
             signals: Some(signals),
             lifetime: self.lifetime,
             shutdown_timeout: self.shutdown_timeout,
+            shutdown_delay: self.shutdown_delay,
         })
     }
 
@@ -315,6 +322,7 @@ pub struct RunningHost {
     signals: Option<ShutdownSignals>,
     lifetime: ApplicationLifetime,
     shutdown_timeout: Duration,
+    shutdown_delay: Duration,
 }
 
 impl std::fmt::Debug for RunningHost {
@@ -322,6 +330,7 @@ impl std::fmt::Debug for RunningHost {
         f.debug_struct("RunningHost")
             .field("addresses", &self.addresses())
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("shutdown_delay", &self.shutdown_delay)
             .finish_non_exhaustive()
     }
 }
@@ -354,7 +363,10 @@ impl RunningHost {
     }
 
     /// Shut down gracefully: notify systemd (`STOPPING=1`), run the stopping
-    /// hooks, stop the server within the shutdown timeout, run the stopped hooks.
+    /// hooks (readiness health checks now fail), wait the shutdown delay
+    /// (still serving and accepting, so load balancers see the failing
+    /// readiness and take the instance out), stop the server within the
+    /// shutdown timeout, run the stopped hooks.
     pub async fn stop(mut self) {
         tracing::info!(target: "kestrel::hosting", "Application is shutting down...");
         systemd::notify_logged("STOPPING=1");
@@ -365,6 +377,10 @@ impl RunningHost {
         #[cfg(unix)]
         if let Some(restarter) = self.restarter.take() {
             restarter.stop();
+        }
+        if !self.shutdown_delay.is_zero() {
+            tracing::info!(target: "kestrel::hosting", delay_ms = self.shutdown_delay.as_millis() as u64, "Waiting {:?} (shutdownDelaySeconds) before the server stops accepting.", self.shutdown_delay);
+            tokio::time::sleep(self.shutdown_delay).await;
         }
         // Waits for a reload in progress to finish.
         let server = self.server.lock().await.take();
@@ -446,6 +462,15 @@ impl WebHostBuilder {
         )
     }
 
+    /// The delay between the start of a graceful shutdown and the server
+    /// stopping accepting (`shutdownDelaySeconds`; default 0, as Kestrel).
+    /// During it the server serves as usual, but readiness health checks
+    /// already fail, so load balancers (a Kubernetes Service, HAProxy) take
+    /// the instance out before connections are refused.
+    pub fn use_shutdown_delay(self, delay: Duration) -> Self {
+        self.use_setting("shutdownDelaySeconds", format!("{}", delay.as_secs_f64()))
+    }
+
     /// Add to the request pipeline (ASP.NET Core's `Configure(app => …)`).
     /// Several calls add in order.
     pub fn configure(mut self, f: impl FnOnce(&mut ApplicationBuilder) + Send + 'static) -> Self {
@@ -522,6 +547,16 @@ impl WebHostBuilder {
             }
             _ => DEFAULT_SHUTDOWN_TIMEOUT,
         };
+        let shutdown_delay = match config.get("shutdownDelaySeconds") {
+            Some(v) if !v.trim().is_empty() => {
+                parse_time_span(v).map_err(|reason| HostError::Setting {
+                    key: "shutdownDelaySeconds".into(),
+                    value: v.into(),
+                    reason,
+                })?
+            }
+            _ => Duration::ZERO,
+        };
         let prefer_hosting_urls = config_flag(config, "preferHostingUrls")?;
         let urls = HostingUrls {
             urls: config
@@ -581,6 +616,7 @@ impl WebHostBuilder {
             pipeline: app.build(),
             urls,
             shutdown_timeout,
+            shutdown_delay,
             lifetime: self.lifetime,
             reload,
         })

@@ -433,6 +433,8 @@ pub struct EndpointSetting {
     pub tls: TlsSettings,
     /// `Sni:<host>` entries, in key order.
     pub sni: Vec<(String, TlsSettings)>,
+    /// `SocketMode`, `SocketGroup`, `ProxyProtocol`, `TrustedProxies`.
+    pub connection: crate::endpoint_settings::EndpointConnectionSettings,
 }
 
 /// The `Kestrel` section's endpoints and certificates.
@@ -628,8 +630,11 @@ pub fn read_kestrel_section(
             .ok_or_else(|| KestrelConfigError::MissingUrl(name.clone()))?;
         let url = ServerUrl::parse(url_text)
             .map_err(|e| invalid(&format!("{prefix}:Url"), url_text, e.to_string()))?;
-        let (tls, mut https_keys) =
-            read_tls_settings(config, &prefix, content_root, &|h| h == "url" || h == "sni")?;
+        let (tls, mut https_keys) = read_tls_settings(config, &prefix, content_root, &|h| {
+            h == "url" || h == "sni" || crate::endpoint_settings::KEYS.contains(&h)
+        })?;
+        let connection =
+            crate::endpoint_settings::read_endpoint_connection_settings(config, &prefix, &url)?;
         let mut sni = Vec::new();
         for host in config.children(&format!("{prefix}:Sni")) {
             let sp = format!("{prefix}:Sni:{host}");
@@ -651,6 +656,7 @@ pub fn read_kestrel_section(
             url,
             tls,
             sni,
+            connection,
         });
     }
     Ok(out)

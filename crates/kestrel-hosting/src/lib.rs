@@ -11,7 +11,8 @@
 //!   `--Kestrel:Limits:MaxRequestBodySize=…`) — read with case-insensitive
 //!   `:`-separated keys;
 //! * [`kestrel_config`]: binding the `Kestrel` section (limits, endpoints,
-//!   certificates) with errors that name the key;
+//!   certificates) with errors that name the key; [`endpoint_settings`]:
+//!   an endpoint's socket permissions and PROXY protocol settings;
 //! * [`pipeline`] and [`middleware`]: the request pipeline and built-in
 //!   middleware (host filtering, forwarded headers, static files);
 //! * [`lifetime`] and [`systemd`]: signals, graceful shutdown, hooks,
@@ -29,6 +30,7 @@
 
 pub mod builder;
 pub mod config;
+pub mod endpoint_settings;
 pub mod kestrel_config;
 pub mod lifetime;
 pub mod middleware;

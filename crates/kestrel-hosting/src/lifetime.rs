@@ -105,6 +105,17 @@ impl ApplicationLifetime {
         add(&self.inner.stopped, Box::new(f));
     }
 
+    /// Whether the graceful shutdown has begun (the stopping hooks fired):
+    /// from then on readiness checks report `Unhealthy`
+    /// ([`HealthChecks::add_shutdown_check`](crate::middleware::HealthChecks::add_shutdown_check)).
+    pub fn is_stopping(&self) -> bool {
+        self.inner
+            .stopping
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .fired
+    }
+
     /// Ask the host to shut down gracefully (`StopApplication`).
     pub fn stop_application(&self) {
         self.inner.stop_requested.send_replace(true);

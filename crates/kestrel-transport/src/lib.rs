@@ -8,7 +8,8 @@
 //!   listen backlog 512, `SO_REUSEADDR`, dual-mode `[::]`), and listeners built
 //!   from inherited file descriptors (systemd socket activation, `ListenHandle`);
 //! * [`unix`]: Unix domain sockets (absolute paths only, stale socket files
-//!   replaced, the file removed when the listener is dropped, optional mode);
+//!   replaced, the file removed when the listener is dropped, optional mode
+//!   and group, see [`SocketGroup`]);
 //! * [`memory`]: an in-memory transport for tests and embedding.
 //!
 //! [`Rewind`] replays bytes already read from a stream (the server sniffs the
@@ -24,6 +25,7 @@ mod address;
 mod io;
 mod listener;
 pub mod memory;
+mod permissions;
 mod rewind;
 pub mod tcp;
 #[cfg(all(unix, feature = "unix"))]
@@ -32,4 +34,5 @@ pub mod unix;
 pub use address::{Address, TransportKind};
 pub use io::{BoxIo, Io};
 pub use listener::{Connection, Listener, ListenerExt};
+pub use permissions::{parse_socket_mode, SocketGroup, SocketGroupError};
 pub use rewind::Rewind;

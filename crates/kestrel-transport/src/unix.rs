@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::{Address, Connection, Listener, TransportKind};
+use crate::{Address, Connection, Listener, SocketGroup, TransportKind};
 
 /// Options for Unix domain socket listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,11 @@ pub struct UnixOptions {
     /// Permissions to set on the socket file after binding (e.g. `0o660` to let
     /// a group connect). `None` (the default) keeps what the umask gave.
     pub mode: Option<u32>,
+    /// The group to give the socket file after binding (with a mode such as
+    /// `0o660`, its members may connect). `None` (the default) keeps the
+    /// process's group. A process may only choose a group it is a member of
+    /// (root may choose any).
+    pub group: Option<SocketGroup>,
 }
 
 impl Default for UnixOptions {
@@ -34,6 +39,7 @@ impl Default for UnixOptions {
         UnixOptions {
             backlog: 512,
             mode: None,
+            group: None,
         }
     }
 }
@@ -49,7 +55,15 @@ pub enum UnixBindError {
     /// socket (it is left alone).
     #[error("unix socket path {} is in use", .0.display())]
     AddressInUse(PathBuf),
-    /// Any other I/O error while checking, removing, binding or chmod-ing.
+    /// [`UnixOptions::group`] names a group the system does not know.
+    #[error("unix socket {}: no group named '{group}'", path.display())]
+    UnknownGroup {
+        /// The socket path.
+        path: PathBuf,
+        /// The group name.
+        group: String,
+    },
+    /// Any other I/O error while checking, removing, binding, chown-ing or chmod-ing.
     #[error("unix socket {}: {source}", path.display())]
     Io {
         /// The socket path.
@@ -67,6 +81,7 @@ impl From<UnixBindError> for io::Error {
         let kind = match &e {
             UnixBindError::NotAbsolute(_) => io::ErrorKind::InvalidInput,
             UnixBindError::AddressInUse(_) => io::ErrorKind::AddrInUse,
+            UnixBindError::UnknownGroup { .. } => io::ErrorKind::NotFound,
             UnixBindError::Io { source, .. } => source.kind(),
         };
         io::Error::new(kind, e)
@@ -91,8 +106,10 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> UnixBindError + '_ {
 /// * If anything else exists at `path` (a regular file, a directory, a
 ///   symlink), the result is [`UnixBindError::AddressInUse`] and it is not
 ///   deleted.
-/// * The socket is bound with `socket2` so [`UnixOptions::backlog`] applies, then
-///   [`UnixOptions::mode`] is applied with `chmod`.
+/// * The socket is bound with `socket2`; then [`UnixOptions::group`] is
+///   applied with `chown` and [`UnixOptions::mode`] with `chmod`, both before
+///   it listens (so no client connects under the umask's permissions), and
+///   then it listens with [`UnixOptions::backlog`].
 ///
 /// # Panics
 ///
@@ -138,10 +155,29 @@ pub fn bind_unix(path: &Path, opts: &UnixOptions) -> Result<UnixListener, UnixBi
         let _ = std::fs::remove_file(path);
         io_err(path)(e)
     };
-    let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
-    socket.listen(backlog).map_err(cleanup)?;
+    if let Some(group) = &opts.group {
+        let gid = match resolve_group(group) {
+            Ok(gid) => gid,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(match e {
+                    Some(e) => io_err(path)(e),
+                    None => UnixBindError::UnknownGroup {
+                        path: path.to_path_buf(),
+                        group: group.to_string(),
+                    },
+                });
+            }
+        };
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(cleanup)?;
+    }
     if let Some(mode) = opts.mode {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(cleanup)?;
+    }
+    let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
+    socket.listen(backlog).map_err(cleanup)?;
+    if opts.mode.is_some() || opts.group.is_some() {
+        tracing::debug!(path = %path.display(), mode = ?opts.mode.map(|m| format!("{m:04o}")), group = ?opts.group.as_ref().map(ToString::to_string), "unix socket file permissions set");
     }
     socket.set_nonblocking(true).map_err(cleanup)?;
     let inner = tokio::net::UnixListener::from_std(socket.into()).map_err(cleanup)?;
@@ -151,6 +187,19 @@ pub fn bind_unix(path: &Path, opts: &UnixOptions) -> Result<UnixListener, UnixBi
         local_addr: Address::Unix(path.to_path_buf()),
         owned_file: Some((meta.dev(), meta.ino())),
     })
+}
+
+/// The group id of `group`: `Err(None)` when no group has that name.
+fn resolve_group(group: &SocketGroup) -> Result<u32, Option<io::Error>> {
+    match group {
+        SocketGroup::Id(id) => Ok(*id),
+        SocketGroup::Name(name) if name.is_empty() => Err(None),
+        SocketGroup::Name(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(g)) => Ok(g.gid.as_raw()),
+            Ok(None) => Err(None),
+            Err(errno) => Err(Some(io::Error::from(errno))),
+        },
+    }
 }
 
 /// The address a Unix socket address is shown as: its path; on Linux an

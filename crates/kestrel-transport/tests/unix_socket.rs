@@ -5,6 +5,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use kestrel_transport::unix::{bind_unix, UnixBindError, UnixOptions};
+use kestrel_transport::SocketGroup;
 use kestrel_transport::{Address, Listener, ListenerExt, TransportKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -37,6 +38,7 @@ fn default_options() {
     let o = UnixOptions::default();
     assert_eq!(o.backlog, 512);
     assert_eq!(o.mode, None);
+    assert_eq!(o.group, None);
 }
 
 #[tokio::test]
@@ -220,4 +222,60 @@ async fn bind_error_messages_name_the_path() {
     std::fs::write(&path, b"").expect("write");
     let err = bind_unix(&path, &UnixOptions::default()).expect_err("in use");
     assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+}
+
+#[tokio::test]
+async fn group_is_applied_by_id_and_by_name() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A group this process may choose: its own (by id), and, by name, the
+    // group the system calls it (root may choose any, e.g. `daemon`).
+    let own_gid = std::fs::metadata(dir.path()).expect("stat").gid();
+    let path = dir.path().join("gid.sock");
+    let opts = UnixOptions {
+        mode: Some(0o660),
+        group: Some(SocketGroup::Id(own_gid)),
+        ..UnixOptions::default()
+    };
+    let mut listener = bind_unix(&path, &opts).expect("bind");
+    assert_eq!(std::fs::metadata(&path).expect("stat").gid(), own_gid);
+    exchange(&mut listener, &path).await;
+    drop(listener);
+
+    let group = std::fs::read_to_string("/etc/group").expect("/etc/group");
+    let name = group
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let gid: u32 = f.nth(1)?.parse().ok()?;
+            Some((name.to_string(), gid))
+        })
+        .find(|(_, gid)| *gid == own_gid);
+    if let Some((name, gid)) = name {
+        let path = dir.path().join("name.sock");
+        let opts = UnixOptions {
+            group: Some(name.as_str().into()),
+            ..UnixOptions::default()
+        };
+        let _listener = bind_unix(&path, &opts).expect("bind by group name");
+        assert_eq!(std::fs::metadata(&path).expect("stat").gid(), gid);
+    }
+}
+
+#[tokio::test]
+async fn unknown_group_is_an_error_and_leaves_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("g.sock");
+    let opts = UnixOptions {
+        group: Some(SocketGroup::Name("no-such-group-kestrel".into())),
+        ..UnixOptions::default()
+    };
+    let err = bind_unix(&path, &opts).expect_err("unknown group");
+    assert!(
+        matches!(&err, UnixBindError::UnknownGroup { group, .. } if group == "no-such-group-kestrel"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no-such-group-kestrel"), "{err}");
+    assert!(!path.exists(), "the half-made socket file is removed");
 }

@@ -254,7 +254,8 @@ pub(crate) fn bind_endpoint(
             }
             let opts = kestrel_transport::unix::UnixOptions {
                 backlog: tcp.backlog,
-                ..Default::default()
+                mode: endpoint.unix_socket_mode,
+                group: endpoint.unix_socket_group.clone(),
             };
             let l = kestrel_transport::unix::bind_unix(&path, &opts)
                 .map_err(|e| bind_err(display.to_string(), e.into()))?;

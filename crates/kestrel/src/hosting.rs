@@ -26,7 +26,8 @@
 //! [`KestrelServerOptions`]; `Kestrel:Endpoints:<Name>` as listen endpoints
 //! (they win over `urls` with a warning, unless `preferHostingUrls`), HTTPS
 //! ones with their certificate (PEM or PFX, relative to the content root),
-//! `Sni`, `ClientCertificateMode` and `SslProtocols`;
+//! `Sni`, `ClientCertificateMode` and `SslProtocols`; Unix socket files'
+//! `SocketMode` and `SocketGroup`; `ProxyProtocol` and `TrustedProxies`;
 //! `Kestrel:EndpointDefaults`; `Kestrel:Certificates:Default` for `https://`
 //! URLs and HTTPS endpoints without a certificate (certificate files are
 //! watched and reloaded on change unless
@@ -95,6 +96,10 @@ fn config_endpoint(
     if let Some(p) = ep.tls.protocols {
         lo.protocols = p;
     }
+    lo.unix_socket_mode = ep.connection.socket_mode.or(lo.unix_socket_mode);
+    if let Some(g) = &ep.connection.socket_group {
+        lo.unix_socket_group = Some(g.clone());
+    }
     if lo.protocols == HttpProtocols::NONE {
         return Err(Box::new(KestrelConfigError::Invalid {
             key: format!("Kestrel:Endpoints:{}:Protocols", ep.name),
@@ -102,6 +107,8 @@ fn config_endpoint(
             reason: "an endpoint must enable at least one protocol".into(),
         }));
     }
+    // PROXY protocol before TLS: it reads the header ahead of the handshake.
+    apply_proxy_protocol(&mut lo, ep)?;
     if ep.url.scheme == kestrel_core::Scheme::Https {
         #[cfg(feature = "tls")]
         {
@@ -173,6 +180,44 @@ pub fn kestrel_from_context(
         server = server.https_defaults(https);
     }
     Ok(server)
+}
+
+/// `ProxyProtocol=Required` (and `TrustedProxies`): the PROXY middleware,
+/// ahead of TLS.
+fn apply_proxy_protocol(
+    lo: &mut ListenOptions,
+    ep: &kestrel_hosting::kestrel_config::EndpointSetting,
+) -> Result<(), BoxError> {
+    use kestrel_hosting::endpoint_settings::ProxyProtocolSetting;
+    if ep.connection.proxy_protocol != ProxyProtocolSetting::Required {
+        return Ok(());
+    }
+    #[cfg(feature = "proxy-protocol")]
+    {
+        use kestrel_proxy_protocol::{IpNet, ListenOptionsProxyProtocolExt, ProxyProtocolOptions};
+        let mut options = ProxyProtocolOptions::new();
+        for net in &ep.connection.trusted_proxies {
+            let net = IpNet::new(net.addr(), net.prefix_len()).map_err(|e| {
+                Box::new(KestrelConfigError::Invalid {
+                    key: format!("Kestrel:Endpoints:{}:TrustedProxies", ep.name),
+                    value: net.to_string(),
+                    reason: e.to_string(),
+                })
+            })?;
+            options = options.trust(net);
+        }
+        lo.try_use_proxy_protocol(options)?;
+        Ok(())
+    }
+    #[cfg(not(feature = "proxy-protocol"))]
+    {
+        let _ = lo;
+        Err(Box::new(KestrelConfigError::Invalid {
+            key: format!("Kestrel:Endpoints:{}:ProxyProtocol", ep.name),
+            value: "Required".into(),
+            reason: "this build lacks the `proxy-protocol` feature of the kestrel crate".into(),
+        }))
+    }
 }
 
 #[cfg(feature = "tls")]

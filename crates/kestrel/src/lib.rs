@@ -25,7 +25,8 @@
 //! `appsettings.json`, the environment and the command line.
 //!
 //! Cargo features: `hosting` (default) adds `use_kestrel`; `tls` (default) adds HTTPS; `unix` (default) adds Unix domain socket endpoints;
-//! `http2` (default) adds HTTP/2.
+//! `http2` (default) adds HTTP/2; `proxy-protocol` (default) adds the PROXY
+//! protocol ([`proxy_protocol`]) ahead of TLS.
 //! This crate sits at the top: nothing in the workspace depends on it.
 
 mod bind;
@@ -61,6 +62,11 @@ pub use kestrel_http1 as http1;
 /// [`StreamReset`](kestrel_http2::StreamReset) request feature.
 #[cfg(feature = "http2")]
 pub use kestrel_http2 as http2;
+/// The PROXY protocol v1/v2 (feature `proxy-protocol`, on by default):
+/// `use_proxy_protocol` on an endpoint, the parser, the connection feature
+/// with the v2 TLVs.
+#[cfg(feature = "proxy-protocol")]
+pub use kestrel_proxy_protocol as proxy_protocol;
 /// HTTPS (feature `tls`, on by default): certificates, SNI, ALPN, client
 /// certificates, `use_https`, the development certificate.
 #[cfg(feature = "tls")]

@@ -261,7 +261,9 @@ fn serve_connection<A: Application>(
     let handle = guard.handle().clone();
     let started = metrics::ENABLED.then(std::time::Instant::now);
     metrics::connection_started(&tags);
-    let span = tracing::debug_span!(target: "kestrel::connections", "connection", connection_id = %id, remote = %conn.remote_addr, endpoint = %address);
+    // `client` is filled in when connection middleware (the PROXY protocol)
+    // replaces the peer's address with the client's.
+    let span = tracing::debug_span!(target: "kestrel::connections", "connection", connection_id = %id, remote = %conn.remote_addr, client = tracing::field::Empty, endpoint = %address);
     ServeConnection {
         run: tracing::Instrument::instrument(
             run_connection(guard, conn, endpoint, address, shared),
@@ -329,18 +331,26 @@ fn run_connection<A: Application>(
         let id = guard.id();
         events::connection_start(id, &conn.remote_addr, &address);
         let mut features = http::Extensions::new();
+        // The peer's address, to see whether middleware replaced it (no
+        // clone, which allocates for Unix peers, when there is none).
+        let peer = (!endpoint.middleware().is_empty()).then(|| conn.remote_addr.clone());
+        if !endpoint.middleware().is_empty() {
+            features.insert(kestrel_core::middleware::MiddlewareLimits::new(
+                shared.request_headers_timeout,
+            ));
+        }
         for mw in endpoint.middleware() {
             match mw.call(conn, &mut features).await {
                 Ok(c) => conn = c,
                 Err(e) => {
-                    // TLS is the connection middleware that fails in practice.
-                    guard
-                        .handle()
-                        .set_end_reason(ConnectionEndReason::TlsHandshakeFailed);
+                    guard.handle().set_end_reason(middleware_end_reason(&e));
                     tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection middleware closed the connection");
                     return None;
                 }
             }
+        }
+        if peer.is_some_and(|p| p != conn.remote_addr) {
+            tracing::Span::current().record("client", tracing::field::display(&conn.remote_addr));
         }
         let info = ConnectionInfo::new(
             id,
@@ -422,6 +432,24 @@ fn run_connection<A: Application>(
             }
         }
     }
+}
+
+/// The end reason of a connection closed by its connection middleware: a
+/// bad or late PROXY header is a request-headers problem; otherwise TLS is
+/// the middleware that fails in practice.
+fn middleware_end_reason(e: &std::io::Error) -> ConnectionEndReason {
+    #[cfg(feature = "proxy-protocol")]
+    if e.get_ref()
+        .is_some_and(|inner| inner.is::<kestrel_proxy_protocol::ProxyProtocolError>())
+    {
+        return if e.kind() == std::io::ErrorKind::TimedOut {
+            ConnectionEndReason::RequestHeadersTimeout
+        } else {
+            ConnectionEndReason::InvalidRequestHeaders
+        };
+    }
+    let _ = e;
+    ConnectionEndReason::TlsHandshakeFailed
 }
 
 /// A started server: its addresses, and the way to stop it.

@@ -127,6 +127,16 @@ impl IpNetwork {
         Ok(IpNetwork { addr, prefix_len })
     }
 
+    /// The network's address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length in bits.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix_len
+    }
+
     /// Whether `ip` is inside the network (IPv4-mapped IPv6 addresses are
     /// compared as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
