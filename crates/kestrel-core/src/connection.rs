@@ -204,7 +204,14 @@ pub enum Signal {
 }
 
 impl ConnectionHandle {
-    /// A handle for a connection that is not tracked by a manager (tests, embedding).
+    /// A handle for a connection that is not tracked by a manager (tests).
+    ///
+    /// No heartbeat visits it, so **none of its deadlines fire**: no
+    /// keep-alive or request-headers timeout, no data rates, and the
+    /// driver's cached `Date` is refreshed only by whatever ticks the
+    /// clock. To embed a driver with Kestrel's limits, admit the connection
+    /// with [`ConnectionManager::try_admit`] and run
+    /// [`spawn_heartbeat`](crate::heartbeat::spawn_heartbeat) over that manager.
     pub fn detached(id: ConnectionId) -> Arc<Self> {
         let counters = Arc::new(Counters {
             active: AtomicU64::new(1),

@@ -148,7 +148,9 @@ impl Clock {
     }
 }
 
-/// Runs the heartbeat until the returned handle is dropped or aborted.
+/// Runs the heartbeat until the returned handle is aborted (dropping a
+/// tokio `JoinHandle` detaches the task, it does not stop it: call
+/// `abort()` when the server stops).
 ///
 /// Each tick refreshes the `Date` value and checks the deadline of every
 /// connection in `manager`. A tick that takes longer than the interval logs
