@@ -354,3 +354,31 @@ async fn proxy_protocol_failures_end_as_request_header_problems() {
     assert_eq!(reason("tls_handshake_failed"), 0);
     server.stop().await;
 }
+
+/// An HTTP/2 connection error (here a PING of the wrong length: GOAWAY
+/// FRAME_SIZE_ERROR) ends the connection as `protocol_error`.
+#[tokio::test]
+async fn http2_connection_errors_end_as_protocol_error() {
+    let (recorder, mut rec) = recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let server = start(|_| {}, support::hello).await;
+    let mut s = TcpStream::connect(support::addr(&server)).await.unwrap();
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    bytes.extend_from_slice(&[0, 0, 7, 6, 0, 0, 0, 0, 0]); // PING, 7 octets (not 8)
+    bytes.extend_from_slice(&[0; 7]);
+    s.write_all(&bytes).await.unwrap();
+    let _ = read_to_close(&mut s).await;
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let all = rec.now();
+    assert_eq!(
+        histogram_with(
+            all,
+            "kestrel.connection.duration",
+            ("error.type", "protocol_error")
+        ),
+        1
+    );
+    server.stop().await;
+}

@@ -62,6 +62,20 @@ pub enum Http1Error {
     ResponseAborted(BoxError),
 }
 
+impl Http1Error {
+    /// Why the connection ended, as Kestrel reports it (`error.type` of
+    /// `kestrel.connection.duration`), when the error itself says it.
+    pub fn end_reason(&self) -> Option<ConnectionEndReason> {
+        match self {
+            Http1Error::BadRequest(r) => Some(end_reason_of(*r)),
+            Http1Error::Io(_) => Some(ConnectionEndReason::ConnectionReset),
+            Http1Error::ResponseAborted(_) => Some(ConnectionEndReason::ErrorAfterStartingResponse),
+            // Set where the abort was decided (shutdown timeout, a deadline).
+            Http1Error::Aborted => None,
+        }
+    }
+}
+
 /// An HTTP/1.x connection, ready to serve an [`Application`].
 pub struct Http1Connection {
     io: BoxIo,
@@ -702,7 +716,6 @@ impl Driver {
 
     /// Answer a rejected request with its status; the connection then closes.
     fn write_rejection(&mut self, r: RequestRejection) {
-        self.handle.set_end_reason(end_reason_of(r));
         events::connection_bad_request(self.handle.id(), None, r.name(), r.status().as_u16(), &r);
         self.wb.begin_response();
         let facts = RequestFacts {
@@ -873,8 +886,6 @@ impl Driver {
         if self.wb.rollback() {
             Ok(self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, facts, None))
         } else {
-            self.handle
-                .set_end_reason(ConnectionEndReason::ErrorAfterStartingResponse);
             Err(Http1Error::ResponseAborted(e))
         }
     }

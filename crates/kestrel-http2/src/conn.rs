@@ -79,6 +79,32 @@ pub enum Http2Error {
     /// INTERNAL_ERROR, as Kestrel does).
     #[error("the client read a response below the minimum data rate")]
     MinResponseDataRate,
+    /// The connection timeout the application set (Kestrel's
+    /// `IConnectionTimeoutFeature`) passed.
+    #[error("the connection timeout set by the application passed")]
+    ConnectionTimeout,
+}
+
+impl Http2Error {
+    /// Why the connection ended, as Kestrel reports it (`error.type` of
+    /// `kestrel.connection.duration`); `None` when the client ended it.
+    pub fn end_reason(&self) -> Option<ConnectionEndReason> {
+        Some(match self {
+            Http2Error::Io(_) => ConnectionEndReason::ConnectionReset,
+            Http2Error::Protocol { .. } | Http2Error::TooManyEnhanceYourCalms => {
+                ConnectionEndReason::ProtocolError
+            }
+            Http2Error::RemoteGoAway { .. } => return None,
+            Http2Error::PrefaceTimeout | Http2Error::RequestHeadersTimeout => {
+                ConnectionEndReason::RequestHeadersTimeout
+            }
+            Http2Error::KeepAlivePingTimeout => ConnectionEndReason::KeepAliveTimeout,
+            Http2Error::Aborted => ConnectionEndReason::AppShutdownTimeout,
+            Http2Error::MinRequestBodyDataRate => ConnectionEndReason::MinRequestBodyDataRate,
+            Http2Error::MinResponseDataRate => ConnectionEndReason::MinResponseDataRate,
+            Http2Error::ConnectionTimeout => ConnectionEndReason::ServerTimeout,
+        })
+    }
 }
 
 impl From<h2::Error> for Http2Error {
@@ -323,8 +349,6 @@ impl Driver<'_> {
                 if self.headers_armed.is_some() =>
             {
                 tracing::debug!(target: "kestrel::bad_requests", connection_id = %self.handle.id(), timeout = ?self.config.request_headers_timeout, "a header block was not completed within the request-headers timeout: closing the HTTP/2 connection");
-                self.handle
-                    .set_end_reason(ConnectionEndReason::RequestHeadersTimeout);
                 return Poll::Ready(End::Close(
                     Reason::INTERNAL_ERROR,
                     Err(Http2Error::RequestHeadersTimeout),
@@ -333,7 +357,10 @@ impl Driver<'_> {
             Poll::Ready(Signal::TimedOut(TimeoutReason::TimeoutFeature)) => {
                 // The app's connection timeout (`ConnectionTimeout`): abort.
                 tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "the connection timeout set by the application expired: aborting");
-                return Poll::Ready(End::Close(Reason::INTERNAL_ERROR, Err(Http2Error::Aborted)));
+                return Poll::Ready(End::Close(
+                    Reason::INTERNAL_ERROR,
+                    Err(Http2Error::ConnectionTimeout),
+                ));
             }
             Poll::Ready(Signal::CloseRequested) if !self.graceful => {
                 self.graceful = true;
@@ -532,7 +559,6 @@ fn check_rates(
                     Some(s.stream_id()),
                 );
                 s.time_out_body();
-                handle.set_end_reason(ConnectionEndReason::MinRequestBodyDataRate);
                 return Some(End::Close(
                     Reason::INTERNAL_ERROR,
                     Err(Http2Error::MinRequestBodyDataRate),
@@ -540,7 +566,6 @@ fn check_rates(
             }
             Some(TimeoutReason::WriteDataRate) => {
                 events::response_minimum_data_rate_not_satisfied(handle.id(), Some(s.stream_id()));
-                handle.set_end_reason(ConnectionEndReason::MinResponseDataRate);
                 return Some(End::Close(
                     Reason::INTERNAL_ERROR,
                     Err(Http2Error::MinResponseDataRate),

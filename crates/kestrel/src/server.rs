@@ -387,12 +387,12 @@ fn run_connection<A: Application>(
                         .with_guard(guard)
                         .serve(&shared.app)
                         .await;
-                match result {
-                    Ok(()) | Err(Http1Error::BadRequest(_)) => {}
-                    Err(e) => {
-                        if matches!(e, Http1Error::Io(_)) {
-                            end_handle.set_end_reason(ConnectionEndReason::ConnectionReset);
-                        }
+                if let Err(e) = result {
+                    // The end reason (metrics' error.type) the error carries.
+                    if let Some(reason) = e.end_reason() {
+                        end_handle.set_end_reason(reason);
+                    }
+                    if !matches!(e, Http1Error::BadRequest(_)) {
                         tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection ended with an error")
                     }
                 }
@@ -416,6 +416,10 @@ fn run_connection<A: Application>(
                 )
                 .await;
                 if let Err(e) = result {
+                    // The end reason (metrics' error.type) the error carries.
+                    if let Some(reason) = e.end_reason() {
+                        end_handle.set_end_reason(reason);
+                    }
                     tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "HTTP/2 connection ended with an error")
                 }
                 drop(guard);
