@@ -179,13 +179,48 @@ pub struct ConnectionHandle {
 }
 
 /// Connection counts shared by the manager and every handle.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     active: AtomicU64,
     upgraded: AtomicU64,
     rejected: AtomicU64,
-    max_connections: Option<u64>,
-    max_upgraded: Option<u64>,
+    /// `max_concurrent_connections`; [`NO_LIMIT`] = none. Atomic so that a
+    /// configuration reload can change it while connections are admitted.
+    max_connections: AtomicU64,
+    /// `max_concurrent_upgraded_connections`; [`NO_LIMIT`] = none.
+    max_upgraded: AtomicU64,
+}
+
+/// A connection-count limit that is not set.
+const NO_LIMIT: u64 = u64::MAX;
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            active: AtomicU64::new(0),
+            upgraded: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            max_connections: AtomicU64::new(NO_LIMIT),
+            max_upgraded: AtomicU64::new(NO_LIMIT),
+        }
+    }
+}
+
+impl Counters {
+    fn limit(slot: &AtomicU64) -> Option<u64> {
+        match slot.load(Ordering::Acquire) {
+            NO_LIMIT => None,
+            n => Some(n),
+        }
+    }
+
+    fn max_connections(&self) -> Option<u64> {
+        Self::limit(&self.max_connections)
+    }
+
+    fn max_upgraded(&self) -> Option<u64> {
+        Self::limit(&self.max_upgraded)
+    }
 }
 
 /// A signal delivered to a connection.
@@ -257,7 +292,7 @@ impl ConnectionHandle {
             return Ok(());
         }
         let c = &self.counters;
-        if let Some(max) = c.max_upgraded {
+        if let Some(max) = c.max_upgraded() {
             c.upgraded
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                     (n < max).then_some(n + 1)
@@ -286,7 +321,7 @@ impl ConnectionHandle {
     /// itself stays in the normal count. Refused over the limit.
     pub fn try_add_upgraded_stream(&self) -> Result<(), ConnectionLimitError> {
         let c = &self.counters;
-        match c.max_upgraded {
+        match c.max_upgraded() {
             Some(max) => {
                 c.upgraded
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -543,13 +578,33 @@ impl ConnectionManager {
         Arc::new(ConnectionManager {
             next_id: AtomicU64::new(seed),
             counters: Arc::new(Counters {
-                max_connections,
-                max_upgraded,
+                max_connections: AtomicU64::new(max_connections.unwrap_or(NO_LIMIT)),
+                max_upgraded: AtomicU64::new(max_upgraded.unwrap_or(NO_LIMIT)),
                 ..Default::default()
             }),
             registry: Mutex::new(HashMap::new()),
             drained: Notify::new(),
         })
+    }
+
+    /// Change the connection-count limits (`None` = unlimited), e.g. on a
+    /// configuration reload. They apply to connections admitted and upgraded
+    /// from now on; connections already open are never closed for them.
+    pub fn set_limits(&self, max_connections: Option<u64>, max_upgraded: Option<u64>) {
+        let c = &self.counters;
+        c.max_connections
+            .store(max_connections.unwrap_or(NO_LIMIT), Ordering::Release);
+        c.max_upgraded
+            .store(max_upgraded.unwrap_or(NO_LIMIT), Ordering::Release);
+    }
+
+    /// The connection-count limits in force (`max_concurrent_connections`,
+    /// `max_concurrent_upgraded_connections`).
+    pub fn limits(&self) -> (Option<u64>, Option<u64>) {
+        (
+            self.counters.max_connections(),
+            self.counters.max_upgraded(),
+        )
     }
 
     /// The next connection id (also given to connections that are then rejected).
@@ -564,7 +619,7 @@ impl ConnectionManager {
         id: ConnectionId,
     ) -> Result<ConnectionGuard, ConnectionLimitError> {
         let c = &self.counters;
-        if let Some(max) = c.max_connections {
+        if let Some(max) = c.max_connections() {
             let admitted = c
                 .active
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -775,6 +830,26 @@ mod tests {
             ),
             (0, 0, 0)
         );
+    }
+
+    #[test]
+    fn limits_changed_apply_to_later_admissions_only() {
+        let m = ConnectionManager::new(None, Some(0));
+        let a = m.try_admit(m.next_id()).expect("first");
+        let b = m.try_admit(m.next_id()).expect("second");
+        m.set_limits(Some(1), None);
+        assert_eq!(m.limits(), (Some(1), None));
+        assert_eq!(
+            m.try_admit(m.next_id()).unwrap_err(),
+            ConnectionLimitError::MaxConcurrentConnections(1),
+            "two open, one allowed: the next is refused"
+        );
+        assert_eq!(m.live_connections(), 2, "open connections are kept");
+        drop((a, b));
+        let mut c = m.try_admit(m.next_id()).expect("under the new limit");
+        c.upgrade().expect("upgrades are no longer limited");
+        m.set_limits(None, None);
+        let _d = m.try_admit(m.next_id()).expect("no limit any more");
     }
 
     #[tokio::test]
