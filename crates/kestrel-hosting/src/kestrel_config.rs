@@ -373,6 +373,122 @@ pub fn bind_server_options(
     Ok(())
 }
 
+/// The limits set in code (the `use_kestrel` callback, which runs after
+/// the configuration was bound), told apart from those the configuration
+/// gave, so that a configuration reload computes the limits exactly as
+/// start-up does: `Kestrel:Limits` over the defaults, then every limit set
+/// in code over those. **Code wins over configuration**, at start-up and at
+/// every reload.
+///
+/// A limit counts as set in code when the callback changed it. A limit the
+/// callback set to the very value the configuration had given it cannot be
+/// told apart from one it left alone: it follows the configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CodeLimits {
+    /// The limits bound from the configuration at start-up (before the code ran).
+    configured: ServerLimits,
+    /// The limits after the code ran.
+    coded: ServerLimits,
+}
+
+impl CodeLimits {
+    /// `configured`: the limits bound from the configuration at start-up
+    /// (before the code ran); `coded`: the same after the code ran.
+    pub fn new(configured: ServerLimits, coded: ServerLimits) -> Self {
+        CodeLimits { configured, coded }
+    }
+
+    /// The limits for `config`, as start-up makes them: `Kestrel:Limits`
+    /// bound over the defaults by [`bind_limits`] (its errors name the key),
+    /// then the limits set in code. Also returns the keys whose
+    /// configuration value changed since start-up but that code sets (so the
+    /// change is not applied).
+    pub fn limits_for(
+        &self,
+        config: &Configuration,
+    ) -> Result<(ServerLimits, Vec<&'static str>), KestrelConfigError> {
+        let mut limits = ServerLimits::default();
+        bind_limits(config, &mut limits)?;
+        let ignored = self.overlay(&mut limits);
+        limits
+            .validate()
+            .map_err(|e| KestrelConfigError::Limits(e.to_string()))?;
+        Ok((limits, ignored))
+    }
+
+    /// Put every limit set in code into `limits`; returns the
+    /// `Kestrel:Limits` keys whose configured value was overridden and
+    /// differs from the one at start-up.
+    fn overlay(&self, limits: &mut ServerLimits) -> Vec<&'static str> {
+        let (before, after) = (&self.configured, &self.coded);
+        // Every limit, so that a new one cannot be forgotten below.
+        let ServerLimits {
+            max_concurrent_connections: _,
+            max_concurrent_upgraded_connections: _,
+            max_request_body_size: _,
+            max_request_buffer_size: _,
+            max_request_header_count: _,
+            max_request_headers_total_size: _,
+            max_request_line_size: _,
+            max_response_buffer_size: _,
+            keep_alive_timeout: _,
+            request_headers_timeout: _,
+            min_request_body_data_rate: _,
+            min_response_data_rate: _,
+            http2:
+                kestrel_core::Http2Limits {
+                    max_streams_per_connection: _,
+                    header_table_size: _,
+                    max_frame_size: _,
+                    max_request_header_field_size: _,
+                    initial_connection_window_size: _,
+                    initial_stream_window_size: _,
+                    keep_alive_ping_delay: _,
+                    keep_alive_ping_timeout: _,
+                    enable_connect_protocol: _,
+                    max_control_frames_per_second: _,
+                },
+        } = after;
+        let mut ignored = Vec::new();
+        macro_rules! code_wins {
+            ($($($field:ident).+ => $key:literal),* $(,)?) => {$(
+                if after.$($field).+ != before.$($field).+ {
+                    if limits.$($field).+ != before.$($field).+ {
+                        ignored.push($key);
+                    }
+                    limits.$($field).+ = after.$($field).+;
+                }
+            )*};
+        }
+        code_wins!(
+            max_concurrent_connections => "Kestrel:Limits:MaxConcurrentConnections",
+            max_concurrent_upgraded_connections => "Kestrel:Limits:MaxConcurrentUpgradedConnections",
+            max_request_body_size => "Kestrel:Limits:MaxRequestBodySize",
+            max_request_buffer_size => "Kestrel:Limits:MaxRequestBufferSize",
+            max_request_header_count => "Kestrel:Limits:MaxRequestHeaderCount",
+            max_request_headers_total_size => "Kestrel:Limits:MaxRequestHeadersTotalSize",
+            max_request_line_size => "Kestrel:Limits:MaxRequestLineSize",
+            max_response_buffer_size => "Kestrel:Limits:MaxResponseBufferSize",
+            keep_alive_timeout => "Kestrel:Limits:KeepAliveTimeout",
+            request_headers_timeout => "Kestrel:Limits:RequestHeadersTimeout",
+            min_request_body_data_rate => "Kestrel:Limits:MinRequestBodyDataRate",
+            min_response_data_rate => "Kestrel:Limits:MinResponseDataRate",
+            http2.max_streams_per_connection => "Kestrel:Limits:Http2:MaxStreamsPerConnection",
+            http2.header_table_size => "Kestrel:Limits:Http2:HeaderTableSize",
+            http2.max_frame_size => "Kestrel:Limits:Http2:MaxFrameSize",
+            http2.max_request_header_field_size => "Kestrel:Limits:Http2:MaxRequestHeaderFieldSize",
+            http2.initial_connection_window_size => "Kestrel:Limits:Http2:InitialConnectionWindowSize",
+            http2.initial_stream_window_size => "Kestrel:Limits:Http2:InitialStreamWindowSize",
+            http2.keep_alive_ping_delay => "Kestrel:Limits:Http2:KeepAlivePingDelay",
+            http2.keep_alive_ping_timeout => "Kestrel:Limits:Http2:KeepAlivePingTimeout",
+            // Not configuration keys: set in code only.
+            http2.enable_connect_protocol => "limits.http2.enable_connect_protocol",
+            http2.max_control_frames_per_second => "limits.http2.max_control_frames_per_second",
+        );
+        ignored
+    }
+}
+
 /// Kestrel's `ClientCertificateMode`, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -839,6 +955,63 @@ mod tests {
             &mut ServerLimits::default(),
         )
         .unwrap_err();
+        assert!(matches!(err, KestrelConfigError::Limits(_)), "{err}");
+    }
+
+    /// A reload computes the limits as start-up does: configuration over
+    /// the defaults, then what code set; keys code overrides are reported.
+    #[test]
+    fn code_limits_win_at_every_reload() {
+        let start = cfg(&[
+            ("Kestrel:Limits:MaxRequestBodySize", "1000"),
+            ("Kestrel:Limits:MaxRequestLineSize", "4096"),
+        ]);
+        let mut configured = ServerLimits::default();
+        bind_limits(&start, &mut configured).unwrap();
+        let mut coded = configured.clone();
+        // The callback: one limit the configuration also sets, one it does not.
+        coded.max_request_line_size = 2048;
+        coded.http2.max_streams_per_connection = 7;
+        let code = CodeLimits::new(configured, coded.clone());
+        assert_eq!(
+            code.limits_for(&start).unwrap(),
+            (coded, vec![]),
+            "unchanged configuration: the start-up limits"
+        );
+        let (limits, ignored) = code
+            .limits_for(&cfg(&[
+                ("Kestrel:Limits:MaxRequestHeaderCount", "5"),
+                ("Kestrel:Limits:MaxRequestLineSize", "100"),
+                ("Kestrel:Limits:Http2:MaxStreamsPerConnection", "9"),
+            ]))
+            .unwrap();
+        assert_eq!(limits.max_request_header_count, 5, "a new key applies");
+        assert_eq!(
+            limits.max_request_body_size,
+            Some(30_000_000),
+            "a removed key goes back to the default"
+        );
+        assert_eq!(limits.max_request_line_size, 2048, "code wins");
+        assert_eq!(limits.http2.max_streams_per_connection, 7, "code wins");
+        assert_eq!(
+            ignored,
+            [
+                "Kestrel:Limits:MaxRequestLineSize",
+                "Kestrel:Limits:Http2:MaxStreamsPerConnection"
+            ]
+        );
+        let err = code
+            .limits_for(&cfg(&[("Kestrel:Limits:MaxRequestHeaderCount", "many")]))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Kestrel:Limits:MaxRequestHeaderCount"),
+            "{err}"
+        );
+        // Inconsistent limits are refused, as at start-up.
+        let err = code
+            .limits_for(&cfg(&[("Kestrel:Limits:MaxRequestBufferSize", "3000")]))
+            .unwrap_err();
         assert!(matches!(err, KestrelConfigError::Limits(_)), "{err}");
     }
 

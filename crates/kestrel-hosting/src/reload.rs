@@ -8,7 +8,8 @@
 //!   `RUST_LOG`, when set, still wins);
 //! * `AllowedHosts` from the next request (host filtering reads it through
 //!   a [`ReloadableHostFiltering`], as ASP.NET Core's options monitor);
-//! * the server's part (`Kestrel:Endpoints` for Kestrel) through
+//! * the server's part (`Kestrel:Endpoints`, and `Kestrel:Limits` for new
+//!   connections, for Kestrel) through
 //!   [`StartedServer::reload`](crate::server::StartedServer::reload).
 //!
 //! A new configuration that cannot be used (invalid JSON, a bad key or
