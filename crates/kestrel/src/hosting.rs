@@ -34,12 +34,18 @@
 //! `Kestrel:DisableCertificateFileWatching` is `true`); and the sockets passed by
 //! systemd socket activation. Then the `configure` callback runs, so code
 //! wins over configuration.
+//!
+//! On a configuration reload (`reloadOnChange`, SIGHUP), `Kestrel:Endpoints`
+//! are applied by name, and `Kestrel:Limits` to connections accepted from
+//! then on (open ones keep theirs), computed as at start-up: the limits the
+//! callback set keep winning ([`CodeLimits`]).
 
 use std::time::Duration;
 
 use kestrel_core::{BindTarget, BoxError, HttpProtocols, KestrelServerOptions, ListenOptions};
 use kestrel_hosting::kestrel_config::{
-    bind_server_options, read_kestrel_section, EndpointSetting, KestrelConfigError, KestrelSection,
+    bind_server_options, read_kestrel_section, CodeLimits, EndpointSetting, KestrelConfigError,
+    KestrelSection,
 };
 use kestrel_hosting::pipeline::Pipeline;
 use kestrel_hosting::server::{BoxFuture, HostContext, HostingUrls, Server, StartedServer};
@@ -63,7 +69,7 @@ impl WebHostBuilderKestrelExt for WebHostBuilder {
         configure: impl FnOnce(&mut KestrelServerOptions) + Send + 'static,
     ) -> Self {
         self.use_server(move |ctx: &HostContext| {
-            let server = kestrel_from_context(ctx, configure)?;
+            let (server, code_limits) = kestrel_and_code_limits(ctx, configure)?;
             let prometheus_url = ctx
                 .configuration
                 .get(PROMETHEUS_URL_KEY)
@@ -77,6 +83,7 @@ impl WebHostBuilderKestrelExt for WebHostBuilder {
                 reload: Some(ReloadState {
                     section,
                     content_root: ctx.content_root.clone(),
+                    code_limits,
                 }),
             }) as Box<dyn Server>)
         })
@@ -136,9 +143,19 @@ pub fn kestrel_from_context(
     ctx: &HostContext,
     configure: impl FnOnce(&mut KestrelServerOptions),
 ) -> Result<KestrelServer, BoxError> {
+    kestrel_and_code_limits(ctx, configure).map(|(server, _)| server)
+}
+
+/// [`kestrel_from_context`], and the limits `configure` set (which win over
+/// `Kestrel:Limits` at every configuration reload too).
+fn kestrel_and_code_limits(
+    ctx: &HostContext,
+    configure: impl FnOnce(&mut KestrelServerOptions),
+) -> Result<(KestrelServer, CodeLimits), BoxError> {
     let config = &ctx.configuration;
     let mut options = KestrelServerOptions::default();
     bind_server_options(config, &mut options)?;
+    let configured_limits = options.limits.clone();
     let section = read_kestrel_section(config, &ctx.content_root)?;
     let defaults = section.endpoint_defaults.clone();
     if let Some(p) = defaults.protocols {
@@ -167,6 +184,7 @@ pub fn kestrel_from_context(
         options.listen.push(lo);
     }
     configure(&mut options);
+    let code_limits = CodeLimits::new(configured_limits, options.limits.clone());
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     let mut server = KestrelServer::new(options);
     #[cfg(feature = "tls")]
@@ -179,7 +197,7 @@ pub fn kestrel_from_context(
         }
         server = server.https_defaults(https);
     }
-    Ok(server)
+    Ok((server, code_limits))
 }
 
 /// `ProxyProtocol=Required` (and `TrustedProxies`): the PROXY middleware,
@@ -362,6 +380,8 @@ pub struct HostedKestrel {
 struct ReloadState {
     section: KestrelSection,
     content_root: std::path::PathBuf,
+    /// The limits set in code, kept over `Kestrel:Limits` at each reload.
+    code_limits: CodeLimits,
 }
 
 /// The configuration key that turns on the Prometheus `/metrics` endpoint
@@ -425,11 +445,45 @@ struct StartedKestrel {
 }
 
 impl StartedKestrel {
+    /// The `Kestrel` section read again. The whole section is checked
+    /// first, as at start-up: an error (naming the key, or the address that
+    /// cannot be bound) changes nothing. Then `Kestrel:Limits` apply to
+    /// connections accepted from now on (computed as at start-up: the
+    /// configuration over the defaults, the limits set in code over those),
+    /// and `Kestrel:Endpoints` are applied ([`Self::reload_endpoints`]).
+    async fn reload_configuration(
+        &mut self,
+        configuration: Configuration,
+        drain_timeout: Duration,
+    ) -> Result<(), BoxError> {
+        let Some(state) = &self.reload else {
+            return Ok(());
+        };
+        bind_server_options(&configuration, &mut KestrelServerOptions::default())?;
+        let (limits, ignored) = state.code_limits.limits_for(&configuration)?;
+        for key in ignored {
+            tracing::warn!(target: "kestrel", key, "{key} changed, but the limit is set in code, which wins: the change is not applied");
+        }
+        let previous = self.running.limits();
+        // Before the endpoints, so that an endpoint bound by this reload
+        // serves its first connection with the new limits.
+        let changed = self.running.update_limits(limits)?;
+        if let Err(e) = self.reload_endpoints(configuration, drain_timeout).await {
+            if changed {
+                // Nothing changes: the limits in force before come back.
+                let _ = self.running.update_limits(previous);
+            }
+            return Err(e);
+        }
+        if changed {
+            tracing::info!(target: "kestrel", "configuration reloaded: Kestrel:Limits changed; connections accepted from now on use the new limits, open ones keep theirs");
+        }
+        Ok(())
+    }
+
     /// `Kestrel:Endpoints` read again: endpoints added, removed or changed
     /// (by name) are bound, stopped and drained; unchanged ones are left
-    /// alone. The whole `Kestrel` section is checked first, as at start-up:
-    /// an error (naming the key, or the address that cannot be bound)
-    /// changes nothing.
+    /// alone.
     async fn reload_endpoints(
         &mut self,
         configuration: Configuration,
@@ -438,7 +492,6 @@ impl StartedKestrel {
         let Some(state) = &mut self.reload else {
             return Ok(());
         };
-        bind_server_options(&configuration, &mut KestrelServerOptions::default())?;
         let section = read_kestrel_section(&configuration, &state.content_root)?;
         let old = &state.section;
         let shared_changed = old.endpoint_defaults != section.endpoint_defaults
@@ -547,7 +600,7 @@ impl StartedServer for StartedKestrel {
         configuration: Configuration,
         drain_timeout: Duration,
     ) -> BoxFuture<'_, Result<(), BoxError>> {
-        Box::pin(self.reload_endpoints(configuration, drain_timeout))
+        Box::pin(self.reload_configuration(configuration, drain_timeout))
     }
 
     fn stop(self: Box<Self>, timeout: Duration) -> BoxFuture<'static, ()> {

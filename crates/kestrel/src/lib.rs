@@ -38,6 +38,7 @@ pub mod handover;
 /// default): `use_kestrel` and the configuration binding.
 #[cfg(feature = "hosting")]
 pub mod hosting;
+mod live_limits;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod protocol;

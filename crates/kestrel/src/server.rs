@@ -15,12 +15,12 @@ use kestrel_core::heartbeat::{spawn_heartbeat, Clock};
 use kestrel_core::limits::HEARTBEAT_INTERVAL;
 use kestrel_core::metrics::{self, EndpointTags};
 use kestrel_core::{
-    Application, BoundAddress, ConnectionInfo, KestrelServerOptions, ListenOptions,
-    ServerAddresses, TlsInfo,
+    Application, BoundAddress, ConnectionInfo, KestrelServerOptions, ListenOptions, OptionsError,
+    ServerAddresses, ServerLimits, TlsInfo,
 };
-use kestrel_http1::{Http1Config, Http1Connection, Http1Error};
+use kestrel_http1::{Http1Connection, Http1Error};
 #[cfg(feature = "http2")]
-use kestrel_http2::{Http2Config, Http2Connection};
+use kestrel_http2::Http2Connection;
 use kestrel_transport::tcp::TcpOptions;
 use kestrel_transport::{Connection, Listener};
 use tokio::sync::watch;
@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use crate::bind::{bind_endpoint, plan_endpoints, BoundListener, HttpsDefaults};
 use crate::endpoints::{EndpointGroup, Endpoints, LiveAddresses, SpawnAccept, TrackedConnections};
 use crate::error::StartError;
+use crate::live_limits::LiveLimits;
 use crate::protocol::{choose, Chosen};
 
 /// The Kestrel server: options, endpoints and transport settings. Start it
@@ -154,13 +155,10 @@ impl KestrelServer {
         clock.tick();
         let heartbeat = spawn_heartbeat(clock.clone(), manager.clone());
         let live = Arc::new(LiveAddresses::new(addresses.clone()));
+        let live_limits = Arc::new(LiveLimits::new(&self.options, manager.clone()));
         let shared = Arc::new(ServerShared {
             app,
-            http1: Arc::new(Http1Config::from_options(&self.options)),
-            #[cfg(feature = "http2")]
-            http2: Arc::new(Http2Config::from_options(&self.options)),
-            request_headers_timeout: limits.request_headers_timeout,
-            max_request_line_size: limits.max_request_line_size,
+            limits: live_limits.clone(),
             manager: manager.clone(),
             clock,
             addresses: live.clone(),
@@ -175,6 +173,7 @@ impl KestrelServer {
         Ok(RunningServer {
             addresses,
             manager,
+            limits: live_limits,
             endpoints: Endpoints {
                 groups,
                 live,
@@ -189,11 +188,8 @@ impl KestrelServer {
 
 struct ServerShared<A> {
     app: A,
-    http1: Arc<Http1Config>,
-    #[cfg(feature = "http2")]
-    http2: Arc<kestrel_http2::Http2Config>,
-    request_headers_timeout: Duration,
-    max_request_line_size: usize,
+    /// Read once per connection, when it starts.
+    limits: Arc<LiveLimits>,
     manager: Arc<ConnectionManager>,
     clock: Arc<Clock>,
     addresses: Arc<LiveAddresses>,
@@ -329,6 +325,8 @@ fn run_connection<A: Application>(
 ) -> impl Future<Output = Option<&'static str>> + Send {
     async move {
         let id = guard.id();
+        // The limits in force when the connection starts, for its whole life.
+        let settings = shared.limits.current();
         events::connection_start(id, &conn.remote_addr, &address);
         let mut features = http::Extensions::new();
         // The peer's address, to see whether middleware replaced it (no
@@ -336,7 +334,7 @@ fn run_connection<A: Application>(
         let peer = (!endpoint.middleware().is_empty()).then(|| conn.remote_addr.clone());
         if !endpoint.middleware().is_empty() {
             features.insert(kestrel_core::middleware::MiddlewareLimits::new(
-                shared.request_headers_timeout,
+                settings.request_headers_timeout,
             ));
         }
         for mw in endpoint.middleware() {
@@ -372,8 +370,8 @@ fn run_connection<A: Application>(
             info.features().get::<TlsInfo>(),
             &handle,
             &shared.clock,
-            shared.request_headers_timeout,
-            shared.max_request_line_size,
+            settings.request_headers_timeout,
+            settings.max_request_line_size,
         )
         .await;
         match chosen {
@@ -381,7 +379,7 @@ fn run_connection<A: Application>(
                 // The driver holds the guard: an upgraded connection keeps its place in
                 // the upgraded count for as long as the app holds the stream.
                 let result =
-                    Http1Connection::new(io, shared.http1.clone(), handle, shared.clock.clone())
+                    Http1Connection::new(io, settings.http1.clone(), handle, shared.clock.clone())
                         .with_read_buffer(read)
                         .with_connection_info(info)
                         .with_guard(guard)
@@ -410,7 +408,7 @@ fn run_connection<A: Application>(
                 // connection task would otherwise reserve room for it, HTTP/1
                 // ones included (idle memory per connection).
                 Box::pin(
-                    Http2Connection::new(io, shared.http2.clone(), handle, shared.clock.clone())
+                    Http2Connection::new(io, settings.http2.clone(), handle, shared.clock.clone())
                         .with_connection_info(info)
                         .serve(&shared.app),
                 )
@@ -461,6 +459,7 @@ fn middleware_end_reason(e: &std::io::Error) -> ConnectionEndReason {
 pub struct RunningServer {
     pub(crate) addresses: ServerAddresses,
     manager: Arc<ConnectionManager>,
+    limits: Arc<LiveLimits>,
     pub(crate) endpoints: Endpoints,
     pub(crate) tcp: TcpOptions,
     heartbeat: tokio::task::JoinHandle<()>,
@@ -481,6 +480,23 @@ impl RunningServer {
     /// Connections refused so far under `max_concurrent_connections`.
     pub fn rejected_connections(&self) -> u64 {
         self.manager.rejected_connections()
+    }
+
+    /// The limits new connections are served with.
+    pub fn limits(&self) -> ServerLimits {
+        self.limits.limits()
+    }
+
+    /// Serve connections accepted from now on with `limits` (a
+    /// configuration reload of `Kestrel:Limits` comes here). Connections
+    /// already open keep the limits they started with; the connection
+    /// counts (`max_concurrent_connections`,
+    /// `max_concurrent_upgraded_connections`) apply to admissions and
+    /// upgrades from now on, and never close an open connection. Invalid
+    /// limits are refused and change nothing. Returns whether the limits
+    /// changed.
+    pub fn update_limits(&self, limits: ServerLimits) -> Result<bool, OptionsError> {
+        self.limits.set(limits)
     }
 
     /// Stop gracefully within the configured shutdown timeout.
