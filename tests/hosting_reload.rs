@@ -132,7 +132,17 @@ async fn wait_log(parts: &[&str]) {
 
 /// One keep-alive `GET /` on `s`: (status, body), or an error text.
 async fn get(s: &mut TcpStream, host: &str) -> Result<(u16, String), String> {
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+    send(
+        s,
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+    )
+    .await
+}
+
+/// One request written raw on `s`, and its response (with a Content-Length
+/// or none): (status, body), or an error text.
+async fn send(s: &mut TcpStream, request: &[u8]) -> Result<(u16, String), String> {
+    s.write_all(request)
         .await
         .map_err(|e| format!("write: {e}"))?;
     let mut buf = Vec::new();
@@ -237,6 +247,190 @@ async fn endpoints_follow_appsettings_and_invalid_changes_change_nothing() {
     wait_log(&["ERROR", "nothing changed", "Kestrel:Limits:MaxBogusSize"]).await;
     assert_eq!(host.addresses(), std::slice::from_ref(&b));
     assert_eq!(get(&mut on_b, "localhost").await.unwrap().0, 200);
+    host.stop().await;
+}
+
+/// A host whose code sets one limit (`max_request_line_size`, which then
+/// wins over configuration) and whose app reads the request body.
+async fn start_host_reading_bodies(root: &Path) -> RunningHost {
+    use http_body_util::{BodyExt, Full};
+    WebHost::create_default_builder([
+        "test".to_string(),
+        "--contentRoot".into(),
+        root.display().to_string(),
+    ])
+    .use_kestrel(|o| o.limits.max_request_line_size = 2048)
+    .configure(|app| {
+        app.run(|req: http::Request<kestrel::RequestBody>| async move {
+            let text = match req.into_body().collect().await {
+                Ok(b) => format!("len={}", b.to_bytes().len()),
+                Err(e) => format!("error={e}"),
+            };
+            http::Response::new(Full::new(bytes::Bytes::from(text)))
+        });
+    })
+    .build()
+    .expect("host builds")
+    .start()
+    .await
+    .expect("host starts")
+}
+
+fn limits_json(limits: &str) -> String {
+    format!(
+        r#"{{ "Kestrel": {{ "Endpoints": {{ "Main": {{ "Url": "http://127.0.0.1:0" }} }}, "Limits": {{ {limits} }} }} }}"#
+    )
+}
+
+/// `POST /` with a body of `n` bytes.
+fn post(n: usize) -> Vec<u8> {
+    let mut r =
+        format!("POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+    r.extend(std::iter::repeat_n(b'x', n));
+    r
+}
+
+/// `GET /` with `n` header fields besides `Host`.
+fn get_with_headers(n: usize) -> Vec<u8> {
+    let fields: String = (0..n).map(|i| format!("X-H{i}: v\r\n")).collect();
+    format!("GET / HTTP/1.1\r\nHost: localhost\r\n{fields}\r\n").into_bytes()
+}
+
+/// `request` on a new connection: its status.
+async fn status_on_new_connection(addr: SocketAddr, request: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    send(&mut s, request).await.unwrap().0
+}
+
+/// Occurrences of `text` in the log so far.
+fn logged_count(text: &str) -> usize {
+    logged().lines().filter(|l| l.contains(text)).count()
+}
+
+/// Wait (≤ 10 s) until `text` was logged more than `before` times.
+async fn wait_logged_more(text: &str, before: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while logged_count(text) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} not logged again:\n{}",
+            logged()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn limits_follow_appsettings_for_new_connections_only() {
+    const APPLIED: &str = "Kestrel:Limits changed";
+    capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_in_place(root, &limits_json(""));
+    let host = start_host_reading_bodies(root).await;
+    let addr = socket(&host.addresses()[0]);
+    // Opened before the reload: keeps the limits it started with.
+    let mut old = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        send(&mut old, &post(100)).await.unwrap(),
+        (200, "len=100".into())
+    );
+    assert_eq!(send(&mut old, &get_with_headers(10)).await.unwrap().0, 200);
+    assert_eq!(status_on_new_connection(addr, &post(100)).await, 200);
+    assert_eq!(
+        status_on_new_connection(addr, &get_with_headers(10)).await,
+        200
+    );
+
+    // Lowered in appsettings.json: new connections get 413 and 431.
+    let applied = logged_count(APPLIED);
+    write_in_place(
+        root,
+        &limits_json(
+            r#""MaxRequestBodySize": 10, "MaxRequestHeaderCount": 5, "MaxRequestLineSize": 65536"#,
+        ),
+    );
+    wait_logged_more(APPLIED, applied).await;
+    assert_eq!(status_on_new_connection(addr, &post(100)).await, 413);
+    assert_eq!(
+        status_on_new_connection(addr, &get_with_headers(10)).await,
+        431
+    );
+    assert_eq!(status_on_new_connection(addr, &post(10)).await, 200);
+    assert_eq!(
+        status_on_new_connection(addr, &get_with_headers(4)).await,
+        200
+    );
+    // The limit set in code wins over the configuration's new value, as at start-up.
+    wait_log(&[
+        "WARN",
+        "Kestrel:Limits:MaxRequestLineSize changed",
+        "set in code",
+    ])
+    .await;
+    let long_line = format!(
+        "GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "a".repeat(3000)
+    );
+    assert_eq!(
+        status_on_new_connection(addr, long_line.as_bytes()).await,
+        414
+    );
+    // The connection opened before keeps its limits.
+    assert_eq!(
+        send(&mut old, &post(100)).await.unwrap(),
+        (200, "len=100".into())
+    );
+    assert_eq!(send(&mut old, &get_with_headers(10)).await.unwrap().0, 200);
+
+    // An invalid value changes nothing (not even the valid key beside it)
+    // and the error names the key.
+    write_in_place(
+        root,
+        &limits_json(r#""MaxRequestBodySize": 1000000, "MaxRequestHeaderCount": "many""#),
+    );
+    wait_log(&[
+        "ERROR",
+        "nothing changed",
+        "Kestrel:Limits:MaxRequestHeaderCount",
+    ])
+    .await;
+    assert_eq!(status_on_new_connection(addr, &post(100)).await, 413);
+    assert_eq!(
+        status_on_new_connection(addr, &get_with_headers(10)).await,
+        431
+    );
+    assert_eq!(send(&mut old, &post(100)).await.unwrap().0, 200);
+
+    // MaxConcurrentConnections: with `old` open, a new connection is refused
+    // (closed without a response); `old` is not closed for it.
+    let applied = logged_count(APPLIED);
+    write_in_place(
+        root,
+        &limits_json(
+            r#""MaxRequestBodySize": 10, "MaxRequestHeaderCount": 5, "MaxConcurrentConnections": 1"#,
+        ),
+    );
+    wait_logged_more(APPLIED, applied).await;
+    let mut refused = TcpStream::connect(addr).await.unwrap();
+    let r = send(&mut refused, &get_with_headers(0)).await;
+    assert!(r.is_err(), "over MaxConcurrentConnections: {r:?}");
+    assert_eq!(send(&mut old, &get_with_headers(0)).await.unwrap().0, 200);
+    drop(old);
+    // Once `old` is gone, there is room again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        if let Ok((status, _)) = send(&mut s, &get_with_headers(0)).await {
+            assert_eq!(status, 200);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no room after the connection closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     host.stop().await;
 }
 
