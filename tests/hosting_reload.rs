@@ -277,9 +277,31 @@ async fn start_host_reading_bodies(root: &Path) -> RunningHost {
 }
 
 fn limits_json(limits: &str) -> String {
+    limits_json_with(limits, "")
+}
+
+/// `Kestrel:Limits` = `{limits}`, and the endpoint `Main` plus `more`.
+fn limits_json_with(limits: &str, more: &str) -> String {
     format!(
-        r#"{{ "Kestrel": {{ "Endpoints": {{ "Main": {{ "Url": "http://127.0.0.1:0" }} }}, "Limits": {{ {limits} }} }} }}"#
+        r#"{{ "Kestrel": {{ "Endpoints": {{ "Main": {{ "Url": "http://127.0.0.1:0" }} {more} }}, "Limits": {{ {limits} }} }} }}"#
     )
+}
+
+/// An HTTP/2 `GET /` with `n` header fields besides the pseudo-headers: its status.
+async fn h2_status(send: &mut h2::client::SendRequest<bytes::Bytes>, n: usize) -> u16 {
+    let mut req = h2client::request("GET", "/");
+    for i in 0..n {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(),
+            http::HeaderValue::from_static("v"),
+        );
+    }
+    let (resp, _) = send.send_request(req, true).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+        .await
+        .expect("a response within 10 s")
+        .unwrap();
+    resp.status().as_u16()
 }
 
 /// `POST /` with a body of `n` bytes.
@@ -336,6 +358,8 @@ async fn limits_follow_appsettings_for_new_connections_only() {
         (200, "len=100".into())
     );
     assert_eq!(send(&mut old, &get_with_headers(10)).await.unwrap().0, 200);
+    let mut old_h2 = h2client::connect(addr).await;
+    assert_eq!(h2_status(&mut old_h2, 10).await, 200);
     assert_eq!(status_on_new_connection(addr, &post(100)).await, 200);
     assert_eq!(
         status_on_new_connection(addr, &get_with_headers(10)).await,
@@ -361,6 +385,8 @@ async fn limits_follow_appsettings_for_new_connections_only() {
         status_on_new_connection(addr, &get_with_headers(4)).await,
         200
     );
+    let mut new_h2 = h2client::connect(addr).await;
+    assert_eq!(h2_status(&mut new_h2, 10).await, 431, "HTTP/2 too");
     // The limit set in code wins over the configuration's new value, as at start-up.
     wait_log(&[
         "WARN",
@@ -382,6 +408,8 @@ async fn limits_follow_appsettings_for_new_connections_only() {
         (200, "len=100".into())
     );
     assert_eq!(send(&mut old, &get_with_headers(10)).await.unwrap().0, 200);
+    assert_eq!(h2_status(&mut old_h2, 10).await, 200);
+    drop((old_h2, new_h2));
 
     // An invalid value changes nothing (not even the valid key beside it)
     // and the error names the key.
@@ -401,6 +429,23 @@ async fn limits_follow_appsettings_for_new_connections_only() {
         431
     );
     assert_eq!(send(&mut old, &post(100)).await.unwrap().0, 200);
+    // Valid limits beside an endpoint that cannot be bound: nothing changes
+    // either (the limits are put back).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_url = format!("http://{}", taken.local_addr().unwrap());
+    write_in_place(
+        root,
+        &limits_json_with(
+            r#""MaxRequestBodySize": 1000000"#,
+            &format!(r#", "Taken": {{ "Url": "{taken_url}" }}"#),
+        ),
+    );
+    wait_log(&["ERROR", "nothing changed", &taken_url]).await;
+    assert_eq!(status_on_new_connection(addr, &post(100)).await, 413);
+    assert_eq!(
+        status_on_new_connection(addr, &get_with_headers(10)).await,
+        431
+    );
 
     // MaxConcurrentConnections: with `old` open, a new connection is refused
     // (closed without a response); `old` is not closed for it.
