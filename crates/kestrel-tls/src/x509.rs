@@ -1,9 +1,14 @@
-//! Just enough X.509 reading to warn about expired certificates and to show
-//! an app who a client certificate belongs to: the validity period and the
-//! subject's common name. A small DER walker over untrusted input: every
-//! length is checked, nothing panics, and anything unexpected yields `None`.
+//! What an app or a start-up check wants to know about a certificate: the
+//! validity period and the common names. The DER is read by the
+//! `x509-cert` crate (RustCrypto); anything it does not accept as an
+//! X.509 certificate yields `None`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use x509_cert::der::Decode;
+use x509_cert::name::Name;
+use x509_cert::time::Time;
+use x509_cert::Certificate;
 
 /// What an app (or a start-up check) usually wants to know about a
 /// certificate, read from its DER encoding.
@@ -24,45 +29,14 @@ impl CertificateSummary {
     /// Read a DER-encoded X.509 certificate (e.g. one of
     /// `TlsInfo::peer_certificates`). `None` if it is not one.
     pub fn parse(der: &[u8]) -> Option<CertificateSummary> {
-        let (tag, cert, _) = tlv(der)?;
-        if tag != SEQUENCE {
-            return None;
-        }
-        let (tag, tbs, _) = tlv(cert)?;
-        if tag != SEQUENCE {
-            return None;
-        }
-        let (mut tag, _, mut next) = tlv(tbs)?;
-        if tag == 0xA0 {
-            // [0] EXPLICIT version
-            (tag, _, next) = tlv(next)?;
-        }
-        if tag != INTEGER {
-            return None; // serialNumber
-        }
-        let (tag, _, next) = tlv(next)?; // signature AlgorithmIdentifier
-        if tag != SEQUENCE {
-            return None;
-        }
-        let (tag, issuer, next) = tlv(next)?;
-        if tag != SEQUENCE {
-            return None;
-        }
-        let (tag, validity, next) = tlv(next)?;
-        if tag != SEQUENCE {
-            return None;
-        }
-        let (tag, subject, _) = tlv(next)?;
-        if tag != SEQUENCE {
-            return None;
-        }
-        let (t1, v1, after) = tlv(validity)?;
-        let (t2, v2, _) = tlv(after)?;
+        let cert = Certificate::from_der(der).ok()?;
+        let tbs = cert.tbs_certificate();
+        let validity = tbs.validity();
         Some(CertificateSummary {
-            subject_common_name: common_name(subject),
-            issuer_common_name: common_name(issuer),
-            not_before: time(t1, v1)?,
-            not_after: time(t2, v2)?,
+            subject_common_name: common_name(tbs.subject()),
+            issuer_common_name: common_name(tbs.issuer()),
+            not_before: system_time(validity.not_before),
+            not_after: system_time(validity.not_after),
         })
     }
 
@@ -72,108 +46,21 @@ impl CertificateSummary {
     }
 }
 
-const INTEGER: u8 = 0x02;
-const OID: u8 = 0x06;
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const UTC_TIME: u8 = 0x17;
-const GENERALIZED_TIME: u8 = 0x18;
-/// 2.5.4.3 (id-at-commonName), encoded.
-const CN_OID: &[u8] = &[0x55, 0x04, 0x03];
-
-/// One DER tag-length-value: (tag, value, the bytes after it).
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    if tag & 0x1F == 0x1F {
-        return None; // high tag numbers do not occur in the fields we read
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7F);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let mut len = 0usize;
-        for &b in &rest[..n] {
-            len = (len << 8) | usize::from(b);
-        }
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
+/// The first CN attribute of a name, if it is a directory string.
+fn common_name(name: &Name) -> Option<String> {
+    name.common_name()
+        .ok()
+        .flatten()
+        .map(|cn| cn.value().into_owned())
 }
 
-/// The first CN attribute of a Name (SEQUENCE OF SET OF AttributeTypeAndValue).
-fn common_name(mut name: &[u8]) -> Option<String> {
-    while !name.is_empty() {
-        let (tag, set, next) = tlv(name)?;
-        name = next;
-        if tag != SET {
-            return None;
-        }
-        let mut attrs = set;
-        while !attrs.is_empty() {
-            let (tag, atv, next) = tlv(attrs)?;
-            attrs = next;
-            if tag != SEQUENCE {
-                return None;
-            }
-            let (tag, oid, rest) = tlv(atv)?;
-            if tag == OID && oid == CN_OID {
-                let (_, value, _) = tlv(rest)?;
-                return Some(String::from_utf8_lossy(value).into_owned());
-            }
-        }
-    }
-    None
-}
-
-/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
-fn time(tag: u8, value: &[u8]) -> Option<SystemTime> {
-    let digits = |s: &[u8]| -> Option<i64> {
-        let mut n = 0i64;
-        for &b in s {
-            if !b.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + i64::from(b - b'0');
-        }
-        Some(n)
-    };
-    let (year, rest) = match tag {
-        UTC_TIME if value.len() >= 13 => {
-            let yy = digits(&value[..2])?;
-            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &value[2..])
-        }
-        GENERALIZED_TIME if value.len() >= 15 => (digits(&value[..4])?, &value[4..]),
-        _ => return None,
-    };
-    if rest.len() < 11 || rest[10] != b'Z' {
-        return None;
-    }
-    let month = digits(&rest[0..2])?;
-    let day = digits(&rest[2..4])?;
-    let hour = digits(&rest[4..6])?;
-    let minute = digits(&rest[6..8])?;
-    let second = digits(&rest[8..10])?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    let days = days_from_civil(year, month as u32, day as u32);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(60);
-    if secs >= 0 {
-        Some(UNIX_EPOCH + Duration::from_secs(secs as u64))
-    } else {
-        Some(UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()))
-    }
+fn system_time(t: Time) -> SystemTime {
+    UNIX_EPOCH + t.to_unix_duration()
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+#[cfg(test)]
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;
     let yoe = y - era * 400;
@@ -218,20 +105,6 @@ mod tests {
             let (y, m, d) = civil_from_days(z);
             assert_eq!(days_from_civil(y, m, d), z, "{y}-{m}-{d}");
         }
-    }
-
-    #[test]
-    fn times() {
-        let t = time(UTC_TIME, b"240229120000Z").unwrap();
-        assert_eq!(
-            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
-            19_782 * 86_400 + 12 * 3600
-        );
-        let g = time(GENERALIZED_TIME, b"20240229120000Z").unwrap();
-        assert_eq!(t, g);
-        assert!(time(UTC_TIME, b"2402291200").is_none());
-        assert!(time(UTC_TIME, b"241329120000Z").is_none());
-        assert!(time(0x04, b"240229120000Z").is_none());
     }
 
     #[test]
