@@ -287,7 +287,7 @@ impl FrameCheck {
     ///
     /// `now_ms` is the time the bytes arrived, in the server clock's ticks
     /// (passed in, so that the flood window is plain arithmetic in tests).
-    fn feed(&mut self, bytes: &[u8], reads: &ReadCounter, now_ms: u64) -> Option<(usize, Reason)> {
+    pub(crate) fn feed(&mut self, bytes: &[u8], reads: &ReadCounter, now_ms: u64) -> Option<(usize, Reason)> {
         self.now_ms = now_ms;
         let mut i = 0;
         // Where the current frame starts in `bytes` (0 if it began earlier).
@@ -436,6 +436,16 @@ pub(crate) struct CountingIo {
     check: FrameCheck,
 }
 
+impl FrameCheck {
+    /// A check allowing `control_limit` PING/SETTINGS frames per second (`None`: no limit).
+    pub(crate) fn with_control_limit(control_limit: Option<u32>) -> Self {
+        FrameCheck {
+            control_limit,
+            ..FrameCheck::default()
+        }
+    }
+}
+
 impl CountingIo {
     /// `control_limit`: PING/SETTINGS frames allowed per second (`None`: no limit).
     /// Time comes from `clock`.
@@ -449,10 +459,7 @@ impl CountingIo {
             inner,
             counter,
             clock,
-            check: FrameCheck {
-                control_limit,
-                ..FrameCheck::default()
-            },
+            check: FrameCheck::with_control_limit(control_limit),
         }
     }
 }

@@ -42,6 +42,8 @@
 mod body;
 mod config;
 mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod stream;
 mod tunnel;

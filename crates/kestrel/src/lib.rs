@@ -32,6 +32,8 @@
 mod bind;
 mod endpoints;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(unix)]
 pub mod handover;
 /// Kestrel under `kestrel-hosting`'s web host (feature `hosting`, on by
