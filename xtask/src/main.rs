@@ -8,10 +8,14 @@
 //! * `callgrind [--requests N] [--only kestrel,hyper,hyper-pf]`: instructions
 //!   per pipelined HTTP/1.1 request under callgrind, beside hyper;
 //! * `fuzz <target> [seconds]`: run one target with cargo-fuzz (needs
-//!   `cargo install cargo-fuzz`; uses `RUSTC_BOOTSTRAP=1` on a stable toolchain).
+//!   `cargo install cargo-fuzz`; uses `RUSTC_BOOTSTRAP=1` on a stable toolchain);
+//! * `fuzz-all [--seconds N] [--only a,b]`: run every fuzz target in turn on
+//!   its corpus and print executions, coverage, corpus size and crashes per
+//!   target (see `docs/fuzzing.md`).
 
 mod bench;
 mod callgrind;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -39,7 +43,7 @@ fn run(cmd: &mut Command) -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <ci | bench [options] | callgrind [options] | fuzz-build | fuzz <target> [seconds]>");
+    eprintln!("usage: cargo xtask <ci | bench [options] | callgrind [options] | fuzz-build | fuzz <target> [seconds] | fuzz-all [--seconds N] [--only a,b]>");
     ExitCode::from(2)
 }
 
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
             (Some(addr), Some(n)) => bench::idle_client(addr, n),
             _ => usage(),
         },
+        Some("fuzz-all") => fuzz::fuzz_all(&root, &args[1..]),
         Some("fuzz-build") => run(Command::new(env!("CARGO"))
             .args(["build", "--quiet", "--bins", "--manifest-path"])
             .arg(root.join("fuzz/Cargo.toml"))
