@@ -1,8 +1,7 @@
 //! A whole HTTP/2 connection: `Http2Connection` over an in-memory duplex
 //! stream, serving an app that reads each request body and echoes it. The
 //! client sends the preface, then frames built from the input: well-formed
-//! requests (HEADERS with a valid HPACK block naming the stream in its
-//! path), DATA, WINDOW_UPDATE, RST_STREAM, SETTINGS, PING, and raw frames of
+//! requests (HEADERS with a valid HPACK block), DATA, WINDOW_UPDATE, RST_STREAM, SETTINGS, PING, and raw frames of
 //! any type, flags, stream and payload; then it shuts its write side.
 //!
 //! Properties: no panic, the connection ends, and each stream's body as the
@@ -21,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use kestrel_core::connection::{ConnectionHandle, ConnectionId};
 use kestrel_core::heartbeat::Clock;
 use kestrel_core::RequestBody;
-use kestrel_http2::{Http2Config, Http2Connection, PREFACE};
+use kestrel_http2::{Http2Config, Http2Connection, StreamReset, PREFACE};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -198,7 +197,7 @@ fn sent(bytes: &[u8]) -> HashMap<u32, (Vec<u8>, bool)> {
 
 #[derive(Debug)]
 struct Seen {
-    path: String,
+    stream: Option<u32>,
     body: Vec<u8>,
     read_ok: bool,
 }
@@ -214,7 +213,10 @@ fuzz_target!(|input: &[u8]| {
     let app = move |req: Request<RequestBody>| {
         let log = log.clone();
         async move {
-            let path = req.uri().path().to_owned();
+            let stream = req
+                .extensions()
+                .get::<StreamReset>()
+                .map(StreamReset::stream_id);
             let mut body = req.into_body();
             let mut got = Vec::new();
             let mut read_ok = true;
@@ -232,7 +234,7 @@ fuzz_target!(|input: &[u8]| {
                 }
             }
             log.lock().expect("log").push(Seen {
-                path,
+                stream,
                 body: got.clone(),
                 read_ok,
             });
@@ -267,13 +269,9 @@ fuzz_target!(|input: &[u8]| {
     });
     let sent = sent(&bytes);
     for s in seen.lock().expect("log").iter() {
-        let Some(id) = s
-            .path
-            .strip_prefix("/s")
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+        let id = s
+            .stream
+            .expect("every request has its stream's StreamReset");
         let (expected, bad_padding) = sent.get(&id).cloned().unwrap_or_default();
         if s.read_ok && !bad_padding {
             assert_eq!(
