@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::Request;
 use kestrel_core::connection::ConnectionId;
-use kestrel_core::{ConnectionInfo, RequestBody};
+use kestrel_core::{ConnectionInfo, RequestBody, RequestFeatures};
 use kestrel_hosting::middleware::{
     ForwardedHeader, ForwardedHeaders, ForwardedInfo, HostFiltering,
 };
@@ -79,14 +79,16 @@ fuzz_target!(|input: &[u8]| {
     let Ok(mut req) = builder.body(RequestBody::empty()) else {
         return;
     };
-    req.extensions_mut().insert(ConnectionInfo::new(
+    let info = ConnectionInfo::new(
         ConnectionId(1),
         Address::Ip("127.0.0.1:80".parse().expect("addr")),
         Address::Ip(peer),
         TransportKind::Tcp,
         None,
         http::Extensions::new(),
-    ));
+    );
+    req.extensions_mut()
+        .insert(RequestFeatures::new().with_connection(Some(info)));
     let before = req.headers().clone();
     let xff = entries(&req, "x-forwarded-for");
     fh.apply(&mut req);
