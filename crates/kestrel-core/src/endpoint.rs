@@ -134,7 +134,13 @@ impl ServerUrl {
         };
 
         // `unix:/path` (after the scheme, or alone): everything after `unix:` is the path.
-        if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("unix:") {
+        // Compared as bytes: the URL may hold non-ASCII text, and byte 5
+        // need not be a char boundary.
+        if rest
+            .as_bytes()
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"unix:"))
+        {
             let path = &rest[5..];
             if path.is_empty() || !path.starts_with('/') {
                 return Err(UrlError::RelativeUnixPath(err_url()));
@@ -404,5 +410,23 @@ mod tests {
             BoundAddress::unix(Scheme::Http, std::path::Path::new("/tmp/k.sock")).as_str(),
             "http://unix:/tmp/k.sock"
         );
+    }
+
+    /// Found by the `config_values` fuzz target: a URL with non-ASCII text
+    /// where `unix:` could start (`http://\u{FFFD}…`) panicked, slicing
+    /// inside a character.
+    #[test]
+    fn a_non_ascii_url_is_an_error_not_a_panic() {
+        for url in [
+            "http://\u{FFFD}\u{FFFD}calhost:5000",
+            "http://ab\u{e9}:1",
+            "unix:\u{e9}",
+        ] {
+            assert!(ServerUrl::parse(url).is_err(), "{url}");
+        }
+        assert!(matches!(
+            ServerUrl::parse("http://unix:/tmp/\u{e9}.sock").map(|u| u.target),
+            Ok(BindTarget::Unix(_))
+        ));
     }
 }

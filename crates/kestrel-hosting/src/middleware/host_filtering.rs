@@ -147,9 +147,12 @@ impl HostFiltering {
     /// Whether `req` passes the filter.
     pub fn is_allowed(&self, req: &Request<RequestBody>) -> bool {
         let host = match req.headers().get(header::HOST) {
-            Some(value) => match value.to_str() {
+            // Judged as its text (a configured name may be non-ASCII); bytes
+            // that are no text match no name, and only `*` (any non-empty
+            // host) allows them.
+            Some(value) => match std::str::from_utf8(value.as_bytes()) {
                 Ok(s) => Some(s),
-                Err(_) => return false,
+                Err(_) => return self.inner.allow_all,
             },
             None => req.uri().authority().map(|a| a.as_str()),
         };
@@ -273,5 +276,28 @@ mod tests {
             HostFiltering::new(" ; ").unwrap_err(),
             HostFilteringError::NoAllowedHosts
         );
+    }
+
+    /// Found by the `urls_hosts` fuzz target: a Host header with non-ASCII
+    /// bytes was refused even under `*`, and judged unlike the same value
+    /// given to `is_host_allowed`.
+    #[test]
+    fn a_non_ascii_host_header_is_judged_as_its_text() {
+        let req = |host: &[u8]| {
+            Request::builder()
+                .header(
+                    header::HOST,
+                    http::HeaderValue::from_bytes(host).expect("value"),
+                )
+                .body(RequestBody::empty())
+                .expect("request")
+        };
+        let star = HostFiltering::new("*").expect("star");
+        assert!(star.is_allowed(&req("bücher.example".as_bytes())));
+        assert!(star.is_allowed(&req(b"\xd6not-utf8")));
+        let named = HostFiltering::new("bücher.example").expect("hosts");
+        assert!(named.is_allowed(&req("BüCHER.example:443".as_bytes())));
+        assert!(!named.is_allowed(&req("other.example".as_bytes())));
+        assert!(!named.is_allowed(&req(b"\xd6not-utf8")));
     }
 }
