@@ -287,7 +287,12 @@ impl FrameCheck {
     ///
     /// `now_ms` is the time the bytes arrived, in the server clock's ticks
     /// (passed in, so that the flood window is plain arithmetic in tests).
-    pub(crate) fn feed(&mut self, bytes: &[u8], reads: &ReadCounter, now_ms: u64) -> Option<(usize, Reason)> {
+    pub(crate) fn feed(
+        &mut self,
+        bytes: &[u8],
+        reads: &ReadCounter,
+        now_ms: u64,
+    ) -> Option<(usize, Reason)> {
         self.now_ms = now_ms;
         let mut i = 0;
         // Where the current frame starts in `bytes` (0 if it began earlier).
