@@ -3,6 +3,7 @@
 
 use std::future::{poll_fn, Future};
 use std::io;
+use std::ops::ControlFlow;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
@@ -452,16 +453,17 @@ impl Driver {
         let mut outcome = self.run_app(call, app_slot, request).await?;
 
         if let Some(u) = &upgrade {
-            let switching = matches!(&outcome, AppOutcome::Response(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS);
-            if switching && u.is_accepted() {
-                if let AppOutcome::Response(resp) = outcome {
+            match outcome {
+                AppOutcome::Response(resp)
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS && u.is_accepted() =>
+                {
                     // Boxed: upgrades are rare, and the connection future
                     // would otherwise reserve room for this path.
                     return Box::pin(self.finish_upgrade(resp, u, version))
                         .await
                         .map(|()| false);
                 }
-                unreachable!("checked above");
+                other => outcome = other,
             }
             u.cancel();
         }
@@ -735,7 +737,7 @@ impl Driver {
         &mut self,
         resp: Response<B>,
         facts: &RequestFacts,
-    ) -> Result<(Plan, B), bool>
+    ) -> ControlFlow<bool, (Plan, B)>
     where
         B: Body<Data = Bytes, Error: Into<BoxError>>,
     {
@@ -753,14 +755,18 @@ impl Driver {
             Ok(p) => p,
             Err(e) => {
                 self.log_app_error(&e.into());
-                return Err(self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, facts, None));
+                return ControlFlow::Break(self.write_simple(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    facts,
+                    None,
+                ));
             }
         };
         self.encode_head(status, &headers, &plan);
         if plan.framing == Framing::NoBody {
-            return Err(plan.keep_alive);
+            return ControlFlow::Break(plan.keep_alive);
         }
-        Ok((plan, body))
+        ControlFlow::Continue((plan, body))
     }
 
     /// Frame and write the app's response; returns whether the connection stays open.
@@ -773,8 +779,9 @@ impl Driver {
         B: Body<Data = Bytes, Error: Into<BoxError>>,
     {
         let (plan, body) = match self.start_response(resp, facts) {
-            Ok(started) => started,
-            Err(keep_alive) => return Ok(keep_alive),
+            ControlFlow::Continue(started) => started,
+            // Answered already (no body, or refused): whether to keep alive.
+            ControlFlow::Break(keep_alive) => return Ok(keep_alive),
         };
         let mut keep_alive = plan.keep_alive;
         let limit = self

@@ -2,6 +2,7 @@
 //! application, and send its response under HTTP/2 flow control.
 
 use std::future::{poll_fn, Future};
+use std::ops::ControlFlow;
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -392,38 +393,36 @@ where
         *app = None;
         // What remains to send, as one future; `next` ends with this block,
         // so it is not kept in the stream's future while that runs.
-        let (status, send) = {
-            let (status, next) = on_app_event(ctx, &mut respond, run, event, stream_id);
-            let send = match next {
-                Next::Done(sent) => Either::Left(future::ready(sent)),
-                Next::Respond(resp) => {
-                    match start_response(ctx, &mut respond, resp, run.is_head, stream_id) {
-                        Ok(head) => Either::Right(Either::Left(send_body(
-                            ctx,
-                            &mut respond,
-                            &run.state,
-                            head,
-                            stream_id,
-                        ))),
-                        Err(sent) => Either::Left(future::ready(sent)),
-                    }
-                }
-                // Boxed: tunnels are rare, and the stream's future would
-                // otherwise reserve room for this path.
-                Next::Tunnel(resp) => match &run.upgrade {
-                    Some(u) => Either::Right(Either::Right(Box::pin(accept_tunnel(
-                        ctx,
-                        &mut respond,
-                        &run.state,
-                        resp,
-                        u,
-                        stream_id,
-                    )))),
-                    None => Either::Left(future::ready(Sent::Done)),
-                },
+        let (status, send) =
+            {
+                let (status, next) = on_app_event(ctx, &mut respond, run, event, stream_id);
+                let send =
+                    match next {
+                        Next::Done(sent) => Either::Left(future::ready(sent)),
+                        Next::Respond(resp) => {
+                            match start_response(ctx, &mut respond, resp, run.is_head, stream_id) {
+                                ControlFlow::Continue(head) => Either::Right(Either::Left(
+                                    send_body(ctx, &mut respond, &run.state, head, stream_id),
+                                )),
+                                ControlFlow::Break(sent) => Either::Left(future::ready(sent)),
+                            }
+                        }
+                        // Boxed: tunnels are rare, and the stream's future would
+                        // otherwise reserve room for this path.
+                        Next::Tunnel(resp) => match &run.upgrade {
+                            Some(u) => Either::Right(Either::Right(Box::pin(accept_tunnel(
+                                ctx,
+                                &mut respond,
+                                &run.state,
+                                resp,
+                                u,
+                                stream_id,
+                            )))),
+                            None => Either::Left(future::ready(Sent::Done)),
+                        },
+                    };
+                (status, send)
             };
-            (status, send)
-        };
         let outcome = send.await;
         if let Some(recv) = end_stream(ctx, run, status, outcome) {
             // Boxed: only when the app answered before the request body ended.
@@ -738,14 +737,14 @@ enum BodyEvent {
 /// The app's response up to its body (a plain `fn`, so the response is not
 /// part of the stream's future): an informational status becomes a 500,
 /// `Date`/`Server` are added and Content-Length set, and a response without
-/// a body (HEAD, 204, 304) is sent here. `Err` is a stream answered already.
+/// a body (HEAD, 204, 304) is sent here. `Break` is a stream answered already.
 fn start_response<B>(
     ctx: &StreamCtx<'_>,
     respond: &mut SendResponse<Bytes>,
     resp: Response<B>,
     is_head: bool,
     stream_id: u32,
-) -> Result<Head<B>, Sent>
+) -> ControlFlow<Sent, Head<B>>
 where
     B: Body<Data = Bytes, Error: Into<BoxError>>,
 {
@@ -769,7 +768,7 @@ where
                 ctx.simple(StatusCode::INTERNAL_SERVER_ERROR, stream_id),
                 true,
             );
-            return Err(Sent::Done);
+            return ControlFlow::Break(Sent::Done);
         }
     };
     framing::apply_to_headers(&plan, headers, || ctx.date());
@@ -780,9 +779,9 @@ where
     if plan.framing == Framing::NoBody {
         // HEAD, 204 and 304 have no body: whatever the app would write is dropped.
         let _ = respond.send_response(head, true);
-        return Err(Sent::Done);
+        return ControlFlow::Break(Sent::Done);
     }
-    Ok(Head {
+    ControlFlow::Continue(Head {
         head,
         body,
         declared,
@@ -827,8 +826,8 @@ where
             })
             .await;
             match started {
-                Ok(started) => started,
-                Err(sent) => return sent,
+                ControlFlow::Continue(started) => started,
+                ControlFlow::Break(sent) => return sent,
             }
         };
         // Time spent waiting for the client's window counts toward the
@@ -838,8 +837,8 @@ where
         let mut ev = next_body_event(state, &mut tx, body.as_mut(), first).await;
         loop {
             let frame = match on_body_event(ctx, &mut tx, ev, declared, written, stream_id) {
-                Ok(f) => f,
-                Err(sent) => return sent,
+                ControlFlow::Continue(f) => f,
+                ControlFlow::Break(sent) => return sent,
             };
             match frame.into_data() {
                 Ok(mut data) => {
@@ -907,7 +906,7 @@ fn send_head<B>(
     declared: Option<u64>,
     stream_id: u32,
     cx: &mut std::task::Context<'_>,
-) -> Result<(SendStream<Bytes>, Option<Frame<Bytes>>), Sent>
+) -> ControlFlow<Sent, (SendStream<Bytes>, Option<Frame<Bytes>>)>
 where
     B: Body<Data = Bytes, Error: Into<BoxError>>,
 {
@@ -918,11 +917,11 @@ where
                 ctx.simple(StatusCode::INTERNAL_SERVER_ERROR, stream_id),
                 true,
             );
-            return Err(Sent::Done);
+            return ControlFlow::Break(Sent::Done);
         }
         Poll::Ready(BodyEvent::End) => {
             if let Some(n) = declared.filter(|n| *n > 0) {
-                return Err(fail_started(
+                return ControlFlow::Break(fail_started(
                     ctx,
                     respond,
                     stream_id,
@@ -931,7 +930,7 @@ where
                 ));
             }
             let _ = respond.send_response(head, true);
-            return Err(Sent::Done);
+            return ControlFlow::Break(Sent::Done);
         }
         Poll::Ready(BodyEvent::Frame(f)) => Some(f),
         Poll::Ready(BodyEvent::Reset(..)) => None,
@@ -947,13 +946,13 @@ where
         let reason = Reason::from(code);
         ctx.log_reset_abort(stream_id, reason, "requested by the application");
         respond.send_reset(reason);
-        return Err(Sent::Reset);
+        return ControlFlow::Break(Sent::Reset);
     }
     match respond.send_response(head, false) {
-        Ok(tx) => Ok((tx, first)),
+        Ok(tx) => ControlFlow::Continue((tx, first)),
         Err(e) => {
             tracing::debug!(target: "kestrel::http2", connection_id = %ctx.conn_id, stream_id, error = %e, "could not send the response headers");
-            Err(Sent::Reset)
+            ControlFlow::Break(Sent::Reset)
         }
     }
 }
@@ -994,12 +993,12 @@ fn on_body_event(
     declared: Option<u64>,
     written: u64,
     stream_id: u32,
-) -> Result<Frame<Bytes>, Sent> {
+) -> ControlFlow<Sent, Frame<Bytes>> {
     match ev {
-        BodyEvent::Frame(f) => Ok(f),
+        BodyEvent::Frame(f) => ControlFlow::Continue(f),
         BodyEvent::End => {
             if let Some(n) = declared.filter(|n| written < *n) {
-                return Err(fail_started_tx(
+                return ControlFlow::Break(fail_started_tx(
                     ctx,
                     tx,
                     stream_id,
@@ -1010,10 +1009,12 @@ fn on_body_event(
                 ));
             }
             let _ = tx.send_data(Bytes::new(), true);
-            Err(Sent::Done)
+            ControlFlow::Break(Sent::Done)
         }
-        BodyEvent::Failed(e) => Err(fail_started_tx(ctx, tx, stream_id, e)),
-        BodyEvent::Reset(reason, why) => Err(reset_tx(ctx, tx, stream_id, reason, why)),
+        BodyEvent::Failed(e) => ControlFlow::Break(fail_started_tx(ctx, tx, stream_id, e)),
+        BodyEvent::Reset(reason, why) => {
+            ControlFlow::Break(reset_tx(ctx, tx, stream_id, reason, why))
+        }
     }
 }
 
