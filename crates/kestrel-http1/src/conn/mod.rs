@@ -1,0 +1,363 @@
+//! The HTTP/1 connection driver: one request at a time, in order, with the
+//! application run inline in the connection's task.
+//!
+//! Split by job: [`read`] reads request heads (and drains unread bodies),
+//! [`dispatch`] builds each request and runs the application, [`respond`]
+//! frames and writes responses. This module holds the connection's state and
+//! its loop.
+
+mod dispatch;
+mod read;
+mod respond;
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::ops::ControlFlow;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body::Body;
+use kestrel_core::aborted::{AbortSignal, AbortSource};
+use kestrel_core::connection::{ConnectionEndReason, ConnectionGuard};
+use kestrel_core::connection::{ConnectionHandle, Signal, TimeoutReason};
+use kestrel_core::framing::{plan, Framing, Plan, RequestFacts};
+use kestrel_core::heartbeat::{Clock, DateSlot};
+use kestrel_core::request_limits::LimitsCell;
+use kestrel_core::{events, metrics};
+use kestrel_core::{
+    Application, BoxError, ConnectionInfo, RequestAborted, RequestBody, RequestFeatures,
+    UpgradeFeature, Upgraded,
+};
+use kestrel_transport::BoxIo;
+
+use crate::codec::{
+    encode_chunk_header, encode_last_chunk, encode_response_head, BodyKind, ChunkedDecoder,
+    ConnectionHeader, LengthDecoder, RequestHead, RequestRejection, ResponseHead, CHUNK_SUFFIX,
+};
+use crate::config::Http1Config;
+use crate::io::{BodyState, Decoder, Shared, WriteBuf};
+
+/// Data frames smaller than this are copied into the output buffer (and
+/// batched); larger ones are written straight from the app's buffer.
+const COPY_THRESHOLD: usize = 16 * 1024;
+/// Output buffered before a write waits, when `max_response_buffer_size` is unlimited.
+const UNLIMITED_RESPONSE_BUFFER: usize = 1024 * 1024;
+
+/// Fire a request's `RequestAborted` (once), with Kestrel's event 66.
+fn fire_abort(abort: &AbortSignal, handle: &ConnectionHandle, why: &'static str) {
+    if abort.abort() {
+        events::request_aborted(Some(handle.id()), None, why);
+    }
+}
+
+/// Why a connection ended other than by a clean close.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Http1Error {
+    /// A request was rejected (the client got the matching status, then the connection closed).
+    #[error("bad request: {0}")]
+    BadRequest(RequestRejection),
+    /// The socket failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The server aborted the connection (shutdown timeout, or a write deadline).
+    #[error("the connection was aborted by the server")]
+    Aborted,
+    /// The application failed after its response had started, so the response was cut short.
+    #[error("the response was aborted after it started: {0}")]
+    ResponseAborted(BoxError),
+}
+
+impl Http1Error {
+    /// Why the connection ended, as Kestrel reports it (`error.type` of
+    /// `kestrel.connection.duration`), when the error itself says it.
+    pub fn end_reason(&self) -> Option<ConnectionEndReason> {
+        match self {
+            Http1Error::BadRequest(r) => Some(end_reason_of(*r)),
+            Http1Error::Io(_) => Some(ConnectionEndReason::ConnectionReset),
+            Http1Error::ResponseAborted(_) => Some(ConnectionEndReason::ErrorAfterStartingResponse),
+            // Set where the abort was decided (shutdown timeout, a deadline).
+            Http1Error::Aborted => None,
+        }
+    }
+}
+
+/// An HTTP/1.x connection, ready to serve an [`Application`].
+pub struct Http1Connection {
+    io: BoxIo,
+    read_buf: BytesMut,
+    config: Arc<Http1Config>,
+    handle: Arc<ConnectionHandle>,
+    clock: Arc<Clock>,
+    info: Option<ConnectionInfo>,
+    guard: Option<ConnectionGuard>,
+}
+
+impl Http1Connection {
+    /// A connection over `io`, obeying `handle`'s signals and deadlines, with
+    /// time from `clock` (whose heartbeat must be running for timeouts to fire).
+    pub fn new(
+        io: BoxIo,
+        config: Arc<Http1Config>,
+        handle: Arc<ConnectionHandle>,
+        clock: Arc<Clock>,
+    ) -> Self {
+        Http1Connection {
+            io,
+            read_buf: BytesMut::new(),
+            config,
+            handle,
+            clock,
+            info: None,
+            guard: None,
+        }
+    }
+
+    /// The connection's place in the connection counts: it moves into the
+    /// upgraded stream if the connection is upgraded, so that the place is
+    /// held for as long as that stream lives.
+    pub fn with_guard(mut self, guard: ConnectionGuard) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Bytes already read from the connection (e.g. while sniffing the protocol).
+    pub fn with_read_buffer(mut self, buf: BytesMut) -> Self {
+        self.read_buf = buf;
+        self
+    }
+
+    /// Put this connection's info (which carries the server's addresses)
+    /// into every request's extensions.
+    pub fn with_connection_info(mut self, info: ConnectionInfo) -> Self {
+        self.info = Some(info);
+        self
+    }
+
+    /// Serve requests until the connection closes.
+    ///
+    /// Not an `async fn`: the driver is built before the future, so the
+    /// future's state holds it once, not beside a copy of `self` (every
+    /// idle connection pays for the size of this future).
+    pub fn serve<A: Application>(
+        self,
+        app: &A,
+    ) -> impl Future<Output = Result<(), Http1Error>> + Send + '_ {
+        let limits = LimitsCell::new(self.config.limit_values());
+        let shared = Shared::new(self.io, self.read_buf, self.handle.clone(), limits);
+        let mut driver = Driver {
+            date: DateSlot::new(self.clock.date()),
+            shared,
+            config: self.config,
+            handle: self.handle,
+            clock: self.clock,
+            info: self.info,
+            guard: self.guard,
+            request_metrics: metrics::RequestMetrics::new("1.1"),
+            wb: WriteBuf::new(),
+            linger: false,
+            abort: Arc::new(AbortSignal::new()),
+        };
+        async move {
+            let result = driver.run(app).await;
+            driver
+                .close(result.is_ok() || matches!(result, Err(Http1Error::BadRequest(_))))
+                .await;
+            result
+        }
+    }
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    config: Arc<Http1Config>,
+    handle: Arc<ConnectionHandle>,
+    clock: Arc<Clock>,
+    date: DateSlot,
+    info: Option<ConnectionInfo>,
+    guard: Option<ConnectionGuard>,
+    request_metrics: metrics::RequestMetrics,
+    wb: WriteBuf,
+    /// Unread input may remain at close: shut down our side and drain before closing.
+    linger: bool,
+    /// The current request's `RequestAborted` signal; reused by the next
+    /// request when nobody kept a clone and it did not fire.
+    abort: Arc<AbortSignal>,
+}
+
+// Returned once per request and moved straight out: boxing the head would
+// cost an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+enum HeadOutcome {
+    Head(RequestHead),
+    Closed,
+    Reject(RequestRejection),
+}
+
+/// What the driver keeps of a request while the app runs.
+struct Started {
+    is_head: bool,
+    version: Version,
+    keep_alive: bool,
+    upgrade: Option<UpgradeFeature>,
+    metrics_start: Option<(tokio::time::Instant, Method)>,
+}
+
+enum AppOutcome<B> {
+    Response(Response<B>),
+    Failed(BoxError),
+}
+
+impl Driver {
+    async fn run<A: Application>(&mut self, app: &A) -> Result<(), Http1Error> {
+        let mut token = 0u64;
+        // The app's future lives in one allocation reused from request to
+        // request (dropped while the connection idles), instead of a box per
+        // request; the connection future itself stays small.
+        let call = |request: Request<RequestBody>| app.call(request);
+        let mut slot = None;
+        loop {
+            let head = match self.read_head(token == 0, &mut slot).await? {
+                HeadOutcome::Head(h) => h,
+                HeadOutcome::Closed => return Ok(()),
+                HeadOutcome::Reject(r) => {
+                    self.write_rejection(r);
+                    return Err(Http1Error::BadRequest(r));
+                }
+            };
+            token = token.wrapping_add(1);
+            let keep_alive = self.serve_request(&call, &mut slot, head, token).await?;
+            if !keep_alive {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Fire the current request's `RequestAborted`.
+    fn abort_request(&self, why: &'static str) {
+        fire_abort(&self.abort, &self.handle, why);
+    }
+
+    fn arm(&self, reason: TimeoutReason, timeout: Duration) {
+        self.handle
+            .timeout()
+            .set(reason, timeout, self.clock.ticks(), self.clock.interval());
+    }
+
+    /// Send what is buffered, then close. When input may be left unread, shut
+    /// down our side first and drain the input for a while, so the peer sees
+    /// our last response instead of a reset.
+    ///
+    /// An abort (the server's shutdown timeout) ends both steps at once:
+    /// they watch the connection's signals, not only its socket.
+    async fn close(&mut self, graceful: bool) {
+        if graceful && self.flush().await.is_ok() {
+            let linger = self.linger || !self.shared.lock().read_buf.is_empty();
+            // Boxed: a rare path (a rejected request, unread input), and the
+            // connection future would otherwise reserve room for it.
+            Box::pin(shut_down_and_linger(
+                &self.shared,
+                linger.then_some(self.config.request_body_drain_timeout),
+            ))
+            .await;
+        }
+        self.shared.lock().io = None;
+    }
+}
+
+/// Shut down our side, then (with `linger`) read and discard the input for
+/// up to that long, so the peer sees our last response instead of a reset.
+/// An abort (the server's shutdown timeout) ends both steps at once: they
+/// watch the connection's signals, not only its socket.
+async fn shut_down_and_linger(shared: &Shared, linger: Option<Duration>) {
+    let aborted = |cx: &mut std::task::Context<'_>| {
+        matches!(shared.handle.poll_signal(cx), Poll::Ready(Signal::Aborted))
+    };
+    let _ = poll_fn(|cx| {
+        if aborted(cx) {
+            return Poll::Ready(Ok(()));
+        }
+        shared.lock().poll_shutdown(cx)
+    })
+    .await;
+    let Some(linger) = linger else {
+        return;
+    };
+    let drain = poll_fn(|cx| loop {
+        if aborted(cx) {
+            return Poll::Ready(());
+        }
+        let mut c = shared.lock();
+        c.read_buf.clear();
+        match std::task::ready!(c.poll_fill(cx)) {
+            Ok(0) | Err(_) => return Poll::Ready(()),
+            Ok(_) => continue,
+        }
+    });
+    let _ = tokio::time::timeout(linger, drain).await;
+}
+
+/// The connection end reason (metrics' `error.type`) of a rejected request.
+fn end_reason_of(r: RequestRejection) -> ConnectionEndReason {
+    use RequestRejection as R;
+    match r {
+        R::RequestHeadersTimeout => ConnectionEndReason::RequestHeadersTimeout,
+        R::RequestBodyTimeout => ConnectionEndReason::MinRequestBodyDataRate,
+        R::RequestBodyTooLarge => ConnectionEndReason::MaxRequestBodySizeExceeded,
+        R::UnrecognizedHttpVersion => ConnectionEndReason::InvalidHttpVersion,
+        R::InvalidRequestLine
+        | R::InvalidRequestTarget
+        | R::RequestLineTooLong
+        | R::OptionsMethodRequired
+        | R::ConnectMethodRequired => ConnectionEndReason::InvalidRequestLine,
+        R::UnexpectedEndOfRequestContent
+        | R::BadChunkSuffix
+        | R::BadChunkSizeData
+        | R::ChunkedRequestIncomplete => ConnectionEndReason::InvalidRequestBody,
+        _ => ConnectionEndReason::InvalidRequestHeaders,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kestrel_core::connection::ConnectionId;
+    use kestrel_core::KestrelServerOptions;
+
+    /// Every idle connection holds this future: it must not grow unnoticed
+    /// (docs/performance.md's idle memory per connection depends on it).
+    /// Measured in a debug build, plus 5%: 1,440 bytes, or 1,720 with
+    /// kestrel-core's `metrics` feature (which the workspace's tests turn on),
+    /// where each request also keeps its start time and method.
+    const SERVE_FUTURE_BUDGET: usize = if kestrel_core::metrics::ENABLED {
+        1_808
+    } else {
+        1_512
+    };
+
+    #[test]
+    fn the_connection_future_stays_within_its_budget() {
+        let (io, _peer) = tokio::io::duplex(64);
+        let config = Arc::new(Http1Config::from_options(&KestrelServerOptions::default()));
+        let conn = Http1Connection::new(
+            Box::new(io),
+            config,
+            ConnectionHandle::detached(ConnectionId(1)),
+            Clock::new(Duration::from_secs(1)),
+        );
+        let app = |_req: Request<RequestBody>| async {
+            Response::new(http_body_util::Empty::<Bytes>::new())
+        };
+        let serve = conn.serve(&app);
+        let size = std::mem::size_of_val(&serve);
+        assert!(
+            size <= SERVE_FUTURE_BUDGET,
+            "the HTTP/1 connection future is {size} bytes, over its budget of {SERVE_FUTURE_BUDGET}"
+        );
+        eprintln!("HTTP/1 connection future: {size} bytes");
+    }
+}
