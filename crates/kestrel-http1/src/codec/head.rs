@@ -11,6 +11,10 @@ use super::rejection::RequestRejection;
 
 /// Header slots kept on the stack; larger header-count limits use the heap.
 const STACK_HEADERS: usize = 128;
+/// Header slots tried first. The span array is initialised on every parse,
+/// and most requests have far fewer headers than the limit (100): a head
+/// with more is parsed again with room for the whole limit.
+const FIRST_HEADERS: usize = 24;
 
 /// Parses request heads (request line + header section) out of a byte buffer.
 ///
@@ -220,7 +224,15 @@ impl HeadParser {
         let input_len = buf.len().min(window);
 
         let count = self.max_request_header_count;
-        if count <= STACK_HEADERS {
+        let mut first = [Span::default(); FIRST_HEADERS];
+        let first = &mut first[..count.min(FIRST_HEADERS)];
+        if let Some(step) =
+            self.attempt_with(buf, input_len, line_len, truncated, limit_error, first)?
+        {
+            return Ok(step);
+        }
+        // More headers than the first try had room for (and the limit allows).
+        let step = if count <= STACK_HEADERS {
             let mut spans = [Span::default(); STACK_HEADERS];
             self.attempt_with(
                 buf,
@@ -229,11 +241,13 @@ impl HeadParser {
                 truncated,
                 limit_error,
                 &mut spans[..count],
-            )
+            )?
         } else {
             let mut spans = vec![Span::default(); count];
-            self.attempt_with(buf, input_len, line_len, truncated, limit_error, &mut spans)
-        }
+            self.attempt_with(buf, input_len, line_len, truncated, limit_error, &mut spans)?
+        };
+        // With room for the whole limit, too many headers is an error.
+        step.ok_or(RequestRejection::TooManyHeaders)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -245,9 +259,9 @@ impl HeadParser {
         truncated: bool,
         limit_error: RequestRejection,
         spans: &mut [Span],
-    ) -> Result<Step, RequestRejection> {
+    ) -> Result<Option<Step>, RequestRejection> {
         let scan = scan(&buf[..input_len], spans);
-        match scan {
+        let step = match scan {
             Scan::Complete(scanned) => {
                 let line_len = line_len.unwrap_or(scanned.head_len);
                 if !self.allow_bare_lf {
@@ -269,8 +283,15 @@ impl HeadParser {
                     VersionFix::Reject(r) => Err(r),
                 }
             }
+            // Room for more headers than this try had: the caller tries again.
+            Scan::Error(httparse::Error::TooManyHeaders)
+                if spans.len() < self.max_request_header_count =>
+            {
+                return Ok(None);
+            }
             Scan::Error(e) => Err(map_error(e, &buf[..input_len], line_len)),
-        }
+        };
+        step.map(Some)
     }
 
     fn build(

@@ -94,19 +94,59 @@ impl Driver {
         (request, started)
     }
 
-    pub(super) async fn serve_request<B, F, M>(
+    /// Build the app's request from `head`, open the request's span, call
+    /// the app and seat its future in the connection's reused slot. A plain
+    /// `fn`: the request goes from here straight into the app's future and
+    /// is never part of the connection future's state (each move of it costs
+    /// a copy of a few hundred bytes).
+    pub(super) fn start_app<'s, B, F, M>(
         &mut self,
         call: &M,
-        app_slot: &mut Option<Pin<Box<F>>>,
+        app_slot: &'s mut Option<Pin<Box<F>>>,
         head: RequestHead,
         token: u64,
-    ) -> Result<bool, Http1Error>
+    ) -> (Pin<&'s mut F>, tracing::Span, Started)
     where
-        B: Body<Data = Bytes, Error: Into<BoxError>>,
         F: Future<Output = Result<Response<B>, BoxError>>,
         M: Fn(Request<RequestBody>) -> F,
     {
         let (request, started) = self.begin_request(head, token);
+        // A span per request (method, path, protocol) so a subscriber can
+        // correlate the app's events; a disabled span costs next to nothing.
+        // It is entered around each poll of the app's future (rather than
+        // wrapping it, which would move the future once more per request).
+        let span = tracing::debug_span!(
+            target: "kestrel",
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            protocol = ?request.version(),
+            connection_id = %self.handle.id(),
+        );
+        let fut = call(request);
+        let fut = match app_slot {
+            Some(slot) => {
+                slot.set(fut);
+                slot.as_mut()
+            }
+            None => app_slot.insert(Box::pin(fut)).as_mut(),
+        };
+        (fut, span, started)
+    }
+
+    /// Run the app's request (started by [`Driver::start_app`]) to its end:
+    /// its response, the drain of what it left of the body, the upgrade.
+    /// Returns whether the connection stays open.
+    pub(super) async fn serve_request<B, F>(
+        &mut self,
+        fut: Pin<&mut F>,
+        span: tracing::Span,
+        started: Started,
+    ) -> Result<bool, Http1Error>
+    where
+        B: Body<Data = Bytes, Error: Into<BoxError>>,
+        F: Future<Output = Result<Response<B>, BoxError>>,
+    {
         let Started {
             is_head,
             version,
@@ -114,7 +154,7 @@ impl Driver {
             upgrade,
             metrics_start,
         } = started;
-        let mut outcome = self.run_app(call, app_slot, request).await?;
+        let mut outcome = self.run_app(fut, &span).await?;
 
         if let Some(u) = &upgrade {
             match outcome {
@@ -247,36 +287,14 @@ impl Driver {
 
     /// Run the app; while it is pending, keep flushing earlier responses and
     /// watch for an abort.
-    pub(super) async fn run_app<B, F, M>(
+    pub(super) async fn run_app<B, F>(
         &mut self,
-        call: &M,
-        app_slot: &mut Option<Pin<Box<F>>>,
-        request: Request<RequestBody>,
+        mut fut: Pin<&mut F>,
+        span: &tracing::Span,
     ) -> Result<AppOutcome<B>, Http1Error>
     where
         F: Future<Output = Result<Response<B>, BoxError>>,
-        M: Fn(Request<RequestBody>) -> F,
     {
-        // A span per request (method, path, protocol) so a subscriber can
-        // correlate the app's events; a disabled span costs next to nothing.
-        // It is entered around each poll of the app's future (rather than
-        // wrapping it, which would move the future once more per request).
-        let span = tracing::debug_span!(
-            target: "kestrel",
-            "request",
-            method = %request.method(),
-            path = %request.uri().path(),
-            protocol = ?request.version(),
-            connection_id = %self.handle.id(),
-        );
-        let fut = call(request);
-        let fut = match app_slot {
-            Some(slot) => {
-                slot.set(fut);
-                slot
-            }
-            None => app_slot.insert(Box::pin(fut)),
-        };
         let shared = &self.shared;
         let wb = &mut self.wb;
         let (abort, read_ahead) = (&self.abort, self.config.read_ahead);
