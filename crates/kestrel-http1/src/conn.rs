@@ -31,6 +31,7 @@ use crate::codec::{
 };
 use crate::config::Http1Config;
 use crate::io::{BodyState, Decoder, Shared, WriteBuf};
+use kestrel_core::body_state::RequestBodyState;
 
 /// Data frames smaller than this are copied into the output buffer (and
 /// batched); larger ones are written straight from the app's buffer.
@@ -378,19 +379,17 @@ impl Driver {
                         parser.max_request_header_count,
                     ))),
                 },
-                done: body == BodyKind::Empty,
-                started: false,
-                expect_continue,
-                continue_written: None,
-                limit: self.config.max_request_body_size,
-                declared_len: match body {
-                    BodyKind::Length(n) => Some(n),
-                    _ => None,
-                },
-                received: 0,
-                rejection: None,
-                rate_tracked: false,
+                continue_written: 0,
                 waker: None,
+                state: RequestBodyState::new(
+                    body != BodyKind::Empty,
+                    match body {
+                        BodyKind::Length(n) => Some(n),
+                        _ => None,
+                    },
+                    expect_continue,
+                    self.config.max_request_body_size,
+                ),
             };
         }
         let req_body = if body == BodyKind::Empty {
@@ -475,7 +474,7 @@ impl Driver {
             }
         }
 
-        let rejection = self.shared.lock().body.rejection;
+        let rejection = self.shared.lock().body.rejection();
         if let Some(r) = rejection {
             if r == RequestRejection::UnexpectedEndOfRequestContent {
                 // The client left in the middle of the body.
@@ -519,10 +518,7 @@ impl Driver {
         let (mut complete, continue_unanswered) = {
             let c = self.shared.lock();
             let complete = c.body.is_complete();
-            (
-                complete,
-                c.body.expect_continue && !c.body.started && !complete,
-            )
+            (complete, c.body.state.is_awaiting_continue())
         };
         if continue_unanswered {
             // The client may still be waiting for `100 Continue` before it
@@ -955,10 +951,8 @@ impl Driver {
         let limit = self.shared.limits.current().max_request_body_size;
         let too_large = {
             let mut c = self.shared.lock();
-            if !c.body.started {
-                c.body.limit = limit;
-            }
-            matches!((c.body.limit, c.body.declared_len), (Some(l), Some(n)) if n > l)
+            c.body.state.refresh_unread_limit(limit);
+            c.body.state.declared_over_limit()
         };
         if too_large {
             self.handle
@@ -966,7 +960,7 @@ impl Driver {
             return Ok(false);
         }
         self.handle.rates().end_read();
-        self.shared.lock().body.rate_tracked = false;
+        self.shared.lock().body.state.end_rate(self.handle.rates());
         self.flush().await?;
         self.arm(
             TimeoutReason::RequestBodyDrain,
