@@ -9,6 +9,7 @@
 //! * [`connection`]: connection ids, the concurrent-connection limit, per-connection
 //!   deadlines and shutdown signals; [`heartbeat`]: the 1 s tick and the cached `Date`;
 //! * [`app`]: the [`Application`] trait; [`body`]: [`RequestBody`];
+//!   [`body_state`]: the request-body state machine every driver uses;
 //!   [`features`]: every per-request feature in one [`RequestFeatures`]
 //!   value; [`aborted`]: the request-aborted signal;
 //! * [`events`]: Kestrel's log events, one function per event id;
@@ -21,6 +22,7 @@
 pub mod aborted;
 pub mod app;
 pub mod body;
+pub mod body_state;
 pub mod connection;
 pub mod connection_logging;
 pub mod data_rate;

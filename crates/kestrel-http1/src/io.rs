@@ -10,6 +10,7 @@ use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
+use kestrel_core::body_state::{BodyRejection, MalformedBody, ReadStart, RequestBodyState};
 use kestrel_core::connection::ConnectionHandle;
 use kestrel_core::request_limits::LimitsCell;
 use kestrel_core::{BodyError, BodySource};
@@ -33,24 +34,18 @@ pub(crate) enum Decoder {
     Chunked(ChunkedDecoder),
 }
 
-/// The current request's body, as the driver and the app see it.
+/// The current request's body, as the driver and the app see it: the
+/// shared body state machine ([`RequestBodyState`]) plus what is HTTP/1's
+/// own (the decoder, the progress of `100 Continue` on the wire).
 pub(crate) struct BodyState {
     pub token: u64,
     pub active: bool,
     pub decoder: Option<Decoder>,
-    pub done: bool,
-    pub started: bool,
-    pub expect_continue: bool,
-    /// `Some(n)`: writing `100 Continue`, `n` bytes of it written so far.
-    pub continue_written: Option<usize>,
-    pub limit: Option<u64>,
-    /// The minimum request body data rate is being tracked for this body.
-    pub rate_tracked: bool,
+    /// Bytes of `100 Continue` written so far (while it is owed).
+    pub continue_written: usize,
     /// The task waiting on a body read, woken when the driver rejects the body.
     pub waker: Option<Waker>,
-    pub declared_len: Option<u64>,
-    pub received: u64,
-    pub rejection: Option<RequestRejection>,
+    pub state: RequestBodyState<RequestRejection>,
 }
 
 impl BodyState {
@@ -59,21 +54,44 @@ impl BodyState {
             token: 0,
             active: false,
             decoder: None,
-            done: true,
-            started: false,
-            expect_continue: false,
-            continue_written: None,
-            limit: None,
-            rate_tracked: false,
+            continue_written: 0,
             waker: None,
-            declared_len: None,
-            received: 0,
-            rejection: None,
+            state: RequestBodyState::idle(),
         }
     }
 
     pub fn is_complete(&self) -> bool {
-        self.done || self.decoder.is_none()
+        self.state.is_done() || self.decoder.is_none()
+    }
+
+    /// Why the body was rejected, as HTTP/1 answers it.
+    pub fn rejection(&self) -> Option<RequestRejection> {
+        self.state.rejection().map(|r| match r {
+            BodyRejection::TooLarge => RequestRejection::RequestBodyTooLarge,
+            BodyRejection::Timeout => RequestRejection::RequestBodyTimeout,
+            BodyRejection::ClientGone => RequestRejection::UnexpectedEndOfRequestContent,
+            BodyRejection::Malformed(r) => r,
+        })
+    }
+}
+
+impl MalformedBody for RequestRejection {
+    fn describe(self) -> &'static str {
+        match self {
+            RequestRejection::BadChunkSuffix => "bad chunk suffix",
+            RequestRejection::BadChunkSizeData => "bad chunk size",
+            _ => "malformed chunked body",
+        }
+    }
+}
+
+/// The shared body state's reason for an HTTP/1 rejection.
+fn body_rejection(r: RequestRejection) -> BodyRejection<RequestRejection> {
+    match r {
+        RequestRejection::RequestBodyTooLarge => BodyRejection::TooLarge,
+        RequestRejection::RequestBodyTimeout => BodyRejection::Timeout,
+        RequestRejection::UnexpectedEndOfRequestContent => BodyRejection::ClientGone,
+        other => BodyRejection::Malformed(other),
     }
 }
 
@@ -259,10 +277,11 @@ impl ConnIo {
         limits: Option<&LimitsCell>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let r = self.poll_body_frame_inner(cx, handle, limits);
-        if self.body.rate_tracked && !matches!(r, Poll::Pending | Poll::Ready(Some(Ok(_)))) {
+        if self.body.state.is_rate_tracked()
+            && !matches!(r, Poll::Pending | Poll::Ready(Some(Ok(_))))
+        {
             // The body ended or failed: stop measuring its rate.
-            handle.rates().end_read();
-            self.body.rate_tracked = false;
+            self.body.state.end_rate(handle.rates());
         }
         if self.gone_waker.is_some() && (self.body.is_complete() || self.eof) {
             // The driver can now watch for the client leaving (or has seen it).
@@ -279,42 +298,26 @@ impl ConnIo {
         handle: &ConnectionHandle,
         limits: Option<&LimitsCell>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        if let Some(r) = self.body.rejection {
-            return Poll::Ready(Some(Err(body_error(r, self.body.limit))));
-        }
-        if self.body.is_complete() {
-            return Poll::Ready(None);
-        }
-        if !self.body.started {
-            self.body.started = true;
-            if let Some(cell) = limits {
-                let values = cell.freeze();
-                self.body.limit = values.max_request_body_size;
-                if values.min_request_body_data_rate.is_some() {
-                    handle.rates().begin_read(values.min_request_body_data_rate);
-                    self.body.rate_tracked = true;
+        match self.body.state.start_read(limits, handle.rates()) {
+            ReadStart::Read => {}
+            ReadStart::End => return Poll::Ready(None),
+            ReadStart::Fail(e) => return Poll::Ready(Some(Err(e))),
+            ReadStart::SendContinue => {
+                if self.body.continue_written == 0 && !self.read_buf.is_empty() {
+                    // The body is already arriving: no need to ask for it.
+                    self.body.state.continue_answered();
+                } else {
+                    let mut pos = self.body.continue_written;
+                    let r = self.poll_write_all(cx, CONTINUE_100, &mut pos);
+                    self.body.continue_written = pos;
+                    match ready!(r).and_then(|()| match self.poll_flush(cx) {
+                        Poll::Ready(r) => r,
+                        Poll::Pending => Ok(()),
+                    }) {
+                        Ok(()) => self.body.state.continue_answered(),
+                        Err(e) => return Poll::Ready(Some(Err(BodyError::Io(e)))),
+                    }
                 }
-            }
-            if let (Some(limit), Some(len)) = (self.body.limit, self.body.declared_len) {
-                if len > limit {
-                    return Poll::Ready(Some(Err(
-                        self.reject(RequestRejection::RequestBodyTooLarge)
-                    )));
-                }
-            }
-            if self.body.expect_continue && self.read_buf.is_empty() {
-                self.body.continue_written = Some(0);
-            }
-        }
-        if let Some(mut pos) = self.body.continue_written {
-            let r = self.poll_write_all(cx, CONTINUE_100, &mut pos);
-            self.body.continue_written = Some(pos);
-            match ready!(r).and_then(|()| match self.poll_flush(cx) {
-                Poll::Ready(r) => r,
-                Poll::Pending => Ok(()),
-            }) {
-                Ok(()) => self.body.continue_written = None,
-                Err(e) => return Poll::Ready(Some(Err(BodyError::Io(e)))),
             }
         }
         loop {
@@ -324,22 +327,24 @@ impl ConnIo {
             match decoder {
                 Decoder::Length(d) => {
                     if let Some(data) = d.decode(&mut self.read_buf) {
-                        self.body.received += data.len() as u64;
-                        self.body.done = d.is_done();
+                        let done = d.is_done();
+                        if let Err(e) = self.body.state.data_received(data.len()) {
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                        if done {
+                            self.body.state.finish();
+                        }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     if d.is_done() {
-                        self.body.done = true;
+                        self.body.state.finish();
                         return Poll::Ready(None);
                     }
                 }
                 Decoder::Chunked(d) => match d.decode(&mut self.read_buf) {
                     Ok(Some(ChunkedEvent::Data(data))) => {
-                        self.body.received += data.len() as u64;
-                        if self.body.limit.is_some_and(|l| self.body.received > l) {
-                            return Poll::Ready(Some(Err(
-                                self.reject(RequestRejection::RequestBodyTooLarge)
-                            )));
+                        if let Err(e) = self.body.state.data_received(data.len()) {
+                            return Poll::Ready(Some(Err(e)));
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
@@ -347,16 +352,18 @@ impl ConnIo {
                         return Poll::Ready(Some(Ok(Frame::trailers(t))))
                     }
                     Ok(Some(ChunkedEvent::End)) => {
-                        self.body.done = true;
+                        self.body.state.finish();
                         return Poll::Ready(None);
                     }
                     Ok(None) => {}
-                    Err(r) => return Poll::Ready(Some(Err(self.reject(r)))),
+                    Err(r) => {
+                        return Poll::Ready(Some(Err(self.body.state.reject(body_rejection(r)))))
+                    }
                 },
             }
             if self.eof {
-                self.body.rejection = Some(RequestRejection::UnexpectedEndOfRequestContent);
-                return Poll::Ready(Some(Err(BodyError::ConnectionAborted)));
+                let e = self.body.state.reject(BodyRejection::ClientGone);
+                return Poll::Ready(Some(Err(e)));
             }
             if handle.is_aborted() {
                 return Poll::Ready(Some(Err(BodyError::ConnectionAborted)));
@@ -371,9 +378,7 @@ impl ConnIo {
             };
             match self.poll_fill_up_to(cx, want) {
                 Poll::Pending => {
-                    if self.body.rate_tracked {
-                        handle.rates().set_read_waiting(true);
-                    }
+                    self.body.state.read_waiting(handle.rates(), true);
                     if !self
                         .body
                         .waker
@@ -385,10 +390,8 @@ impl ConnIo {
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(n)) => {
-                    if self.body.rate_tracked {
-                        handle.rates().set_read_waiting(false);
-                        handle.rates().add_read_bytes(n);
-                    }
+                    self.body.state.read_waiting(handle.rates(), false);
+                    self.body.state.read_bytes(handle.rates(), n);
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(BodyError::Io(e)))),
             }
@@ -398,30 +401,10 @@ impl ConnIo {
     /// Fail the current body from the driver's side (e.g. a data-rate
     /// timeout) and wake whoever waits on it.
     pub fn reject_body(&mut self, r: RequestRejection) {
-        if !self.body.is_complete() && self.body.rejection.is_none() {
-            self.body.rejection = Some(r);
-        }
+        self.body.state.reject_if_open(body_rejection(r));
         if let Some(w) = self.body.waker.take() {
             w.wake();
         }
-    }
-
-    fn reject(&mut self, r: RequestRejection) -> BodyError {
-        self.body.rejection = Some(r);
-        body_error(r, self.body.limit)
-    }
-}
-
-fn body_error(r: RequestRejection, limit: Option<u64>) -> BodyError {
-    match r {
-        RequestRejection::RequestBodyTooLarge => BodyError::TooLarge {
-            limit: limit.unwrap_or(0),
-        },
-        RequestRejection::UnexpectedEndOfRequestContent => BodyError::ConnectionAborted,
-        RequestRejection::RequestBodyTimeout => BodyError::Timeout,
-        RequestRejection::BadChunkSuffix => BodyError::Malformed("bad chunk suffix"),
-        RequestRejection::BadChunkSizeData => BodyError::Malformed("bad chunk size"),
-        _ => BodyError::Malformed("malformed chunked body"),
     }
 }
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use http_body::{Frame, SizeHint};
 use kestrel_core::aborted::{AbortSignal, AbortSource};
+use kestrel_core::body_state::{BodyPhase, BodyRejection, ReadStart, RequestBodyState};
 use kestrel_core::connection::TimeoutReason;
 use kestrel_core::data_rate::DataRateControl;
 use kestrel_core::features::ResetSource;
@@ -38,22 +39,15 @@ pub(crate) struct StreamState {
 
 struct Inner {
     recv: Option<RecvStream>,
-    limit: Option<u64>,
-    declared_len: Option<u64>,
-    received: u64,
-    expect_continue: bool,
-    continue_requested: bool,
+    /// The shared request-body state machine (phase, counters, rate switch).
+    body: RequestBodyState,
     /// The driver should send `100 Continue`.
     want_continue: bool,
-    first_read: bool,
+    /// The DATA frames ended; the trailers (if any) are next.
     data_done: bool,
-    done: bool,
-    too_large: bool,
     completed: bool,
     /// A reset the application asked for, not yet sent.
     reset: Option<u32>,
-    /// The body arrived below the minimum data rate: reads fail with `Timeout`.
-    timed_out: bool,
 }
 
 /// What the driver must do for the application.
@@ -77,19 +71,12 @@ impl StreamState {
             sent: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 recv: Some(recv),
-                limit: None,
-                declared_len,
-                received: 0,
-                expect_continue,
-                continue_requested: false,
+                // The limit comes from the request's limits at the first read.
+                body: RequestBodyState::new(true, declared_len, expect_continue, None),
                 want_continue: false,
-                first_read: false,
                 data_done: false,
-                done: false,
-                too_large: false,
                 completed: false,
                 reset: None,
-                timed_out: false,
             }),
             driver: AtomicWaker::new(),
             stream_id,
@@ -116,7 +103,7 @@ impl StreamState {
 
     /// Whether the body went over the request's size limit.
     pub fn is_too_large(&self) -> bool {
-        self.lock().too_large
+        self.lock().body.rejection() == Some(BodyRejection::TooLarge)
     }
 
     /// The stream is over: later reads fail with `RequestCompleted`, and the
@@ -186,7 +173,7 @@ impl StreamState {
     /// The body arrived below its minimum rate: the app's reads fail with
     /// [`BodyError::Timeout`] (the driver closes the connection).
     pub fn time_out_body(&self) {
-        self.lock().timed_out = true;
+        self.lock().body.reject_if_open(BodyRejection::Timeout);
     }
 
     /// Take the receive half for an accepted extended CONNECT: its DATA
@@ -226,10 +213,11 @@ impl StreamState {
     }
 }
 
-fn aborted(_e: h2::Error) -> BodyError {
-    // A reset of the stream (by the client, or by us) or the end of the
-    // connection: either way the client is gone.
-    BodyError::ConnectionAborted
+/// A reset of the stream (by the client, or by us) or the end of the
+/// connection: either way the client is gone (`err`, from the body state).
+fn aborted(e: h2::Error, err: BodyError) -> BodyError {
+    tracing::trace!(target: "kestrel::http2", error = %e, "request body read failed");
+    err
 }
 
 impl BodySource for StreamState {
@@ -240,35 +228,24 @@ impl BodySource for StreamState {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let mut guard = self.lock();
         let s = &mut *guard;
-        if s.timed_out {
+        if s.body.rejection() == Some(BodyRejection::Timeout) {
+            // Below the minimum data rate: that stays the answer.
             return Poll::Ready(Some(Err(BodyError::Timeout)));
         }
         if s.completed {
             return Poll::Ready(Some(Err(BodyError::RequestCompleted)));
         }
-        if s.too_large {
-            return Poll::Ready(Some(Err(BodyError::TooLarge {
-                limit: s.limit.unwrap_or(0),
-            })));
-        }
-        if s.done {
-            return Poll::Ready(None);
-        }
-        if !s.first_read {
-            s.first_read = true;
-            // The app's last word on the limits is taken now, as in Kestrel.
-            let values = self.limits.freeze();
-            s.limit = values.max_request_body_size;
-            if values.min_request_body_data_rate.is_some() {
-                self.rates.begin_read(values.min_request_body_data_rate);
-            }
-            if let (Some(limit), Some(n)) = (s.limit, s.declared_len) {
-                if n > limit {
-                    s.too_large = true;
+        let rejected_before = s.body.rejection().is_some();
+        match s.body.start_read(Some(&self.limits), &self.rates) {
+            ReadStart::Read | ReadStart::SendContinue => {}
+            ReadStart::End => return Poll::Ready(None),
+            ReadStart::Fail(e) => {
+                if !rejected_before {
+                    // The declared length is over the limit: the driver answers 413.
                     drop(guard);
                     self.driver.wake();
-                    return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
                 }
+                return Poll::Ready(Some(Err(e)));
             }
         }
         let Some(recv) = s.recv.as_mut() else {
@@ -278,43 +255,42 @@ impl BodySource for StreamState {
             match recv.poll_data(cx) {
                 Poll::Ready(Some(Ok(data))) => {
                     let n = data.len();
-                    self.rates.set_read_waiting(false);
-                    self.rates.add_read_bytes(n);
+                    s.body.read_waiting(&self.rates, false);
+                    s.body.read_bytes(&self.rates, n);
                     // Hand the window back as the app consumes: h2 buffers at
                     // most one stream window of unread data.
                     let _ = recv.flow_control().release_capacity(n);
                     if n == 0 {
                         continue;
                     }
-                    s.received += n as u64;
-                    if let Some(limit) = s.limit {
-                        if s.received > limit {
-                            s.too_large = true;
-                            drop(guard);
-                            self.driver.wake();
-                            return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
-                        }
+                    if let Err(e) = s.body.data_received(n) {
+                        // Over the limit: the driver answers 413.
+                        drop(guard);
+                        self.driver.wake();
+                        return Poll::Ready(Some(Err(e)));
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    self.rates.end_read();
+                    s.body.end_rate(&self.rates);
+                    let err = s.body.reject(BodyRejection::ClientGone);
+                    drop(guard);
                     self.abort();
-                    return Poll::Ready(Some(Err(aborted(e))));
+                    return Poll::Ready(Some(Err(aborted(e, err))));
                 }
                 Poll::Ready(None) => {
                     // Only DATA is timed (trailers are a header block).
-                    self.rates.end_read();
+                    s.body.end_rate(&self.rates);
                     s.data_done = true;
                 }
                 Poll::Pending => {
                     // Time spent waiting on the client counts toward the
                     // minimum request body data rate; the app's own pauses do not.
-                    self.rates.set_read_waiting(true);
-                    if s.expect_continue && !s.continue_requested && s.received == 0 {
+                    s.body.read_waiting(&self.rates, true);
+                    if s.body.phase() == BodyPhase::ContinueOwed {
                         // Kestrel sends `100 Continue` when the app first
                         // reads the body and none of it has arrived yet.
-                        s.continue_requested = true;
+                        s.body.continue_answered();
                         s.want_continue = true;
                         drop(guard);
                         self.driver.wake();
@@ -325,16 +301,18 @@ impl BodySource for StreamState {
         }
         match recv.poll_trailers(cx) {
             Poll::Ready(Ok(Some(trailers))) => {
-                s.done = true;
+                s.body.finish();
                 Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
             Poll::Ready(Ok(None)) => {
-                s.done = true;
+                s.body.finish();
                 Poll::Ready(None)
             }
             Poll::Ready(Err(e)) => {
+                let err = s.body.reject(BodyRejection::ClientGone);
+                drop(guard);
                 self.abort();
-                Poll::Ready(Some(Err(aborted(e))))
+                Poll::Ready(Some(Err(aborted(e, err))))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -342,13 +320,13 @@ impl BodySource for StreamState {
 
     fn is_end_stream(&self, _token: u64) -> bool {
         let s = self.lock();
-        s.done || s.recv.as_ref().is_none_or(|r| r.is_end_stream())
+        s.body.is_done() || s.recv.as_ref().is_none_or(|r| r.is_end_stream())
     }
 
     fn size_hint(&self, _token: u64) -> SizeHint {
         let s = self.lock();
-        match s.declared_len {
-            Some(n) => SizeHint::with_exact(n.saturating_sub(s.received)),
+        match s.body.declared_len() {
+            Some(n) => SizeHint::with_exact(n.saturating_sub(s.body.received())),
             None => SizeHint::default(),
         }
     }

@@ -42,19 +42,17 @@ impl Driver {
                         parser.max_request_header_count,
                     ))),
                 },
-                done: body == BodyKind::Empty,
-                started: false,
-                expect_continue,
-                continue_written: None,
-                limit: self.config.max_request_body_size,
-                declared_len: match body {
-                    BodyKind::Length(n) => Some(n),
-                    _ => None,
-                },
-                received: 0,
-                rejection: None,
-                rate_tracked: false,
+                continue_written: 0,
                 waker: None,
+                state: RequestBodyState::new(
+                    body != BodyKind::Empty,
+                    match body {
+                        BodyKind::Length(n) => Some(n),
+                        _ => None,
+                    },
+                    expect_continue,
+                    self.config.max_request_body_size,
+                ),
             };
         }
         let req_body = if body == BodyKind::Empty {
@@ -179,7 +177,7 @@ impl Driver {
             }
         }
 
-        let rejection = self.shared.lock().body.rejection;
+        let rejection = self.shared.lock().body.rejection();
         if let Some(r) = rejection {
             if r == RequestRejection::UnexpectedEndOfRequestContent {
                 // The client left in the middle of the body.
@@ -223,10 +221,7 @@ impl Driver {
         let (mut complete, continue_unanswered) = {
             let c = self.shared.lock();
             let complete = c.body.is_complete();
-            (
-                complete,
-                c.body.expect_continue && !c.body.started && !complete,
-            )
+            (complete, c.body.state.is_awaiting_continue())
         };
         if continue_unanswered {
             // The client may still be waiting for `100 Continue` before it

@@ -40,6 +40,7 @@ use crate::codec::{
 };
 use crate::config::Http1Config;
 use crate::io::{BodyState, Decoder, Shared, WriteBuf};
+use kestrel_core::body_state::RequestBodyState;
 
 /// Data frames smaller than this are copied into the output buffer (and
 /// batched); larger ones are written straight from the app's buffer.

@@ -116,10 +116,8 @@ impl Driver {
         let limit = self.shared.limits.current().max_request_body_size;
         let too_large = {
             let mut c = self.shared.lock();
-            if !c.body.started {
-                c.body.limit = limit;
-            }
-            matches!((c.body.limit, c.body.declared_len), (Some(l), Some(n)) if n > l)
+            c.body.state.refresh_unread_limit(limit);
+            c.body.state.declared_over_limit()
         };
         if too_large {
             self.handle
@@ -127,7 +125,7 @@ impl Driver {
             return Ok(false);
         }
         self.handle.rates().end_read();
-        self.shared.lock().body.rate_tracked = false;
+        self.shared.lock().body.state.end_rate(self.handle.rates());
         self.flush().await?;
         self.arm(
             TimeoutReason::RequestBodyDrain,
