@@ -33,9 +33,15 @@
 //!
 //! Where an event concerns one HTTP/2 (or HTTP/3) stream, `stream_id` names
 //! it; HTTP/1 passes `None` and the field is left out.
+//!
+//! Every request also runs in a `request` span ([`request_span`]), entered
+//! around each poll of the application's future, so that a subscriber can
+//! tie the app's own events to the request, connection and stream.
 
 use std::fmt::Display;
 use std::time::Duration;
+
+use http::{Method, Version};
 
 use crate::connection::ConnectionId;
 
@@ -164,4 +170,27 @@ pub fn http2_too_many_enhance_your_calms(id: ConnectionId, count: u32) {
 pub fn request_aborted(id: Option<ConnectionId>, stream_id: Option<u32>, why: &str) {
     let id = id.map(tracing::field::display);
     tracing::debug!(target: "kestrel", event_id = 66u32, event_name = "RequestAborted", connection_id = id, stream_id, reason = why, "the request was aborted");
+}
+
+/// The span of one request (debug level, target `kestrel`): its method,
+/// path, protocol version, connection id and, for HTTP/2 and HTTP/3, its
+/// stream id. Every driver builds its request span here; a disabled span
+/// costs next to nothing.
+#[inline]
+pub fn request_span(
+    method: &Method,
+    path: &str,
+    version: Version,
+    id: ConnectionId,
+    stream_id: Option<u32>,
+) -> tracing::Span {
+    tracing::debug_span!(
+        target: "kestrel",
+        "request",
+        method = %method,
+        path = %path,
+        protocol = ?version,
+        connection_id = %id,
+        stream_id,
+    )
 }

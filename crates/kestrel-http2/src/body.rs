@@ -35,6 +35,9 @@ pub(crate) struct StreamState {
     abort: AbortSignal,
     /// Response DATA bytes handed to `h2`.
     sent: AtomicU64,
+    /// The request's span ([`kestrel_core::events::request_span`]), entered
+    /// around each poll of the app's future.
+    span: tracing::Span,
 }
 
 struct Inner {
@@ -63,8 +66,10 @@ impl StreamState {
         limits: LimitsCell,
         declared_len: Option<u64>,
         expect_continue: bool,
+        span: tracing::Span,
     ) -> Arc<Self> {
         Arc::new(StreamState {
+            span,
             limits,
             rates: DataRateControl::default(),
             abort: AbortSignal::new(),
@@ -130,6 +135,11 @@ impl StreamState {
                 "the stream ended before its response completed",
             );
         }
+    }
+
+    /// The request's span.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// The HTTP/2 stream id.

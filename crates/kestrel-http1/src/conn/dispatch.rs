@@ -113,13 +113,12 @@ impl Driver {
         // correlate the app's events; a disabled span costs next to nothing.
         // It is entered around each poll of the app's future (rather than
         // wrapping it, which would move the future once more per request).
-        let span = tracing::debug_span!(
-            target: "kestrel",
-            "request",
-            method = %request.method(),
-            path = %request.uri().path(),
-            protocol = ?request.version(),
-            connection_id = %self.handle.id(),
+        let span = events::request_span(
+            request.method(),
+            request.uri().path(),
+            request.version(),
+            self.handle.id(),
+            None,
         );
         let fut = call(request);
         let fut = match app_slot {

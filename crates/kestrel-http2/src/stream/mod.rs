@@ -293,6 +293,8 @@ where
         send_continue(respond);
     }
     if let Some(fut) = app {
+        // In the request's span, as HTTP/1 does.
+        let _in_span = state.span().enter();
         if let Poll::Ready(r) = std::pin::Pin::new(fut).poll(cx) {
             return Poll::Ready(AppEvent::Done(r));
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use h2::{Reason, RecvStream};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode};
+use kestrel_core::events;
 use kestrel_core::request_limits::LimitsCell;
 use kestrel_core::{RequestAborted, RequestBody, RequestFeatures, StreamReset, UpgradeFeature};
 
@@ -129,7 +130,14 @@ pub(super) fn start_request(
         cell.freeze();
         cell.remove_body_size_limit();
     }
-    let state = StreamState::new(stream_id, recv, cell, declared_len, expect_continue);
+    let span = events::request_span(
+        &parts.method,
+        parts.uri.path(),
+        parts.version,
+        ctx.conn_id,
+        Some(stream_id),
+    );
+    let state = StreamState::new(stream_id, recv, cell, declared_len, expect_continue, span);
     if upgrade.is_none() {
         // A tunnel has no data rates; every other stream may have them (the
         // app can turn them on or off for its request).
