@@ -23,4 +23,4 @@ mod conn;
 mod io;
 
 pub use config::Http1Config;
-pub use conn::{Http1Connection, Http1Error};
+pub use conn::{Http1Close, Http1Connection, Http1Error};

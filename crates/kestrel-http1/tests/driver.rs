@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use kestrel_core::connection::ConnectionManager;
 use kestrel_core::heartbeat::{spawn_heartbeat, Clock};
 use kestrel_core::{Application, KestrelServerOptions, RequestBody, RequestFeaturesExt};
-use kestrel_http1::{Http1Config, Http1Connection, Http1Error};
+use kestrel_http1::{Http1Close, Http1Config, Http1Connection, Http1Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -24,7 +24,7 @@ struct Harness {
     client: DuplexStream,
     /// Bytes read past the last response.
     buf: Vec<u8>,
-    task: JoinHandle<Result<(), Http1Error>>,
+    task: JoinHandle<Result<Http1Close, Http1Error>>,
     _heartbeat: JoinHandle<()>,
 }
 
@@ -159,7 +159,7 @@ async fn keep_alive_and_pipelined_requests_answer_in_order() {
         assert_eq!((r.status, r.body.as_slice()), (200, want), "{}", r.head);
     }
     h.closed().await;
-    assert!(h.task.await.unwrap().is_ok());
+    assert_eq!(h.task.await.unwrap().unwrap(), Http1Close::Done);
 }
 
 #[tokio::test(start_paused = true)]
@@ -191,6 +191,13 @@ async fn the_keep_alive_timeout_closes_an_idle_connection_in_virtual_time() {
     assert!(
         idle >= Duration::from_secs(130) && idle <= Duration::from_secs(133),
         "closed after {idle:?}"
+    );
+    // The outcome names the timeout (metrics' error.type comes from it).
+    let close = h.task.await.unwrap().unwrap();
+    assert_eq!(close, Http1Close::KeepAliveTimeout);
+    assert_eq!(
+        close.end_reason(),
+        Some(kestrel_core::connection::ConnectionEndReason::KeepAliveTimeout)
     );
 }
 
@@ -245,6 +252,31 @@ async fn a_body_over_the_limit_gets_413_and_a_close() {
         h.task.await.unwrap(),
         Err(Http1Error::BadRequest(_))
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unread_body_over_the_limit_is_not_drained_and_the_outcome_says_why() {
+    let mut h = serve(
+        |o| o.limits.max_request_body_size = Some(4),
+        // Answers without reading the body.
+        |_req: Request<RequestBody>| async { text("ok") },
+    );
+    h.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789")
+        .await;
+    let r = h.response().await.unwrap();
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"ok"[..]),
+        "{}",
+        r.head
+    );
+    h.closed().await;
+    let close = h.task.await.unwrap().unwrap();
+    assert_eq!(close, Http1Close::UnreadBodyTooLarge);
+    assert_eq!(
+        close.end_reason(),
+        Some(kestrel_core::connection::ConnectionEndReason::MaxRequestBodySizeExceeded)
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -385,11 +385,16 @@ fn run_connection<A: Application>(
                         .with_guard(guard)
                         .serve(&shared.app)
                         .await;
-                if let Err(e) = result {
-                    // The end reason (metrics' error.type) the error carries.
-                    if let Some(reason) = e.end_reason() {
-                        end_handle.set_end_reason(reason);
-                    }
+                // The end reason (metrics' error.type), recorded here only:
+                // the driver's outcome carries it.
+                let reason = match &result {
+                    Ok(close) => close.end_reason(),
+                    Err(e) => e.end_reason(),
+                };
+                if let Some(reason) = reason {
+                    end_handle.set_end_reason(reason);
+                }
+                if let Err(e) = &result {
                     if !matches!(e, Http1Error::BadRequest(_)) {
                         tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection ended with an error")
                     }

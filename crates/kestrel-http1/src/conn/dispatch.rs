@@ -133,13 +133,13 @@ impl Driver {
 
     /// Run the app's request (started by [`Driver::start_app`]) to its end:
     /// its response, the drain of what it left of the body, the upgrade.
-    /// Returns whether the connection stays open.
+    /// The connection stays open (`Continue`) or closes.
     pub(super) async fn serve_request<B, F>(
         &mut self,
         fut: Pin<&mut F>,
         span: tracing::Span,
         started: Started,
-    ) -> Result<bool, Http1Error>
+    ) -> Result<ControlFlow<Http1Close>, Http1Error>
     where
         B: Body<Data = Bytes, Error: Into<BoxError>>,
         F: Future<Output = Result<Response<B>, BoxError>>,
@@ -162,7 +162,7 @@ impl Driver {
                     // would otherwise reserve room for this path.
                     return Box::pin(self.finish_upgrade(resp, u, version))
                         .await
-                        .map(|()| false);
+                        .map(|()| ControlFlow::Break(Http1Close::Done));
                 }
                 other => outcome = other,
             }
@@ -198,7 +198,7 @@ impl Driver {
             AppOutcome::Response(r) => r.status(),
             AppOutcome::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let mut keep_alive = match outcome {
+        let keep_alive = match outcome {
             AppOutcome::Response(resp) => match self.write_response(resp, &facts).await {
                 Ok(keep_alive) => keep_alive,
                 Err(e) => {
@@ -222,19 +222,27 @@ impl Driver {
             let complete = c.body.is_complete();
             (complete, c.body.state.is_awaiting_continue())
         };
+        let mut next = if keep_alive {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(Http1Close::Done)
+        };
         if continue_unanswered {
             // The client may still be waiting for `100 Continue` before it
             // sends the body; the connection cannot be reused.
-            keep_alive = false;
+            next = ControlFlow::Break(Http1Close::Done);
         } else if keep_alive && !complete {
-            keep_alive = self.drain_body().await?;
+            next = self.drain_body().await?;
             complete = self.shared.lock().body.is_complete();
         }
         if !complete {
             self.linger = true;
         }
         self.end_request();
-        Ok(keep_alive && !self.handle.is_close_requested())
+        if self.handle.is_close_requested() {
+            next = ControlFlow::Break(Http1Close::Done);
+        }
+        Ok(next)
     }
 
     pub(super) fn end_request(&self) {
@@ -299,22 +307,17 @@ impl Driver {
                 kestrel_core::app::poll_app(fut.as_mut(), cx)
             };
             if let Poll::Ready(r) = polled {
-                return Poll::Ready(Some(r));
+                return Poll::Ready(Ok(r));
             }
             match shared.handle.poll_signal(cx) {
-                Poll::Ready(Signal::Aborted) => return Poll::Ready(None),
+                Poll::Ready(Signal::Aborted) => return Poll::Ready(Err(None)),
                 Poll::Ready(Signal::TimedOut(TimeoutReason::ReadDataRate)) => {
                     events::request_body_minimum_data_rate_not_satisfied(shared.handle.id(), None);
                     shared.lock().reject_body(RequestRejection::RequestBodyTimeout);
                 }
                 Poll::Ready(Signal::TimedOut(reason)) => {
-                    shared.handle.set_end_reason(if reason == TimeoutReason::WriteDataRate {
-                        ConnectionEndReason::MinResponseDataRate
-                    } else {
-                        ConnectionEndReason::ServerTimeout
-                    });
                     tracing::debug!(target: "kestrel::connections", connection_id = %shared.handle.id(), ?reason, "aborting the connection: deadline passed while the application ran");
-                    return Poll::Ready(None);
+                    return Poll::Ready(Err(Some(reason)));
                 }
                 _ => {}
             }
@@ -330,13 +333,13 @@ impl Driver {
         })
         .await;
         match result {
-            None => {
+            Err(deadline) => {
                 self.abort_request("the connection was aborted");
-                Err(Http1Error::Aborted)
+                Err(deadline.map_or(Http1Error::Aborted, Http1Error::Deadline))
             }
-            Some(Ok(Ok(resp))) => Ok(AppOutcome::Response(resp)),
-            Some(Ok(Err(e))) => Ok(AppOutcome::Failed(e)),
-            Some(Err(panic)) => Ok(AppOutcome::Failed(Box::new(panic))),
+            Ok(Ok(Ok(resp))) => Ok(AppOutcome::Response(resp)),
+            Ok(Ok(Err(e))) => Ok(AppOutcome::Failed(e)),
+            Ok(Err(panic)) => Ok(AppOutcome::Failed(Box::new(panic))),
         }
     }
 

@@ -65,9 +65,16 @@ pub enum Http1Error {
     /// The socket failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
-    /// The server aborted the connection (shutdown timeout, or a write deadline).
+    /// The server aborted the connection (its shutdown timeout: the
+    /// connection manager records that end reason), or a deadline of no
+    /// named reason passed while a response was written.
     #[error("the connection was aborted by the server")]
     Aborted,
+    /// A deadline passed while the application ran or its response was
+    /// written: the minimum response data rate (`WriteDataRate`) or a
+    /// deadline the application set (the connection timeout feature).
+    #[error("the connection was aborted: deadline passed ({0:?})")]
+    Deadline(TimeoutReason),
     /// The application failed after its response had started, so the response was cut short.
     #[error("the response was aborted after it started: {0}")]
     ResponseAborted(BoxError),
@@ -81,8 +88,42 @@ impl Http1Error {
             Http1Error::BadRequest(r) => Some(end_reason_of(*r)),
             Http1Error::Io(_) => Some(ConnectionEndReason::ConnectionReset),
             Http1Error::ResponseAborted(_) => Some(ConnectionEndReason::ErrorAfterStartingResponse),
-            // Set where the abort was decided (shutdown timeout, a deadline).
+            Http1Error::Deadline(TimeoutReason::WriteDataRate) => {
+                Some(ConnectionEndReason::MinResponseDataRate)
+            }
+            Http1Error::Deadline(_) => Some(ConnectionEndReason::ServerTimeout),
+            // The shutdown timeout's reason is recorded by the connection manager.
             Http1Error::Aborted => None,
+        }
+    }
+}
+
+/// How a connection ended without an error: the client closed it, a
+/// response said `Connection: close`, or a timeout closed it quietly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Http1Close {
+    /// The client closed the connection, a response closed it, or the server
+    /// is shutting down.
+    Done,
+    /// The keep-alive timeout passed with no new request.
+    KeepAliveTimeout,
+    /// The request-headers timeout passed before any byte of a request.
+    RequestHeadersTimeout,
+    /// The application left a request body unread that is larger than the
+    /// body-size limit, so it is not drained.
+    UnreadBodyTooLarge,
+}
+
+impl Http1Close {
+    /// Why the connection ended, as Kestrel reports it (`error.type` of
+    /// `kestrel.connection.duration`); `None` for a plain close.
+    pub fn end_reason(&self) -> Option<ConnectionEndReason> {
+        match self {
+            Http1Close::Done => None,
+            Http1Close::KeepAliveTimeout => Some(ConnectionEndReason::KeepAliveTimeout),
+            Http1Close::RequestHeadersTimeout => Some(ConnectionEndReason::RequestHeadersTimeout),
+            Http1Close::UnreadBodyTooLarge => Some(ConnectionEndReason::MaxRequestBodySizeExceeded),
         }
     }
 }
@@ -147,7 +188,7 @@ impl Http1Connection {
     pub fn serve<A: Application>(
         self,
         app: &A,
-    ) -> impl Future<Output = Result<(), Http1Error>> + Send + '_ {
+    ) -> impl Future<Output = Result<Http1Close, Http1Error>> + Send + '_ {
         let limits = LimitsCell::new(self.config.limit_values());
         let shared = Shared::new(self.io, self.read_buf, self.handle.clone(), limits);
         let mut driver = Driver {
@@ -195,7 +236,7 @@ struct Driver {
 #[allow(clippy::large_enum_variant)]
 enum HeadOutcome {
     Head(RequestHead),
-    Closed,
+    Closed(Http1Close),
     Reject(RequestRejection),
 }
 
@@ -214,7 +255,7 @@ enum AppOutcome<B> {
 }
 
 impl Driver {
-    async fn run<A: Application>(&mut self, app: &A) -> Result<(), Http1Error> {
+    async fn run<A: Application>(&mut self, app: &A) -> Result<Http1Close, Http1Error> {
         let mut token = 0u64;
         // The app's future lives in one allocation reused from request to
         // request (dropped while the connection idles), instead of a box per
@@ -224,7 +265,7 @@ impl Driver {
         loop {
             let head = match self.read_head(token == 0, &mut slot).await? {
                 HeadOutcome::Head(h) => h,
-                HeadOutcome::Closed => return Ok(()),
+                HeadOutcome::Closed(close) => return Ok(close),
                 HeadOutcome::Reject(r) => {
                     self.write_rejection(r);
                     return Err(Http1Error::BadRequest(r));
@@ -232,9 +273,8 @@ impl Driver {
             };
             token = token.wrapping_add(1);
             let (fut, span, started) = self.start_app(&call, &mut slot, head, token);
-            let keep_alive = self.serve_request(fut, span, started).await?;
-            if !keep_alive {
-                return Ok(());
+            if let ControlFlow::Break(close) = self.serve_request(fut, span, started).await? {
+                return Ok(close);
             }
         }
     }

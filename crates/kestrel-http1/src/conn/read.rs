@@ -37,7 +37,7 @@ impl Driver {
                     if !c.read_buf.is_empty() {
                         tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "the client closed the connection in the middle of a request head");
                     }
-                    return Ok(HeadOutcome::Closed);
+                    return Ok(HeadOutcome::Closed(Http1Close::Done));
                 }
                 !c.read_buf.is_empty()
             };
@@ -91,27 +91,23 @@ impl Driver {
                 Some(TimeoutReason::RequestHeaders) => {
                     if self.shared.lock().read_buf.is_empty() {
                         // Nothing of a request arrived: close without a response.
-                        self.handle
-                            .set_end_reason(ConnectionEndReason::RequestHeadersTimeout);
                         tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "request headers timeout before any byte of a request: closing");
-                        return Ok(HeadOutcome::Closed);
+                        return Ok(HeadOutcome::Closed(Http1Close::RequestHeadersTimeout));
                     }
                     return Ok(HeadOutcome::Reject(RequestRejection::RequestHeadersTimeout));
                 }
                 Some(TimeoutReason::KeepAlive) => {
-                    self.handle
-                        .set_end_reason(ConnectionEndReason::KeepAliveTimeout);
                     events::connection_keep_alive(self.handle.id());
-                    return Ok(HeadOutcome::Closed);
+                    return Ok(HeadOutcome::Closed(Http1Close::KeepAliveTimeout));
                 }
-                Some(_) => return Ok(HeadOutcome::Closed),
+                Some(_) => return Ok(HeadOutcome::Closed(Http1Close::Done)),
             }
         }
     }
 
     /// Read and discard what the app left of the request body, within the
-    /// drain timeout; returns whether the connection can stay open.
-    pub(super) async fn drain_body(&mut self) -> Result<bool, Http1Error> {
+    /// drain timeout: the connection stays open (`Continue`) or closes.
+    pub(super) async fn drain_body(&mut self) -> Result<ControlFlow<Http1Close>, Http1Error> {
         // The limit the app left in force (it may have changed it without reading).
         let limit = self.shared.limits.current().max_request_body_size;
         let too_large = {
@@ -120,9 +116,7 @@ impl Driver {
             c.body.state.declared_over_limit()
         };
         if too_large {
-            self.handle
-                .set_end_reason(ConnectionEndReason::MaxRequestBodySizeExceeded);
-            return Ok(false);
+            return Ok(ControlFlow::Break(Http1Close::UnreadBodyTooLarge));
         }
         self.handle.rates().end_read();
         self.shared.lock().body.state.end_rate(self.handle.rates());
@@ -149,7 +143,8 @@ impl Driver {
         self.handle.timeout().cancel();
         if !drained {
             events::request_body_drain_timed_out(self.handle.id());
+            return Ok(ControlFlow::Break(Http1Close::Done));
         }
-        Ok(drained)
+        Ok(ControlFlow::Continue(()))
     }
 }

@@ -268,15 +268,11 @@ impl Driver {
         let result = poll_fn(|cx| {
             match shared.handle.poll_signal(cx) {
                 Poll::Ready(Signal::Aborted) => return Poll::Ready(Err(Http1Error::Aborted)),
-                Poll::Ready(Signal::TimedOut(reason)) => {
-                    if reason == TimeoutReason::WriteDataRate {
-                        shared
-                            .handle
-                            .set_end_reason(ConnectionEndReason::MinResponseDataRate);
-                        events::response_minimum_data_rate_not_satisfied(shared.handle.id(), None);
-                    }
-                    return Poll::Ready(Err(Http1Error::Aborted));
+                Poll::Ready(Signal::TimedOut(TimeoutReason::WriteDataRate)) => {
+                    events::response_minimum_data_rate_not_satisfied(shared.handle.id(), None);
+                    return Poll::Ready(Err(Http1Error::Deadline(TimeoutReason::WriteDataRate)));
                 }
+                Poll::Ready(Signal::TimedOut(_)) => return Poll::Ready(Err(Http1Error::Aborted)),
                 _ => {}
             }
             let mut c = shared.lock();
