@@ -17,6 +17,8 @@
 //!   middleware (host filtering, forwarded headers, static files);
 //! * [`lifetime`] and [`systemd`]: signals, graceful shutdown, hooks,
 //!   socket activation and `sd_notify`;
+//! * [`logging`]: `Logging:LogLevel` as a `tracing` filter, and the
+//!   console subscriber;
 //! * [`reload`]: configuration reload on file change or SIGHUP
 //!   (`Logging:LogLevel`, `AllowedHosts`, and the server's endpoints);
 //! * `restart` (Unix): zero-downtime restart on SIGUSR2, handing the
@@ -33,6 +35,7 @@ pub mod config;
 pub mod endpoint_settings;
 pub mod kestrel_config;
 pub mod lifetime;
+pub mod logging;
 pub mod middleware;
 pub mod pipeline;
 pub mod reload;
