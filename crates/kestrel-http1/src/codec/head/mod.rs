@@ -276,9 +276,14 @@ impl HeadParser {
         let scan = scan(&buf[..input_len], spans);
         let step = match scan {
             Scan::Complete(scanned) => {
-                let line_len = line_len.unwrap_or(scanned.head_len);
                 if !self.allow_bare_lf {
-                    check_crlf(&buf[..scanned.head_len], line_len)?;
+                    let head = &buf[..scanned.head_len];
+                    match line_len {
+                        Some(line_len) => {
+                            check_line_ends(head, line_len, &spans[..scanned.header_count])?
+                        }
+                        None => check_crlf(head, scanned.head_len)?,
+                    }
                 }
                 let head = buf.split_to(scanned.head_len).freeze();
                 self.build(head, &scanned, spans).map(Step::Done)
@@ -520,6 +525,35 @@ fn scan_with<'b>(
     })
 }
 
+/// Every line of a complete head must end in CRLF (httparse accepts bare LF).
+///
+/// httparse (with its default configuration: no obs-fold, no skipped
+/// invalid lines) accepts an LF only as a line end, so the LFs of the head
+/// are exactly: the request line's end (`line_len`), each field line's end
+/// (after the value, past trailing SP/HTAB, which httparse trims), and the
+/// empty line's. Checking those is checking every LF, without scanning the
+/// head again. `check_crlf` is the scanning version (and the reference the
+/// tests compare with).
+fn check_line_ends(head: &[u8], line_len: usize, spans: &[Span]) -> Result<(), RequestRejection> {
+    if line_len < 2 || head.get(line_len - 2) != Some(&b'\r') {
+        return Err(RequestRejection::InvalidRequestLine);
+    }
+    for span in spans {
+        let mut i = span.value_end as usize;
+        while matches!(head.get(i), Some(b' ' | b'\t')) {
+            i += 1;
+        }
+        if head.get(i) != Some(&b'\r') {
+            return Err(RequestRejection::InvalidRequestHeadersNoCrlf);
+        }
+    }
+    let n = head.len();
+    if n < 2 || head[n - 2] != b'\r' {
+        return Err(RequestRejection::InvalidRequestHeadersNoCrlf);
+    }
+    Ok(())
+}
+
 /// Every LF of the head must be preceded by CR (httparse accepts bare LF).
 fn check_crlf(head: &[u8], line_len: usize) -> Result<(), RequestRejection> {
     for i in memchr_iter(b'\n', head) {
@@ -532,4 +566,36 @@ fn check_crlf(head: &[u8], line_len: usize) -> Result<(), RequestRejection> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod line_end_tests {
+    use super::*;
+
+    /// The line-end check agrees with a scan of every LF, for every CRLF of
+    /// these heads turned into a bare LF (one at a time, and all at once).
+    #[test]
+    fn line_ends_agree_with_a_full_scan() {
+        let heads: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Trail: v \t \r\nX-Blank:   \r\nContent-Length: 0\r\n\r\n",
+        ];
+        for head in heads {
+            let mut variants = vec![head.to_vec()];
+            for (i, _) in head.iter().enumerate().filter(|(_, &b)| b == b'\r') {
+                let mut v = head.to_vec();
+                v.remove(i);
+                variants.push(v);
+            }
+            variants.push(head.iter().copied().filter(|&b| b != b'\r').collect());
+            for v in variants {
+                let mut buf = BytesMut::from(&v[..]);
+                let got = HeadParser::default().parse(&mut buf).err();
+                let line_len = memchr(b'\n', &v).map_or(v.len(), |i| i + 1);
+                let want = check_crlf(&v, line_len).err();
+                assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&v));
+            }
+        }
+    }
 }
