@@ -408,6 +408,87 @@ async fn the_keep_alive_timeout_closes_an_idle_connection_in_virtual_time() {
         .expect("the client saw a graceful GOAWAY");
 }
 
+#[tokio::test(start_paused = true)]
+async fn limits_can_change_until_the_first_read_then_they_are_frozen() {
+    let mut h = serve(
+        |o| o.limits.max_request_body_size = Some(1000),
+        |req: Request<RequestBody>| async move {
+            let limits = req.features().and_then(|f| f.limits()).cloned().unwrap();
+            // Before the first read: the app may raise its limit.
+            limits.set_max_request_body_size(Some(10_000)).unwrap();
+            let len = req.into_body().collect().await.unwrap().to_bytes().len();
+            // After it: read-only, as Kestrel's IsReadOnly.
+            let after = limits.set_max_request_body_size(Some(1));
+            assert!(limits.is_read_only());
+            text(format!("{len} {after:?}"))
+        },
+    )
+    .await;
+    let mut req = request("POST", "/raise");
+    req.headers_mut()
+        .insert("content-length", "5000".parse().unwrap());
+    let (resp, mut tx) = h.send.send_request(req, false).unwrap();
+    tx.reserve_capacity(5000);
+    tx.send_data(Bytes::from(vec![b'r'; 5000]), true).unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        String::from_utf8(read_body(resp.into_body()).await.unwrap()).unwrap(),
+        "5000 Err(ReadOnly)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_below_the_minimum_data_rate_closes_the_connection() {
+    let (reports, mut outcome) = mpsc::unbounded_channel::<String>();
+    let h = serve(
+        |o| {
+            o.limits.min_request_body_data_rate =
+                Some(kestrel_core::MinDataRate::new(100.0, Duration::from_secs(2)).unwrap())
+        },
+        move |req: Request<RequestBody>| {
+            let reports = reports.clone();
+            async move {
+                // The body is read by a task of its own, which reports how
+                // the read ended even after the stream is gone.
+                let body = req.into_body();
+                let read = tokio::spawn(async move {
+                    let r = body.collect().await.map(|c| c.to_bytes().len());
+                    let _ = reports.send(format!("{r:?}"));
+                });
+                let _ = read.await;
+                text("done")
+            }
+        },
+    )
+    .await;
+    let Harness {
+        mut send, server, ..
+    } = h;
+    let start = Instant::now();
+    let (_resp, mut tx) = send
+        .send_request(request("POST", "/trickle"), false)
+        .unwrap();
+    // Ten bytes, then nothing: 10 B over the 2 s grace period is under 100 B/s.
+    tx.send_data(Bytes::from_static(b"0123456789"), false)
+        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("the connection was cut off")
+        .unwrap();
+    assert!(
+        matches!(result, Err(Http2Error::MinRequestBodyDataRate)),
+        "{result:?}"
+    );
+    let took = start.elapsed();
+    assert!(
+        took > Duration::from_secs(2) && took <= Duration::from_secs(5),
+        "cut off after {took:?}"
+    );
+    let read = outcome.recv().await.expect("the body read ended");
+    assert!(read.contains("Timeout"), "{read}");
+}
+
 /// Records each `request` span's fields and, for each event, the fields of
 /// the span it happened in.
 #[derive(Clone, Default)]
