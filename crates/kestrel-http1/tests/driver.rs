@@ -326,3 +326,38 @@ async fn request_aborted_fires_when_the_client_leaves() {
     let _ = h.task.await.unwrap();
     assert!(fired.load(Ordering::SeqCst), "RequestAborted did not fire");
 }
+
+#[tokio::test(start_paused = true)]
+async fn limits_can_change_until_the_first_read_then_they_are_frozen() {
+    let mut h = serve(
+        |o| o.limits.max_request_body_size = Some(1000),
+        |req: Request<RequestBody>| async move {
+            let limits = req.features().and_then(|f| f.limits()).cloned().unwrap();
+            if req.uri().path() == "/raise" {
+                // Before the first read: the app may raise its limit.
+                limits.set_max_request_body_size(Some(10_000)).unwrap();
+            }
+            let body = req.into_body().collect().await;
+            // After it: read-only, as Kestrel's IsReadOnly.
+            let after = limits.set_max_request_body_size(Some(1));
+            Response::new(Full::new(Bytes::from(format!(
+                "{:?} {after:?}",
+                body.map(|b| b.to_bytes().len())
+            ))))
+        },
+    );
+    let body = vec![b'r'; 5000];
+    let mut raise = b"POST /raise HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".to_vec();
+    raise.extend_from_slice(&body);
+    h.send(&raise).await;
+    let reply = h.response().await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, b"Ok(5000) Err(ReadOnly)");
+    // Without the change, the same body is over the limit: 413 and a close.
+    let mut keep = b"POST /keep HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".to_vec();
+    keep.extend_from_slice(&body);
+    h.send(&keep).await;
+    let reply = h.response().await.unwrap();
+    assert_eq!(reply.status, 413, "{}", reply.head);
+    h.closed().await;
+}

@@ -386,3 +386,42 @@ fn on_app_event<B>(
     };
     (status, next)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `f` returns, without calling it.
+    fn returned_size<'a, A: 'a, R>(
+        _f: impl Fn(&'a A, &'a StreamCtx<'a>, Request<RecvStream>, SendResponse<Bytes>) -> R,
+    ) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Each stream's future is boxed into the connection's
+    /// `FuturesUnordered`: one allocation of this size per stream, so it
+    /// must not grow unnoticed. Measured in a debug build for an app whose
+    /// body is `Full<Bytes>` (the app's own future is boxed apart, so its
+    /// size does not count): 656 bytes, with or without kestrel-core's
+    /// `metrics` feature (the request's start time and method fit in room
+    /// the future has anyway); the budget is that plus about 10%.
+    const STREAM_FUTURE_BUDGET: usize = 720;
+
+    #[test]
+    fn the_stream_future_stays_within_its_budget() {
+        async fn app(
+            _req: Request<kestrel_core::RequestBody>,
+        ) -> Response<http_body_util::Full<Bytes>> {
+            Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")))
+        }
+        fn stream_size<A: Application>(_app: &A) -> usize {
+            returned_size(serve_stream::<A>)
+        }
+        let size = stream_size(&app);
+        eprintln!("HTTP/2 stream future: {size} bytes");
+        assert!(
+            size <= STREAM_FUTURE_BUDGET,
+            "the HTTP/2 stream future is {size} bytes, over its budget of {STREAM_FUTURE_BUDGET}"
+        );
+    }
+}
