@@ -123,6 +123,15 @@ async fn connection_and_request_metrics() {
         })
         .sum();
     assert_eq!(rejected, 1);
+    // Its duration is recorded with the reason, as Kestrel does.
+    assert_eq!(
+        histogram_with(
+            all,
+            "kestrel.connection.duration",
+            ("error.type", "max_concurrent_connections_exceeded")
+        ),
+        1
+    );
     let tags: Vec<String> = all
         .iter()
         .find(|(_, n, _, _)| n == "kestrel.rejected_connections")

@@ -116,12 +116,19 @@ pub fn connection_stopped(
     }
 }
 
-/// A connection was refused under `max_concurrent_connections`.
+/// A connection was refused under `max_concurrent_connections`. As in
+/// Kestrel, it also ends with a duration (closed at once) whose `error.type`
+/// is `max_concurrent_connections_exceeded`.
 #[inline]
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub fn connection_rejected(tags: &EndpointTags) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("kestrel.rejected_connections", tags.labels.to_vec()).increment(1);
+    {
+        metrics::counter!("kestrel.rejected_connections", tags.labels.to_vec()).increment(1);
+        let reason = ConnectionEndReason::MaxConcurrentConnectionsExceeded;
+        let extra = [("error.type", metrics::SharedString::from(reason.as_str()))];
+        metrics::histogram!("kestrel.connection.duration", tags.with(&extra)).record(0.0);
+    }
 }
 
 /// The upgraded-connection count changed by `delta` (+1 or -1).

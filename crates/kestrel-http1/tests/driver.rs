@@ -361,3 +361,91 @@ async fn limits_can_change_until_the_first_read_then_they_are_frozen() {
     assert_eq!(reply.status, 413, "{}", reply.head);
     h.closed().await;
 }
+
+/// A response body that yields its parts one per poll and claims an exact
+/// length, which the parts may not add up to.
+struct Claimed {
+    parts: std::collections::VecDeque<Bytes>,
+    len: u64,
+}
+
+impl http_body::Body for Claimed {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.parts
+                .pop_front()
+                .map(|b| Ok(http_body::Frame::data(b))),
+        )
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.len)
+    }
+}
+
+fn claimed(parts: Vec<Bytes>, len: u64) -> Response<Claimed> {
+    Response::new(Claimed {
+        parts: parts.into(),
+        len,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_longer_than_its_content_length_is_cut_and_the_connection_closes() {
+    let mut h = serve(
+        |_| {},
+        |_req: Request<RequestBody>| async { claimed(vec![Bytes::from_static(b"hello world")], 5) },
+    );
+    h.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let r = h.response().await.unwrap();
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"hello"[..]),
+        "{}",
+        r.head
+    );
+    h.closed().await;
+    assert!(h.buf.is_empty(), "nothing past the declared length");
+    let close = h.task.await.unwrap().unwrap();
+    assert_eq!(close, Http1Close::ResponseContentLengthMismatch);
+    assert_eq!(
+        close.end_reason(),
+        Some(kestrel_core::connection::ConnectionEndReason::ResponseContentLengthMismatch)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_shorter_than_its_content_length_aborts_once_it_started() {
+    // 20 KiB is written straight to the client (over the copy threshold),
+    // so the response has started when the body ends 10,000 bytes short.
+    let mut h = serve(
+        |_| {},
+        |_req: Request<RequestBody>| async {
+            claimed(vec![Bytes::from(vec![b'x'; 20_000])], 30_000)
+        },
+    );
+    h.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    h.closed().await;
+    assert!(h.buf.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let e = h.task.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Http1Error::ResponseTooShort {
+                content_length: 30_000,
+                written: 20_000
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.end_reason(),
+        Some(kestrel_core::connection::ConnectionEndReason::ResponseContentLengthMismatch)
+    );
+}

@@ -198,9 +198,9 @@ impl Driver {
             AppOutcome::Response(r) => r.status(),
             AppOutcome::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let keep_alive = match outcome {
+        let mut next = match outcome {
             AppOutcome::Response(resp) => match self.write_response(resp, &facts).await {
-                Ok(keep_alive) => keep_alive,
+                Ok(next) => next,
                 Err(e) => {
                     // The response could not be completed.
                     self.abort_request("the response was not completed");
@@ -209,7 +209,11 @@ impl Driver {
             },
             AppOutcome::Failed(e) => {
                 self.log_app_error(&e);
-                self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, &facts, None)
+                if self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, &facts, None) {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(Http1Close::Done)
+                }
             }
         };
         if let Some((started, method)) = metrics_start {
@@ -222,24 +226,21 @@ impl Driver {
             let complete = c.body.is_complete();
             (complete, c.body.state.is_awaiting_continue())
         };
-        let mut next = if keep_alive {
-            ControlFlow::Continue(())
-        } else {
-            ControlFlow::Break(Http1Close::Done)
-        };
-        if continue_unanswered {
-            // The client may still be waiting for `100 Continue` before it
-            // sends the body; the connection cannot be reused.
-            next = ControlFlow::Break(Http1Close::Done);
-        } else if keep_alive && !complete {
-            next = self.drain_body().await?;
-            complete = self.shared.lock().body.is_complete();
+        if next.is_continue() {
+            if continue_unanswered {
+                // The client may still be waiting for `100 Continue` before
+                // it sends the body; the connection cannot be reused.
+                next = ControlFlow::Break(Http1Close::Done);
+            } else if !complete {
+                next = self.drain_body().await?;
+                complete = self.shared.lock().body.is_complete();
+            }
         }
         if !complete {
             self.linger = true;
         }
         self.end_request();
-        if self.handle.is_close_requested() {
+        if next.is_continue() && self.handle.is_close_requested() {
             next = ControlFlow::Break(Http1Close::Done);
         }
         Ok(next)
@@ -268,7 +269,9 @@ impl Driver {
             keep_alive: false,
             add_server_header: self.config.add_server_header,
         };
-        self.write_response(resp, &facts).await?;
+        // The connection becomes the app's stream after the 101, whatever
+        // the framing said.
+        let _after_101 = self.write_response(resp, &facts).await?;
         self.flush().await?;
         self.end_request();
         self.shared.limits.remove_body_size_limit();

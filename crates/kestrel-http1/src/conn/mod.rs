@@ -78,6 +78,17 @@ pub enum Http1Error {
     /// The application failed after its response had started, so the response was cut short.
     #[error("the response was aborted after it started: {0}")]
     ResponseAborted(BoxError),
+    /// The response body ended before its Content-Length after part of the
+    /// response was sent, so the response was cut short.
+    #[error(
+        "the response body ended after {written} of its {content_length} Content-Length bytes"
+    )]
+    ResponseTooShort {
+        /// The declared Content-Length.
+        content_length: u64,
+        /// The body bytes the application produced.
+        written: u64,
+    },
 }
 
 impl Http1Error {
@@ -88,6 +99,9 @@ impl Http1Error {
             Http1Error::BadRequest(r) => Some(end_reason_of(*r)),
             Http1Error::Io(_) => Some(ConnectionEndReason::ConnectionReset),
             Http1Error::ResponseAborted(_) => Some(ConnectionEndReason::ErrorAfterStartingResponse),
+            Http1Error::ResponseTooShort { .. } => {
+                Some(ConnectionEndReason::ResponseContentLengthMismatch)
+            }
             Http1Error::Deadline(TimeoutReason::WriteDataRate) => {
                 Some(ConnectionEndReason::MinResponseDataRate)
             }
@@ -113,6 +127,9 @@ pub enum Http1Close {
     /// The application left a request body unread that is larger than the
     /// body-size limit, so it is not drained.
     UnreadBodyTooLarge,
+    /// The response body was longer than its Content-Length: the client got
+    /// the declared bytes, then the connection closed.
+    ResponseContentLengthMismatch,
 }
 
 impl Http1Close {
@@ -124,6 +141,9 @@ impl Http1Close {
             Http1Close::KeepAliveTimeout => Some(ConnectionEndReason::KeepAliveTimeout),
             Http1Close::RequestHeadersTimeout => Some(ConnectionEndReason::RequestHeadersTimeout),
             Http1Close::UnreadBodyTooLarge => Some(ConnectionEndReason::MaxRequestBodySizeExceeded),
+            Http1Close::ResponseContentLengthMismatch => {
+                Some(ConnectionEndReason::ResponseContentLengthMismatch)
+            }
         }
     }
 }

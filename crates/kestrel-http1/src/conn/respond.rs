@@ -105,21 +105,22 @@ impl Driver {
         ControlFlow::Continue((plan, body))
     }
 
-    /// Frame and write the app's response; returns whether the connection stays open.
+    /// Frame and write the app's response: the connection then stays open
+    /// (`Continue`) or closes.
     pub(super) async fn write_response<B>(
         &mut self,
         resp: Response<B>,
         facts: &RequestFacts,
-    ) -> Result<bool, Http1Error>
+    ) -> Result<ControlFlow<Http1Close>, Http1Error>
     where
         B: Body<Data = Bytes, Error: Into<BoxError>>,
     {
         let (plan, body) = match self.start_response(resp, facts) {
             ControlFlow::Continue(started) => started,
             // Answered already (no body, or refused): whether to keep alive.
-            ControlFlow::Break(keep_alive) => return Ok(keep_alive),
+            ControlFlow::Break(keep_alive) => return Ok(next_after(keep_alive)),
         };
-        let mut keep_alive = plan.keep_alive;
+        let mut next = next_after(plan.keep_alive);
         let limit = self
             .config
             .max_response_buffer_size
@@ -179,7 +180,11 @@ impl Driver {
                 },
                 Ok(None) => break,
                 Err(None) => return Err(Http1Error::Aborted),
-                Err(Some(e)) => return self.fail_response(e, facts),
+                Err(Some(e)) => {
+                    return self
+                        .fail_response(e, facts)
+                        .map_err(Http1Error::ResponseAborted)
+                }
             };
             match plan.framing {
                 Framing::Length(n) => {
@@ -188,7 +193,7 @@ impl Driver {
                     if overflow {
                         tracing::error!(target: "kestrel", connection_id = %self.handle.id(), content_length = n, "response body is longer than its Content-Length; closing the connection");
                         data.truncate(remaining as usize);
-                        keep_alive = false;
+                        next = ControlFlow::Break(Http1Close::ResponseContentLengthMismatch);
                     }
                     written += data.len() as u64;
                     self.push_data(data, limit).await?;
@@ -215,25 +220,32 @@ impl Driver {
                 let e: BoxError =
                     format!("response body ended after {written} of its {n} Content-Length bytes")
                         .into();
-                return self.fail_response(e, facts);
+                return self
+                    .fail_response(e, facts)
+                    .map_err(|_| Http1Error::ResponseTooShort {
+                        content_length: n,
+                        written,
+                    });
             }
             Framing::Chunked => encode_last_chunk(trailers.as_deref(), &mut self.wb.buf),
             _ => {}
         }
-        Ok(keep_alive)
+        Ok(next)
     }
 
-    /// The response failed: replace it by a 500 if none of it was sent, else abort.
+    /// The response failed: replace it by a 500 if none of it was sent (the
+    /// connection then goes on as the request allows), else abort with `e`.
     pub(super) fn fail_response(
         &mut self,
         e: BoxError,
         facts: &RequestFacts,
-    ) -> Result<bool, Http1Error> {
+    ) -> Result<ControlFlow<Http1Close>, BoxError> {
         self.log_app_error(&e);
         if self.wb.rollback() {
-            Ok(self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, facts, None))
+            let keep_alive = self.write_simple(StatusCode::INTERNAL_SERVER_ERROR, facts, None);
+            Ok(next_after(keep_alive))
         } else {
-            Err(Http1Error::ResponseAborted(e))
+            Err(e)
         }
     }
 
@@ -282,5 +294,14 @@ impl Driver {
         .await;
         rates.stop_write();
         result
+    }
+}
+
+/// What follows a response: the next request (keep-alive), or the close.
+fn next_after(keep_alive: bool) -> ControlFlow<Http1Close> {
+    if keep_alive {
+        ControlFlow::Continue(())
+    } else {
+        ControlFlow::Break(Http1Close::Done)
     }
 }
