@@ -251,11 +251,21 @@ struct Driver {
     abort: Arc<AbortSignal>,
 }
 
-// Returned once per request and moved straight out: boxing the head would
-// cost an allocation per request for nothing.
+// What the read buffer holds (`Driver::take_head`). Returned by a plain `fn`
+// and consumed at once: boxing the head would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
-enum HeadOutcome {
+enum Buffered {
     Head(RequestHead),
+    Reject(RequestRejection),
+    Closed(Http1Close),
+    /// A partial head; `any`: some bytes of it arrived.
+    Partial {
+        any: bool,
+    },
+}
+
+/// Why waiting for a request head stopped (`Driver::wait_for_head`).
+enum HeadStop {
     Closed(Http1Close),
     Reject(RequestRejection),
 }
@@ -283,12 +293,28 @@ impl Driver {
         let call = |request: Request<RequestBody>| app.call(request);
         let mut slot = None;
         loop {
-            let head = match self.read_head(token == 0, &mut slot).await? {
-                HeadOutcome::Head(h) => h,
-                HeadOutcome::Closed(close) => return Ok(close),
-                HeadOutcome::Reject(r) => {
-                    self.write_rejection(r);
-                    return Err(Http1Error::BadRequest(r));
+            let mut armed = None;
+            let head = loop {
+                let any = match self.take_head() {
+                    Buffered::Head(h) => break h,
+                    Buffered::Closed(close) => return Ok(close),
+                    Buffered::Reject(r) => {
+                        self.write_rejection(r);
+                        return Err(Http1Error::BadRequest(r));
+                    }
+                    Buffered::Partial { any } => any,
+                };
+                let first = token == 0;
+                match self
+                    .wait_for_head(first, any, &mut armed, &mut slot)
+                    .await?
+                {
+                    ControlFlow::Continue(()) => {}
+                    ControlFlow::Break(HeadStop::Closed(close)) => return Ok(close),
+                    ControlFlow::Break(HeadStop::Reject(r)) => {
+                        self.write_rejection(r);
+                        return Err(Http1Error::BadRequest(r));
+                    }
                 }
             };
             token = token.wrapping_add(1);

@@ -4,105 +4,119 @@
 use super::*;
 
 impl Driver {
-    /// Read until a whole request head is parsed, the connection closes
-    /// quietly (EOF, keep-alive timeout, shutdown while idle), or the head is rejected.
+    /// Take a request head from what is buffered, without waiting: a whole
+    /// head, a rejection, the end of the input, or a partial head (maybe
+    /// none at all). A plain `fn`, so that the parsed head goes straight to
+    /// the app's request without passing through an `async` frame.
+    pub(super) fn take_head(&self) -> Buffered {
+        let mut c = self.shared.lock();
+        if !c.read_buf.is_empty() {
+            match self.config.parser.parse(&mut c.read_buf) {
+                Ok(Some(head)) => {
+                    self.handle.timeout().cancel();
+                    return Buffered::Head(head);
+                }
+                Ok(None) => {}
+                Err(r) => {
+                    self.handle.timeout().cancel();
+                    return Buffered::Reject(r);
+                }
+            }
+        }
+        if c.eof {
+            if !c.read_buf.is_empty() {
+                tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "the client closed the connection in the middle of a request head");
+            }
+            return Buffered::Closed(Http1Close::Done);
+        }
+        Buffered::Partial {
+            any: !c.read_buf.is_empty(),
+        }
+    }
+
+    /// Wait for more of a request head (`Continue`), or for the reason to
+    /// stop: the connection closes quietly (keep-alive timeout, shutdown
+    /// while idle) or the head is rejected (408).
     ///
     /// The first request of a connection is under the request-headers
     /// deadline from the moment the connection opened (so a client that
     /// connects and sends nothing is dropped then, quietly); later requests
-    /// wait under the keep-alive timeout until their first byte.
-    pub(super) async fn read_head<F>(
+    /// wait under the keep-alive timeout until their first byte. `armed` is
+    /// the deadline set so far for this head.
+    pub(super) async fn wait_for_head<F>(
         &mut self,
         first: bool,
+        buffered: bool,
+        armed: &mut Option<TimeoutReason>,
         app_slot: &mut Option<Pin<Box<F>>>,
-    ) -> Result<HeadOutcome, Http1Error> {
-        let mut armed: Option<TimeoutReason> = None;
-        loop {
-            let buffered = {
-                let mut c = self.shared.lock();
-                if !c.read_buf.is_empty() {
-                    match self.config.parser.parse(&mut c.read_buf) {
-                        Ok(Some(head)) => {
-                            self.handle.timeout().cancel();
-                            return Ok(HeadOutcome::Head(head));
-                        }
-                        Ok(None) => {}
-                        Err(r) => {
-                            self.handle.timeout().cancel();
-                            return Ok(HeadOutcome::Reject(r));
-                        }
-                    }
-                }
-                if c.eof {
-                    if !c.read_buf.is_empty() {
-                        tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "the client closed the connection in the middle of a request head");
-                    }
-                    return Ok(HeadOutcome::Closed(Http1Close::Done));
-                }
-                !c.read_buf.is_empty()
+    ) -> Result<ControlFlow<HeadStop>, Http1Error> {
+        // The headers timer starts at the first byte of a request; before
+        // that the connection is idle and the keep-alive timer runs.
+        let want = if buffered || first {
+            TimeoutReason::RequestHeaders
+        } else {
+            TimeoutReason::KeepAlive
+        };
+        if *armed != Some(want) {
+            let timeout = match want {
+                TimeoutReason::RequestHeaders => self.config.request_headers_timeout,
+                _ => self.config.keep_alive_timeout,
             };
-            // The headers timer starts at the first byte of a request; before
-            // that the connection is idle and the keep-alive timer runs.
-            let want = if buffered || first {
-                TimeoutReason::RequestHeaders
-            } else {
-                TimeoutReason::KeepAlive
-            };
-            if armed != Some(want) {
-                let timeout = match want {
-                    TimeoutReason::RequestHeaders => self.config.request_headers_timeout,
-                    _ => self.config.keep_alive_timeout,
-                };
-                self.arm(want, timeout);
-                armed = Some(want);
-            }
-            // Before waiting for input, send what earlier (pipelined) requests produced.
-            self.flush().await?;
-            let shared = &self.shared;
-            let event = poll_fn(|cx| {
-                match shared.handle.poll_signal(cx) {
-                    Poll::Ready(Signal::Aborted) => return Poll::Ready(Err(Http1Error::Aborted)),
-                    Poll::Ready(Signal::TimedOut(r)) => return Poll::Ready(Ok(Some(r))),
-                    Poll::Ready(Signal::CloseRequested) if !buffered => {
-                        return Poll::Ready(Ok(Some(TimeoutReason::None)));
-                    }
-                    Poll::Ready(Signal::Idle) if !buffered => {
-                        return Poll::Ready(Ok(Some(TimeoutReason::None)));
-                    }
-                    _ => {}
-                }
-                shared
-                    .lock()
-                    .poll_fill(cx)
-                    .map(|r| r.map(|_| None).map_err(Http1Error::Io))
-            })
-            .await?;
-            match event {
-                None => self.handle.set_buffers_released(false),
-                Some(TimeoutReason::None)
-                    if self.handle.check_signal().is_none()
-                        && !self.handle.is_close_requested() =>
-                {
-                    // Idle across a heartbeat: hold no buffers while waiting.
-                    let released = self.shared.lock().release_read_buffer() && self.wb.release();
-                    *app_slot = None;
-                    self.handle.set_buffers_released(released);
-                }
-                Some(TimeoutReason::RequestHeaders) => {
-                    if self.shared.lock().read_buf.is_empty() {
-                        // Nothing of a request arrived: close without a response.
-                        tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "request headers timeout before any byte of a request: closing");
-                        return Ok(HeadOutcome::Closed(Http1Close::RequestHeadersTimeout));
-                    }
-                    return Ok(HeadOutcome::Reject(RequestRejection::RequestHeadersTimeout));
-                }
-                Some(TimeoutReason::KeepAlive) => {
-                    events::connection_keep_alive(self.handle.id());
-                    return Ok(HeadOutcome::Closed(Http1Close::KeepAliveTimeout));
-                }
-                Some(_) => return Ok(HeadOutcome::Closed(Http1Close::Done)),
-            }
+            self.arm(want, timeout);
+            *armed = Some(want);
         }
+        // Before waiting for input, send what earlier (pipelined) requests produced.
+        self.flush().await?;
+        let shared = &self.shared;
+        let event = poll_fn(|cx| {
+            match shared.handle.poll_signal(cx) {
+                Poll::Ready(Signal::Aborted) => return Poll::Ready(Err(Http1Error::Aborted)),
+                Poll::Ready(Signal::TimedOut(r)) => return Poll::Ready(Ok(Some(r))),
+                Poll::Ready(Signal::CloseRequested) if !buffered => {
+                    return Poll::Ready(Ok(Some(TimeoutReason::None)));
+                }
+                Poll::Ready(Signal::Idle) if !buffered => {
+                    return Poll::Ready(Ok(Some(TimeoutReason::None)));
+                }
+                _ => {}
+            }
+            shared
+                .lock()
+                .poll_fill(cx)
+                .map(|r| r.map(|_| None).map_err(Http1Error::Io))
+        })
+        .await?;
+        match event {
+            None => self.handle.set_buffers_released(false),
+            Some(TimeoutReason::None)
+                if self.handle.check_signal().is_none() && !self.handle.is_close_requested() =>
+            {
+                // Idle across a heartbeat: hold no buffers while waiting.
+                let released = self.shared.lock().release_read_buffer() && self.wb.release();
+                *app_slot = None;
+                self.handle.set_buffers_released(released);
+            }
+            Some(TimeoutReason::RequestHeaders) => {
+                if self.shared.lock().read_buf.is_empty() {
+                    // Nothing of a request arrived: close without a response.
+                    tracing::debug!(target: "kestrel::connections", connection_id = %self.handle.id(), "request headers timeout before any byte of a request: closing");
+                    return Ok(ControlFlow::Break(HeadStop::Closed(
+                        Http1Close::RequestHeadersTimeout,
+                    )));
+                }
+                return Ok(ControlFlow::Break(HeadStop::Reject(
+                    RequestRejection::RequestHeadersTimeout,
+                )));
+            }
+            Some(TimeoutReason::KeepAlive) => {
+                events::connection_keep_alive(self.handle.id());
+                return Ok(ControlFlow::Break(HeadStop::Closed(
+                    Http1Close::KeepAliveTimeout,
+                )));
+            }
+            Some(_) => return Ok(ControlFlow::Break(HeadStop::Closed(Http1Close::Done))),
+        }
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Read and discard what the app left of the request body, within the
