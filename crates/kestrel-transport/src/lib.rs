@@ -4,10 +4,10 @@
 //! [`Listener`] trait (bind once, accept duplex byte streams with their local and
 //! remote [`Address`]) and ships the transports Kestrel has:
 //!
-//! * [`tcp`]: TCP on tokio, socket options through `socket2` (`TCP_NODELAY` on,
+//! * `tcp` (feature `tcp`, default): TCP on tokio, socket options through `socket2` (`TCP_NODELAY` on,
 //!   listen backlog 512, `SO_REUSEADDR`, dual-mode `[::]`), and listeners built
 //!   from inherited file descriptors (systemd socket activation, `ListenHandle`);
-//! * [`unix`]: Unix domain sockets (absolute paths only, stale socket files
+//! * `unix` (feature `unix`, default): Unix domain sockets (absolute paths only, stale socket files
 //!   replaced, the file removed when the listener is dropped, optional mode
 //!   and group, see [`SocketGroup`]);
 //! * [`memory`]: an in-memory transport for tests and embedding.
@@ -27,8 +27,11 @@ mod listener;
 pub mod memory;
 mod permissions;
 mod rewind;
+#[cfg(feature = "tcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tcp")))]
 pub mod tcp;
 #[cfg(all(unix, feature = "unix"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "unix")))]
 pub mod unix;
 
 pub use address::{Address, TransportKind};

@@ -5,6 +5,11 @@ use std::task::{Context, Poll};
 
 use crate::{Address, BoxIo, TransportKind};
 
+/// How many per-connection accept errors a socket listener (TCP, Unix) skips
+/// in one poll before yielding back to the runtime (it asks to be polled again).
+#[cfg(any(feature = "tcp", all(unix, feature = "unix")))]
+pub(crate) const MAX_SKIPPED_ACCEPT_ERRORS: usize = 64;
+
 /// One accepted connection: the duplex stream plus where it came from.
 pub struct Connection {
     /// The byte stream.
