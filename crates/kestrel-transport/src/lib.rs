@@ -12,6 +12,11 @@
 //!   and group, see [`SocketGroup`]);
 //! * [`memory`]: an in-memory transport for tests and embedding.
 //!
+//! Behind the `multiplexed` feature, `multiplexed` holds the transport kind
+//! QUIC needs (Kestrel's `IMultiplexedConnectionListener`): a
+//! `MultiplexedListener` accepts connections that yield bidirectional and
+//! unidirectional streams, with an in-memory implementation for tests.
+//!
 //! [`Rewind`] replays bytes already read from a stream (the server sniffs the
 //! first bytes of a cleartext connection to tell HTTP/2 from HTTP/1).
 //!
@@ -25,6 +30,9 @@ mod address;
 mod io;
 mod listener;
 pub mod memory;
+#[cfg(feature = "multiplexed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "multiplexed")))]
+pub mod multiplexed;
 mod permissions;
 mod rewind;
 #[cfg(feature = "tcp")]
