@@ -20,7 +20,9 @@
 //! [`Rewind`] replays bytes already read from a stream (the server sniffs the
 //! first bytes of a cleartext connection to tell HTTP/2 from HTTP/1).
 //!
-//! Anyone can bring a transport of their own by implementing [`Listener`].
+//! Anyone can bring a transport of their own by implementing [`Listener`]
+//! (and [`ListenerFactory`], which the server calls to bind it; a listener
+//! bound beforehand goes in a [`ListenerOnce`]).
 //!
 //! This crate knows nothing of HTTP, TLS, options or limits: it must not depend on
 //! any other `kestrel-*` crate.
@@ -44,6 +46,6 @@ pub mod unix;
 
 pub use address::{Address, TransportKind};
 pub use io::{BoxIo, Io};
-pub use listener::{Connection, Listener, ListenerExt};
+pub use listener::{Connection, Listener, ListenerExt, ListenerFactory, ListenerOnce};
 pub use permissions::{parse_socket_mode, SocketGroup, SocketGroupError};
 pub use rewind::Rewind;
