@@ -1,8 +1,9 @@
 //! Transports of the caller's through `KestrelServer`: the in-memory
 //! transport (a listener bound beforehand) and listener factories get what
-//! a socket endpoint gets: connection middleware, HTTP/1.1 and h2c,
-//! admission under `max_concurrent_connections`, timeouts driven by the
-//! heartbeat, the display name in the server addresses, graceful shutdown.
+//! a socket endpoint gets: connection middleware (TLS with ALPN included),
+//! HTTP/1.1 and h2c, admission under `max_concurrent_connections`, timeouts
+//! driven by the heartbeat, the display name in the server addresses,
+//! graceful shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io;
@@ -348,4 +349,107 @@ async fn a_listener_bound_beforehand_cannot_be_bound_twice() {
     assert_eq!(first.local_addr(), &Address::Memory("once".into()));
     let again = transport.bind().err().expect("second bind");
     assert_eq!(again.kind(), io::ErrorKind::AddrInUse);
+}
+
+/// A rustls client trusting `cert_der` only, offering `alpn`.
+fn tls_client(cert_der: &[u8], alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(cert_der.to_vec()))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn tls_middleware_and_alpn_run_over_the_in_memory_transport() {
+    use kestrel::tls::{Certificate, HttpsOptions, ListenOptionsHttpsExt};
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["app.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let certificate = Certificate::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+        .expect("certificate");
+    let (listener, connector) = memory_listener("tls");
+    let mut options = KestrelServerOptions::default();
+    options.listen(BindTarget::listener(listener), |o| {
+        o.use_https(HttpsOptions::new().with_certificate(certificate));
+    });
+    let server = KestrelServer::new(options)
+        .start(|req: Request<RequestBody>| async move {
+            let tls = req.features().and_then(|f| f.tls()).cloned();
+            let alpn = tls
+                .and_then(|t| t.alpn)
+                .map(|a| String::from_utf8_lossy(&a).into_owned())
+                .unwrap_or_else(|| "-".into());
+            Response::new(Full::new(Bytes::from(format!(
+                "{:?} alpn={alpn}",
+                req.version()
+            ))))
+        })
+        .await
+        .expect("start");
+    assert_eq!(
+        server
+            .addresses()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>(),
+        ["https://memory:tls"],
+        "use_https makes the endpoint https"
+    );
+    let name = rustls::pki_types::ServerName::try_from("app.test").unwrap();
+
+    // ALPN h2: HTTP/2 over TLS over the in-memory transport.
+    let io = connector.connect().await.unwrap();
+    let tls = tls_client(cert.der(), &[b"h2", b"http/1.1"])
+        .connect(name.clone(), io)
+        .await
+        .expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (h2, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+    let driver = tokio::spawn(conn);
+    let mut h2 = h2.ready().await.unwrap();
+    let (resp, _) = h2
+        .send_request(Request::get("https://app.test/").body(()).unwrap(), true)
+        .unwrap();
+    let mut body = resp.await.expect("response").into_body();
+    let mut got = Vec::new();
+    while let Some(chunk) = body.data().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(String::from_utf8_lossy(&got), "HTTP/2.0 alpn=h2");
+    drop(h2);
+    driver.abort();
+
+    // ALPN http/1.1
+    let io = connector.connect().await.unwrap();
+    let mut tls = tls_client(cert.der(), &[b"http/1.1"])
+        .connect(name, io)
+        .await
+        .expect("TLS handshake");
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_to_close(&mut tls).await;
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.ends_with("HTTP/1.1 alpn=http/1.1"), "{reply}");
+
+    // Cleartext on the HTTPS endpoint: the TLS middleware refuses it.
+    let mut plain = connector.connect().await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_to_close(&mut plain).await;
+    assert!(!reply.contains("200 OK"), "{reply}");
+    server.stop().await;
 }
