@@ -356,3 +356,28 @@ async fn many_streams_run_concurrently_across_tasks() {
     }
     soon(echo).await.expect("echo");
 }
+
+#[test]
+fn the_public_types_cross_threads() {
+    use kestrel_transport::multiplexed::memory::{
+        MemoryMultiplexedConnector, MemoryMultiplexedListener, MemoryStreams,
+    };
+    use kestrel_transport::multiplexed::{
+        BidiStream, BoxRecvStream, BoxSendStream, MultiplexedConnection, StreamId, StreamOpener,
+    };
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<MultiplexedConnection>();
+    send::<BidiStream>();
+    send::<BoxSendStream>();
+    send::<BoxRecvStream>();
+    send::<MemoryStreams>();
+    send::<MemoryMultiplexedListener>();
+    send_sync::<Box<dyn StreamOpener>>();
+    send_sync::<MemoryMultiplexedConnector>();
+    send_sync::<ConnectionError>();
+    send_sync::<StreamError>();
+    send_sync::<HandshakeInfo>();
+    send_sync::<StreamId>();
+    send_sync::<kestrel_transport::ListenerOnce>();
+}
