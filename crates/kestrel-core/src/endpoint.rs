@@ -7,12 +7,17 @@
 //! | `http://*:80`, `http://+:80`, `http://contoso.com:80` | every address, IPv4 and IPv6 (dual-mode `[::]`) |
 //! | `http://unix:/run/app.sock`, `unix:/run/app.sock` | a Unix domain socket |
 //!
+//! A transport of the caller's is a [`BindTarget::Custom`] (from code only).
+//!
 //! Several URLs are separated by `;`. Port 0 asks for a dynamic port (refused
 //! for `localhost`, as in Kestrel, because the two sockets could get different ports).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use kestrel_transport::{Address, Listener, ListenerFactory, ListenerOnce};
 
 /// The default URL when nothing is configured.
 pub const DEFAULT_URL: &str = "http://localhost:5000";
@@ -50,6 +55,91 @@ pub enum BindTarget {
     Unix(PathBuf),
     /// An inherited, already-bound socket (systemd socket activation, Kestrel's `ListenHandle`).
     Fd(i32),
+    /// A transport of the caller's: its [`ListenerFactory`] binds the
+    /// listener (see [`BindTarget::custom`] and [`BindTarget::listener`]).
+    Custom(CustomTransport),
+}
+
+impl BindTarget {
+    /// An endpoint whose listener `factory` binds: any transport (vsock, a
+    /// TLS terminator, io_uring, …) plugged into the server with
+    /// everything a built-in endpoint gets.
+    pub fn custom(factory: impl ListenerFactory) -> BindTarget {
+        BindTarget::Custom(CustomTransport::new(factory))
+    }
+
+    /// An endpoint on a listener bound beforehand (say the in-memory
+    /// transport's [`memory_listener`](kestrel_transport::memory::memory_listener)):
+    /// it can be bound once, so a reconfiguration cannot bind it again.
+    pub fn listener(listener: impl Listener) -> BindTarget {
+        BindTarget::custom(ListenerOnce::new(listener))
+    }
+}
+
+/// A transport of the caller's, as a [`BindTarget`]: a shared
+/// [`ListenerFactory`], so that options holding it stay cloneable. Two
+/// targets are equal when they share the same factory.
+#[derive(Clone)]
+pub struct CustomTransport {
+    factory: Arc<dyn ListenerFactory>,
+}
+
+impl CustomTransport {
+    /// A target bound by `factory`.
+    pub fn new(factory: impl ListenerFactory) -> CustomTransport {
+        CustomTransport {
+            factory: Arc::new(factory),
+        }
+    }
+
+    /// Bind the listener.
+    pub fn bind(&self) -> std::io::Result<Box<dyn Listener>> {
+        self.factory.bind()
+    }
+
+    /// The factory's name (before the listener is bound).
+    pub fn name(&self) -> String {
+        self.factory.name()
+    }
+
+    /// How the endpoint is shown once bound to `local`: `scheme://` and the
+    /// listener's address (`http://memory:test`), or the factory's name
+    /// when the address is unknown.
+    pub fn display(&self, scheme: Scheme, local: &Address) -> BoundAddress {
+        let shown = match local {
+            Address::Unknown => self.name(),
+            a => a.to_string(),
+        };
+        BoundAddress::other(format!("{}://{shown}", scheme.as_str()))
+    }
+}
+
+impl fmt::Debug for CustomTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CustomTransport")
+            .field(&self.factory.name())
+            .finish()
+    }
+}
+
+impl PartialEq for CustomTransport {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.factory, &other.factory)
+    }
+}
+
+impl Eq for CustomTransport {}
+
+impl std::hash::Hash for CustomTransport {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.factory) as *const () as usize).hash(state);
+    }
+}
+
+impl From<CustomTransport> for BindTarget {
+    fn from(t: CustomTransport) -> Self {
+        BindTarget::Custom(t)
+    }
 }
 
 impl From<SocketAddr> for BindTarget {

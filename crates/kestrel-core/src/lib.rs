@@ -42,7 +42,7 @@ pub mod upgrade;
 pub use aborted::RequestAborted;
 pub use app::{Application, IntoAppResult};
 pub use body::{BodyError, BodySource, BoxError, RequestBody};
-pub use endpoint::{BindTarget, BoundAddress, Scheme, ServerUrl, UrlError};
+pub use endpoint::{BindTarget, BoundAddress, CustomTransport, Scheme, ServerUrl, UrlError};
 pub use features::{
     ConnectionInfo, RequestFeatures, RequestFeaturesExt, ServerAddresses, StreamReset, TlsInfo,
 };

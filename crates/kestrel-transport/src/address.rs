@@ -12,6 +12,8 @@ pub enum TransportKind {
     Unix,
     /// The in-memory transport.
     Memory,
+    /// QUIC (a multiplexed transport over UDP).
+    Quic,
     /// A transport brought by the user.
     Other,
 }
@@ -23,6 +25,7 @@ impl TransportKind {
             TransportKind::Tcp => "tcp",
             TransportKind::Unix => "unix",
             TransportKind::Memory => "memory",
+            TransportKind::Quic => "quic",
             TransportKind::Other => "other",
         }
     }

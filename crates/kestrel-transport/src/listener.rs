@@ -1,9 +1,15 @@
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use crate::{Address, BoxIo, TransportKind};
+
+/// How many per-connection accept errors a socket listener (TCP, Unix) skips
+/// in one poll before yielding back to the runtime (it asks to be polled again).
+#[cfg(any(feature = "tcp", all(unix, feature = "unix")))]
+pub(crate) const MAX_SKIPPED_ACCEPT_ERRORS: usize = 64;
 
 /// One accepted connection: the duplex stream plus where it came from.
 pub struct Connection {
@@ -79,3 +85,82 @@ pub trait ListenerExt: Listener {
 }
 
 impl<L: Listener + ?Sized> ListenerExt for L {}
+
+/// Binds listeners of one transport for one endpoint (Kestrel's
+/// `IConnectionListenerFactory.BindAsync`): how a transport the server does
+/// not know (vsock, a TLS terminator, io_uring, the in-memory transport)
+/// plugs into it. The server calls [`bind`](ListenerFactory::bind) when it
+/// starts, and again if a reconfiguration binds the endpoint anew; the
+/// connections then get everything a built-in endpoint's get (admission and
+/// the connection limit, connection middleware, protocol choice, limits and
+/// timeouts, metrics and events, graceful shutdown).
+///
+/// A closure `Fn() -> io::Result<Box<dyn Listener>>` is a factory; a
+/// listener bound beforehand is one through [`ListenerOnce`].
+pub trait ListenerFactory: Send + Sync + 'static {
+    /// Bind a listener.
+    fn bind(&self) -> io::Result<Box<dyn Listener>>;
+
+    /// The endpoint's name in logs and errors before it is bound; once it
+    /// is, the server shows the listener's
+    /// [`local_addr`](Listener::local_addr) unless that is
+    /// [`Address::Unknown`]. Default `"custom"`.
+    fn name(&self) -> String {
+        "custom".to_string()
+    }
+}
+
+impl<F> ListenerFactory for F
+where
+    F: Fn() -> io::Result<Box<dyn Listener>> + Send + Sync + 'static,
+{
+    fn bind(&self) -> io::Result<Box<dyn Listener>> {
+        self()
+    }
+}
+
+/// A [`ListenerFactory`] that hands out one listener bound beforehand (say
+/// a [`MemoryListener`](crate::memory::MemoryListener)); binding it again
+/// fails with [`io::ErrorKind::AddrInUse`].
+pub struct ListenerOnce {
+    listener: Mutex<Option<Box<dyn Listener>>>,
+    name: String,
+}
+
+impl ListenerOnce {
+    /// Hand out `listener` (named after its local address).
+    pub fn new(listener: impl Listener) -> ListenerOnce {
+        let name = listener.local_addr().to_string();
+        ListenerOnce {
+            listener: Mutex::new(Some(Box::new(listener))),
+            name,
+        }
+    }
+}
+
+impl fmt::Debug for ListenerOnce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerOnce")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ListenerFactory for ListenerOnce {
+    fn bind(&self) -> io::Result<Box<dyn Listener>> {
+        self.listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("the listener {} was already bound once", self.name),
+                )
+            })
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}

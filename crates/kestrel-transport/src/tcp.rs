@@ -14,11 +14,8 @@ use std::task::{Context, Poll};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpStream;
 
+use crate::listener::MAX_SKIPPED_ACCEPT_ERRORS;
 use crate::{Address, Connection, Listener, TransportKind};
-
-/// How many per-connection accept errors [`TcpListener::poll_accept`] skips in
-/// one poll before yielding back to the runtime (it asks to be polled again).
-pub(crate) const MAX_SKIPPED_ACCEPT_ERRORS: usize = 64;
 
 /// Socket options for TCP listeners.
 ///

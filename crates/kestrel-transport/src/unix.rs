@@ -298,7 +298,7 @@ impl UnixListener {
 
 impl Listener for UnixListener {
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Connection>> {
-        for _ in 0..crate::tcp::MAX_SKIPPED_ACCEPT_ERRORS {
+        for _ in 0..crate::listener::MAX_SKIPPED_ACCEPT_ERRORS {
             match self.inner.poll_accept(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok((stream, peer))) => {

@@ -279,6 +279,15 @@ pub(crate) fn bind_endpoint(
             };
             Ok(vec![mk(l, display)])
         }
+        BindTarget::Custom(transport) => {
+            // A transport of the caller's: its factory binds the listener;
+            // from here on its connections go the way of every other.
+            let l = transport
+                .bind()
+                .map_err(|e| bind_err(format!("{}://{}", scheme.as_str(), transport.name()), e))?;
+            let display = transport.display(scheme, l.local_addr());
+            Ok(vec![mk(l, display)])
+        }
         #[allow(unreachable_patterns)]
         other => Err(StartError::Unsupported(format!("{other:?}"))),
     }

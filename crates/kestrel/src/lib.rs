@@ -56,9 +56,9 @@ pub use kestrel_core::{
 };
 pub use kestrel_core::{
     app, body, connection, connection_logging, endpoint, features, limits, middleware, options,
-    Application, BindTarget, BodyError, BoundAddress, BoxError, ConnectionInfo, Http1Options,
-    Http2Limits, HttpProtocols, IntoAppResult, KestrelServerOptions, ListenOptions, MinDataRate,
-    RequestBody, Scheme, ServerAddresses, ServerLimits,
+    Application, BindTarget, BodyError, BoundAddress, BoxError, ConnectionInfo, CustomTransport,
+    Http1Options, Http2Limits, HttpProtocols, IntoAppResult, KestrelServerOptions, ListenOptions,
+    MinDataRate, RequestBody, Scheme, ServerAddresses, ServerLimits,
 };
 pub use kestrel_http1 as http1;
 /// HTTP/2 (feature `http2`, on by default): the driver, its settings and the
