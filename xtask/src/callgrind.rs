@@ -1,6 +1,7 @@
-//! `cargo xtask callgrind`: instructions per pipelined HTTP/1.1 request,
-//! counted by `valgrind --tool=callgrind`, for hello-kestrel beside
-//! hello-hyper (with and without `pipeline_flush`).
+//! `cargo xtask callgrind`: instructions per pipelined HTTP/1.1 request
+//! (or, with `--case h2c`, per HTTP/2 request: h2load, one connection, 16
+//! streams at a time), counted by `valgrind --tool=callgrind`, for
+//! hello-kestrel beside hello-hyper (with and without `pipeline_flush`).
 //!
 //! Instruction counts do not depend on what else the machine is doing, so
 //! they are the figure to check each step of hot-path work against (timings
@@ -26,7 +27,17 @@ struct Target {
     args: Vec<String>,
 }
 
+/// What the servers are driven with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Case {
+    /// HTTP/1.1 `GET /`, 16 per write on one connection.
+    Pipelined,
+    /// h2c `GET /` with h2load: one connection, 16 concurrent streams.
+    H2c,
+}
+
 struct Opts {
+    case: Case,
     requests: usize,
     only: Option<Vec<String>>,
     kestrel_bin: Option<PathBuf>,
@@ -35,6 +46,7 @@ struct Opts {
 
 fn parse(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
+        case: Case::Pipelined,
         requests: 24_000,
         only: None,
         kestrel_bin: None,
@@ -65,6 +77,13 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 ));
             }
             "--no-build" => o.build = false,
+            "--case" => {
+                o.case = match it.next().map(String::as_str) {
+                    Some("pipelined") => Case::Pipelined,
+                    Some("h2c") => Case::H2c,
+                    _ => return Err("--case takes pipelined or h2c".into()),
+                };
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -107,6 +126,27 @@ fn drive(addr: SocketAddr, n: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Send `n` h2c requests with h2load (one connection, 16 streams at a time)
+/// and check that every one succeeded.
+fn drive_h2c(addr: SocketAddr, n: usize) -> std::io::Result<()> {
+    let out = Command::new("h2load")
+        .args(["-n", &n.to_string(), "-c", "1", "-m", &DEPTH.to_string()])
+        .arg(format!("http://{addr}/"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!("{n} succeeded");
+    if out.status.success() && text.contains(&want) {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "h2load did not complete {n} requests: {}",
+            text.lines()
+                .find(|l| l.starts_with("requests:"))
+                .unwrap_or("no summary")
+        )))
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -134,8 +174,12 @@ fn total(out: &Path) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-fn run_once(t: &Target, dir: &Path, port: u16, n: usize) -> Result<u64, String> {
-    let out = dir.join(format!("{}-{n}.callgrind", t.name));
+fn run_once(t: &Target, case: Case, dir: &Path, port: u16, n: usize) -> Result<u64, String> {
+    let tag = match case {
+        Case::Pipelined => "",
+        Case::H2c => "h2c-",
+    };
+    let out = dir.join(format!("{tag}{}-{n}.callgrind", t.name));
     let _ = std::fs::remove_file(&out);
     let mut child = Command::new("valgrind")
         .arg("--tool=callgrind")
@@ -149,7 +193,11 @@ fn run_once(t: &Target, dir: &Path, port: u16, n: usize) -> Result<u64, String> 
         .map_err(|e| format!("cannot run valgrind: {e}"))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let driven = if wait_listening(addr) {
-        drive(addr, n).map_err(|e| format!("{}: {e}", t.name))
+        match case {
+            Case::Pipelined => drive(addr, n),
+            Case::H2c => drive_h2c(addr, n),
+        }
+        .map_err(|e| format!("{}: {e}", t.name))
     } else {
         Err(format!("{} did not start listening", t.name))
     };
@@ -168,10 +216,14 @@ pub fn callgrind(root: &Path, args: &[String]) -> ExitCode {
     let opts = match parse(args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("xtask callgrind: {e}\nusage: cargo xtask callgrind [--requests N] [--only kestrel,hyper,hyper-pf] [--kestrel-bin PATH] [--no-build]");
+            eprintln!("xtask callgrind: {e}\nusage: cargo xtask callgrind [--case pipelined|h2c] [--requests N] [--only kestrel,hyper,hyper-pf] [--kestrel-bin PATH] [--no-build]");
             return ExitCode::from(2);
         }
     };
+    if opts.case == Case::H2c && Command::new("h2load").arg("--version").output().is_err() {
+        eprintln!("xtask callgrind: h2load not found (apt-get install nghttp2-client)");
+        return ExitCode::FAILURE;
+    }
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!("xtask callgrind: valgrind not found (apt-get install valgrind)");
         return ExitCode::FAILURE;
@@ -216,10 +268,14 @@ pub fn callgrind(root: &Path, args: &[String]) -> ExitCode {
         {
             continue;
         }
+        // `pipeline_flush` is an HTTP/1 option: hyper-pf is hyper on h2c.
+        if opts.case == Case::H2c && t.name == "hyper-pf" {
+            continue;
+        }
         let port = 18_900 + i as u16;
         eprintln!("xtask callgrind: {} ({small} and {large} requests)", t.name);
-        let counts =
-            run_once(t, &dir, port, small).and_then(|a| Ok((a, run_once(t, &dir, port, large)?)));
+        let counts = run_once(t, opts.case, &dir, port, small)
+            .and_then(|a| Ok((a, run_once(t, opts.case, &dir, port, large)?)));
         match counts {
             Ok((a, b)) => {
                 let per = b.saturating_sub(a) as f64 / (large - small) as f64;
@@ -231,7 +287,10 @@ pub fn callgrind(root: &Path, args: &[String]) -> ExitCode {
             }
         }
     }
-    println!("| server | instructions per pipelined request |");
+    match opts.case {
+        Case::Pipelined => println!("| server | instructions per pipelined request |"),
+        Case::H2c => println!("| server | instructions per h2c request (16 streams at a time) |"),
+    }
     println!("|---|---|");
     let kestrel = rows.iter().find(|r| r.0 == "kestrel").map(|r| r.1);
     for (name, per) in &rows {
