@@ -16,6 +16,8 @@
 //! QUIC needs (Kestrel's `IMultiplexedConnectionListener`): a
 //! `MultiplexedListener` accepts connections that yield bidirectional and
 //! unidirectional streams, with an in-memory implementation for tests.
+//! Behind the `quic` feature, [`quic`](crate::quic) is that kind on quinn:
+//! `QuicListener` (UDP, rustls with TLS 1.3, Kestrel's QUIC defaults).
 //!
 //! [`Rewind`] replays bytes already read from a stream (the server sniffs the
 //! first bytes of a cleartext connection to tell HTTP/2 from HTTP/1).
@@ -36,6 +38,9 @@ pub mod memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "multiplexed")))]
 pub mod multiplexed;
 mod permissions;
+#[cfg(feature = "quic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
+pub mod quic;
 mod rewind;
 #[cfg(feature = "tcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tcp")))]

@@ -21,9 +21,9 @@
 //!
 //! The traits are object-safe and the connection holds them boxed, like
 //! [`Connection`](crate::Connection) holds a [`BoxIo`](crate::BoxIo), so a
-//! server takes any implementation without being generic over it. This crate
-//! has no QUIC implementation (the quinn listener comes with HTTP/3, behind
-//! its own feature); it has the in-memory one of [`memory`], for tests.
+//! server takes any implementation without being generic over it. The QUIC
+//! implementation is `crate::quic` (feature `quic`, on quinn); [`memory`] is
+//! an in-memory one, for tests.
 //!
 //! # Mapping to Kestrel
 //!

@@ -72,6 +72,12 @@ impl StreamId {
         (value <= Self::MAX).then_some(StreamId(value))
     }
 
+    /// A stream id from a value known to be in range (a QUIC varint).
+    #[cfg(feature = "quic")]
+    pub(crate) fn from_varint(value: u64) -> StreamId {
+        StreamId(value & Self::MAX)
+    }
+
     /// The wire value.
     pub fn as_u64(self) -> u64 {
         self.0
