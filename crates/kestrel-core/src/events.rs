@@ -3,7 +3,7 @@
 //! Each event is a `tracing` event whose fields `event_id` and `event_name`
 //! carry Kestrel's `KestrelTrace` id and name, on the target Kestrel's
 //! category maps to (`kestrel`, `kestrel::connections`,
-//! `kestrel::bad_requests`, `kestrel::http2`). Nothing outside this module
+//! `kestrel::bad_requests`, `kestrel::http2`, `kestrel::http3`). Nothing outside this module
 //! writes `event_id = …`: a new event gets a function here, so ids, names,
 //! targets and levels stay in one table.
 //!
@@ -26,6 +26,9 @@
 //! | 35 | Http2StreamResetAbort | kestrel::http2 | debug |
 //! | 36 | Http2ConnectionClosing | kestrel::http2 | debug |
 //! | 41 | InvalidResponseHeaderRemoved | kestrel | debug |
+//! | 42 | Http3ConnectionError | kestrel::http3 | debug |
+//! | 44 | Http3ConnectionClosed | kestrel::http3 | debug |
+//! | 45 | Http3StreamAbort | kestrel::http3 | debug |
 //! | 48 | Http2ConnectionClosed | kestrel::http2 | debug |
 //! | 54 | PossibleInvalidHttpVersionDetected | kestrel::bad_requests | debug |
 //! | 64 | Http2TooManyEnhanceYourCalms | kestrel::http2 | debug |
@@ -149,6 +152,22 @@ pub fn http2_connection_closing(
 /// 41: a connection-specific response header was removed (HTTP/2 and HTTP/3).
 pub fn invalid_response_header_removed(id: ConnectionId, stream_id: u32, header: &str) {
     tracing::debug!(target: "kestrel", event_id = 41u32, event_name = "InvalidResponseHeaderRemoved", connection_id = %id, stream_id, header, "one or more of the following response headers have been removed because they are invalid for HTTP/2 and HTTP/3 responses: 'Connection', 'Transfer-Encoding', 'Keep-Alive', 'Upgrade' and 'Proxy-Connection'");
+}
+
+/// 42: an HTTP/3 connection failed.
+pub fn http3_connection_error(id: ConnectionId, error: &dyn Display) {
+    tracing::debug!(target: "kestrel::http3", event_id = 42u32, event_name = "Http3ConnectionError", connection_id = %id, error = %error, "HTTP/3 connection error");
+}
+
+/// 44: an HTTP/3 connection closed.
+pub fn http3_connection_closed(id: ConnectionId) {
+    tracing::debug!(target: "kestrel::http3", event_id = 44u32, event_name = "Http3ConnectionClosed", connection_id = %id, "HTTP/3 connection closed");
+}
+
+/// 45: an HTTP/3 stream was aborted (reset by the server, or it failed
+/// before its request was complete), with the `H3_*` error code.
+pub fn http3_stream_abort(id: ConnectionId, stream_id: u64, error_code: u64, why: &dyn Display) {
+    tracing::debug!(target: "kestrel::http3", event_id = 45u32, event_name = "Http3StreamAbort", connection_id = %id, stream_id, error_code, "trace id \"{id}:{stream_id}\": HTTP/3 stream aborted, {why}");
 }
 
 /// 48: an HTTP/2 connection closed.

@@ -1,0 +1,236 @@
+//! The state one request stream shares between its driver and the
+//! application: the request body (a [`BodySource`] over h3's receive half,
+//! on the shared [`RequestBodyState`]), `RequestAborted`, and the app's
+//! request to reset the stream ([`StreamReset`](kestrel_core::StreamReset)).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use atomic_waker::AtomicWaker;
+use bytes::{Buf, Bytes};
+use h3::server::RequestStream;
+use http_body::{Frame, SizeHint};
+use kestrel_core::aborted::{AbortSignal, AbortSource};
+use kestrel_core::body_state::{BodyRejection, ReadStart, RequestBodyState};
+use kestrel_core::data_rate::DataRateControl;
+use kestrel_core::features::ResetSource;
+use kestrel_core::request_limits::LimitsCell;
+use kestrel_core::{BodyError, BodySource};
+
+use crate::quic::H3Recv;
+
+/// The receiving half of a request stream.
+pub(crate) type Recv = RequestStream<H3Recv, Bytes>;
+
+/// One request stream's shared state.
+pub(crate) struct StreamState {
+    inner: Mutex<Inner>,
+    /// Wakes the stream's driver (the app asked for a reset, or the body
+    /// went over its limit).
+    driver: AtomicWaker,
+    stream_id: u64,
+    limits: LimitsCell,
+    rates: DataRateControl,
+    abort: AbortSignal,
+    span: tracing::Span,
+}
+
+struct Inner {
+    recv: Option<Recv>,
+    body: RequestBodyState,
+    /// The DATA frames ended; the trailers (if any) are next.
+    data_done: bool,
+    /// The client finished the request stream (everything was read).
+    finished: bool,
+    completed: bool,
+    reset: Option<u32>,
+}
+
+impl StreamState {
+    pub fn new(
+        stream_id: u64,
+        recv: Recv,
+        limits: LimitsCell,
+        declared_len: Option<u64>,
+        span: tracing::Span,
+    ) -> Arc<Self> {
+        Arc::new(StreamState {
+            span,
+            limits,
+            rates: DataRateControl::default(),
+            abort: AbortSignal::new(),
+            inner: Mutex::new(Inner {
+                recv: Some(recv),
+                // 100-continue is not sent on HTTP/3 yet.
+                body: RequestBodyState::new(true, declared_len, false, None),
+                data_done: false,
+                finished: false,
+                completed: false,
+                reset: None,
+            }),
+            driver: AtomicWaker::new(),
+            stream_id,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Called by the driver on each poll: register for wake-ups and take a
+    /// reset the application asked for.
+    pub fn poll_reset(&self, cx: &mut Context<'_>) -> Option<u32> {
+        self.driver.register(cx.waker());
+        self.lock().reset.take()
+    }
+
+    /// Whether the body went over the request's size limit.
+    pub fn is_too_large(&self) -> bool {
+        self.lock().body.rejection() == Some(BodyRejection::TooLarge)
+    }
+
+    /// The stream is over: later reads fail with `RequestCompleted`. Returns
+    /// the receive half if the client has not finished sending (the driver
+    /// asks it to stop).
+    pub fn complete(&self) -> Option<Recv> {
+        let recv = {
+            let mut s = self.lock();
+            s.completed = true;
+            let finished = s.finished;
+            s.recv.take().filter(|_| !finished)
+        };
+        self.limits.end();
+        self.rates.end_read();
+        recv
+    }
+
+    /// The request was aborted: fire `RequestAborted`.
+    pub fn abort(&self) {
+        if self.abort.abort() {
+            kestrel_core::events::request_aborted(
+                None,
+                u32::try_from(self.stream_id).ok(),
+                "the stream ended before its response completed",
+            );
+        }
+    }
+
+    /// The request's span.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+}
+
+impl BodySource for StreamState {
+    fn poll_frame(
+        &self,
+        _token: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        if s.completed {
+            return Poll::Ready(Some(Err(BodyError::RequestCompleted)));
+        }
+        let rejected_before = s.body.rejection().is_some();
+        match s.body.start_read(Some(&self.limits), &self.rates) {
+            ReadStart::Read | ReadStart::SendContinue => {}
+            ReadStart::End => return Poll::Ready(None),
+            ReadStart::Fail(e) => {
+                if !rejected_before {
+                    // The declared length is over the limit: the driver answers 413.
+                    drop(guard);
+                    self.driver.wake();
+                }
+                return Poll::Ready(Some(Err(e)));
+            }
+        }
+        let Some(recv) = s.recv.as_mut() else {
+            return Poll::Ready(None);
+        };
+        while !s.data_done {
+            match recv.poll_recv_data(cx) {
+                Poll::Ready(Ok(Some(mut data))) => {
+                    let data = data.copy_to_bytes(data.remaining());
+                    let n = data.len();
+                    s.body.read_bytes(&self.rates, n);
+                    if n == 0 {
+                        continue;
+                    }
+                    if let Err(e) = s.body.data_received(n) {
+                        // Over the limit: the driver answers 413.
+                        drop(guard);
+                        self.driver.wake();
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(Ok(None)) => {
+                    s.body.end_rate(&self.rates);
+                    s.data_done = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(target: "kestrel::http3", stream_id = self.stream_id, error = %e, "request body read failed");
+                    s.body.end_rate(&self.rates);
+                    let err = s.body.reject(BodyRejection::ClientGone);
+                    drop(guard);
+                    self.abort();
+                    return Poll::Ready(Some(Err(err)));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match recv.poll_recv_trailers(cx) {
+            Poll::Ready(Ok(trailers)) => {
+                s.body.finish();
+                s.finished = true;
+                Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))))
+            }
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(target: "kestrel::http3", stream_id = self.stream_id, error = %e, "request trailers read failed");
+                let err = s.body.reject(BodyRejection::ClientGone);
+                drop(guard);
+                self.abort();
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self, _token: u64) -> bool {
+        let s = self.lock();
+        s.body.is_done() || s.finished
+    }
+
+    fn size_hint(&self, _token: u64) -> SizeHint {
+        let s = self.lock();
+        match s.body.declared_len() {
+            Some(n) => SizeHint::with_exact(n.saturating_sub(s.body.received())),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+impl AbortSource for StreamState {
+    fn abort_signal(&self) -> &AbortSignal {
+        &self.abort
+    }
+}
+
+impl ResetSource for StreamState {
+    fn reset(&self, code: u32) {
+        let mut s = self.lock();
+        if !s.completed {
+            s.reset = Some(code);
+        }
+        drop(s);
+        self.driver.wake();
+    }
+
+    fn stream_id(&self) -> u64 {
+        self.stream_id
+    }
+}

@@ -1,0 +1,469 @@
+//! [`Http3Connection`]: serve an [`Application`] over one multiplexed (QUIC)
+//! connection with h3, each request stream built on the shared request core.
+
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use h3::error::Code;
+use h3::server::{RequestResolver, RequestStream};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body;
+use kestrel_core::app::{poll_body, CatchUnwind};
+use kestrel_core::connection::ConnectionId;
+use kestrel_core::framing::{self, Framing, RequestFacts};
+use kestrel_core::heartbeat::{Clock, DateSlot};
+use kestrel_core::request_limits::LimitsCell;
+use kestrel_core::{
+    events, Application, BoxError, ConnectionInfo, RequestAborted, RequestBody, RequestFeatures,
+    StreamReset,
+};
+use kestrel_transport::multiplexed::MultiplexedConnection;
+
+use crate::body::StreamState;
+use crate::config::Http3Config;
+use crate::quic::{H3Conn, H3Send};
+
+/// Why an HTTP/3 connection ended with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Http3Error {
+    /// The connection failed: a protocol error of either end, or the
+    /// transport closed it (h3's error carries the `H3_*` code).
+    #[error("HTTP/3 connection error: {0}")]
+    Connection(#[from] h3::error::ConnectionError),
+}
+
+/// An HTTP/3 connection, ready to serve an [`Application`].
+pub struct Http3Connection {
+    conn: MultiplexedConnection,
+    config: Arc<Http3Config>,
+    clock: Arc<Clock>,
+    id: ConnectionId,
+    info: Option<ConnectionInfo>,
+}
+
+impl std::fmt::Debug for Http3Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http3Connection")
+            .field("conn", &self.conn)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Http3Connection {
+    /// A connection over `conn` (its handshake done, ALPN `h3`), with time
+    /// and the `Date` header from `clock`.
+    pub fn new(
+        conn: MultiplexedConnection,
+        config: Arc<Http3Config>,
+        clock: Arc<Clock>,
+        id: ConnectionId,
+    ) -> Self {
+        Http3Connection {
+            conn,
+            config,
+            clock,
+            id,
+            info: None,
+        }
+    }
+
+    /// Put this connection's info into every request's extensions.
+    pub fn with_connection_info(mut self, info: ConnectionInfo) -> Self {
+        self.info = Some(info);
+        self
+    }
+
+    /// Serve request streams until the connection closes. A close by the
+    /// client with `H3_NO_ERROR` (or an idle timeout) is a clean end.
+    pub async fn serve<A: Application>(self, app: &A) -> Result<(), Http3Error> {
+        let Http3Connection {
+            conn,
+            config,
+            clock,
+            id,
+            info,
+        } = self;
+        let mut server = match config
+            .builder()
+            .build::<_, Bytes>(H3Conn::new(conn.streams))
+            .await
+        {
+            Ok(server) => server,
+            Err(e) => return end(id, e),
+        };
+        let ctx = StreamCtx {
+            config: &config,
+            date: Mutex::new(DateSlot::new(clock.date())),
+            clock: &clock,
+            info: info.as_ref(),
+            id,
+            metrics: Mutex::new(kestrel_core::metrics::RequestMetrics::new("3")),
+        };
+        let mut streams = FuturesUnordered::new();
+        let result = loop {
+            let accepted = {
+                let mut accept = pin!(server.accept());
+                poll_fn(|cx| {
+                    // Drive the running streams while waiting for the next one.
+                    while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
+                    accept.as_mut().poll(cx)
+                })
+                .await
+            };
+            match accepted {
+                Ok(Some(resolver)) => streams.push(serve_request(app, &ctx, resolver)),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        // In-flight streams finish (or fail with the connection).
+        while streams.next().await.is_some() {}
+        match result {
+            Ok(()) => {
+                events::http3_connection_closed(id);
+                Ok(())
+            }
+            Err(e) => end(id, e),
+        }
+    }
+}
+
+/// The end of a connection: a graceful close or a timeout is not an error.
+fn end(id: ConnectionId, e: h3::error::ConnectionError) -> Result<(), Http3Error> {
+    if e.is_h3_no_error() || is_timeout(&e) {
+        events::http3_connection_closed(id);
+        Ok(())
+    } else {
+        events::http3_connection_error(id, &e);
+        Err(e.into())
+    }
+}
+
+fn is_timeout(e: &h3::error::ConnectionError) -> bool {
+    matches!(
+        e,
+        h3::error::ConnectionError::Timeout { .. }
+            | h3::error::ConnectionError::Remote {
+                0: h3::quic::ConnectionErrorIncoming::Timeout,
+                ..
+            }
+    )
+}
+
+/// What every stream of a connection borrows from its driver.
+struct StreamCtx<'a> {
+    config: &'a Http3Config,
+    clock: &'a Clock,
+    date: Mutex<DateSlot>,
+    info: Option<&'a ConnectionInfo>,
+    id: ConnectionId,
+    /// `http.server.request.duration` / active requests, with
+    /// `network.protocol.version` "3" (zero-sized without `metrics`).
+    metrics: Mutex<kestrel_core::metrics::RequestMetrics>,
+}
+
+type Send = RequestStream<H3Send, Bytes>;
+
+impl StreamCtx<'_> {
+    fn date(&self) -> HeaderValue {
+        match self.date.lock() {
+            Ok(mut slot) => slot.get(self.clock.date()).clone(),
+            Err(_) => self.clock.date().get(),
+        }
+    }
+
+    /// A response without a body, with `Date` and `Server`.
+    fn simple(&self, status: StatusCode) -> Response<()> {
+        let mut r = Response::new(());
+        *r.status_mut() = status;
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        h.insert(header::DATE, self.date());
+        if self.config.add_server_header {
+            h.insert(header::SERVER, HeaderValue::from_static("Kestrel"));
+        }
+        r
+    }
+
+    /// Send a response without a body and finish the stream.
+    async fn send_simple(&self, send: &mut Send, status: StatusCode, stream_id: u64) {
+        let sent = async {
+            send.send_response(self.simple(status)).await?;
+            send.finish().await
+        };
+        if let Err(e) = sent.await {
+            tracing::debug!(target: "kestrel::http3", connection_id = %self.id, stream_id, error = %e, "sending a response failed");
+        }
+    }
+
+    fn bad_request(&self, stream_id: u64, status: StatusCode, reason: &str) {
+        events::connection_bad_request(
+            self.id,
+            u32::try_from(stream_id).ok(),
+            reason,
+            status.as_u16(),
+            &reason,
+        );
+    }
+
+    /// Check the decoded head against the limits h3 does not enforce: the
+    /// number of fields, one field's size, and the total (h3 checks
+    /// `SETTINGS_MAX_FIELD_SECTION_SIZE` on the encoded size).
+    fn check_head(&self, headers: &HeaderMap, stream_id: u64) -> Result<(), StatusCode> {
+        let c = self.config;
+        let too_large = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        if headers.len() > c.max_request_header_count {
+            self.bad_request(stream_id, too_large, "TooManyHeaders");
+            return Err(too_large);
+        }
+        let mut total = 0usize;
+        for (name, value) in headers {
+            let size = name.as_str().len() + value.len();
+            total += size;
+            if size > c.max_request_header_field_size {
+                self.bad_request(stream_id, too_large, "HeaderFieldTooLarge");
+                return Err(too_large);
+            }
+        }
+        if total > c.max_request_headers_total_size {
+            self.bad_request(stream_id, too_large, "HeadersExceedMaxTotalSize");
+            return Err(too_large);
+        }
+        Ok(())
+    }
+}
+
+enum AppEvent<R> {
+    Done(R),
+    AppReset(u32),
+}
+
+/// Serve one request stream to completion.
+async fn serve_request<A: Application>(
+    app: &A,
+    ctx: &StreamCtx<'_>,
+    resolver: RequestResolver<H3Conn, Bytes>,
+) {
+    let (req, stream) = match resolver.resolve_request().await {
+        Ok(v) => v,
+        Err(e) => {
+            // A malformed head, a field section over the limit, or a stream
+            // the client gave up on: h3 answered (or reset) already.
+            tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, error = %e, "request stream refused");
+            return;
+        }
+    };
+    let stream_id = stream.id().into_inner();
+    let (mut send, recv) = stream.split();
+    if let Err(status) = ctx.check_head(req.headers(), stream_id) {
+        ctx.send_simple(&mut send, status, stream_id).await;
+        return;
+    }
+    let (mut parts, ()) = req.into_parts();
+    // In HTTP/3 `:authority` stands for Host (Kestrel copies it over Host).
+    if let Some(authority) = parts.uri.authority() {
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    let declared_len = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    let values = ctx.config.limit_values();
+    let cell = LimitsCell::new(values);
+    let limits = cell.begin(1, values);
+    let span = events::request_span(
+        &parts.method,
+        parts.uri.path(),
+        Version::HTTP_3,
+        ctx.id,
+        u32::try_from(stream_id).ok(),
+    );
+    let state = StreamState::new(stream_id, recv, cell, declared_len, span);
+    parts.version = Version::HTTP_3;
+    parts.extensions.insert(
+        RequestFeatures::new()
+            .with_connection(ctx.info.cloned())
+            .with_limits(limits)
+            .with_aborted(RequestAborted::new(
+                state.clone() as Arc<dyn kestrel_core::aborted::AbortSource>
+            ))
+            .with_reset(StreamReset::new(state.clone())),
+    );
+    let is_head = parts.method == Method::HEAD;
+    let method = parts.method.clone();
+    let start = ctx.clock.now();
+    if let Ok(mut m) = ctx.metrics.lock() {
+        m.started(&method);
+    }
+    let body = RequestBody::from_source(state.clone(), 0);
+    let mut fut = CatchUnwind::new(app.call(Request::from_parts(parts, body)));
+    let event = poll_fn(|cx| {
+        if let Some(code) = state.poll_reset(cx) {
+            return Poll::Ready(AppEvent::AppReset(code));
+        }
+        let _in_span = state.span().enter();
+        Pin::new(&mut fut).poll(cx).map(AppEvent::Done)
+    })
+    .await;
+    drop(fut);
+    let status = match event {
+        AppEvent::AppReset(code) => {
+            events::http3_stream_abort(
+                ctx.id,
+                stream_id,
+                u64::from(code),
+                &"requested by the application",
+            );
+            send.stop_stream(Code::from(u64::from(code)));
+            state.abort();
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+        }
+        AppEvent::Done(result) => {
+            let result = match result {
+                Ok(r) => r,
+                Err(panic) => Err(Box::new(panic) as BoxError),
+            };
+            if state.is_too_large() {
+                // The body broke the size limit: that decides the answer,
+                // whatever the app made of it.
+                ctx.bad_request(
+                    stream_id,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestBodyTooLarge",
+                );
+                ctx.send_simple(&mut send, StatusCode::PAYLOAD_TOO_LARGE, stream_id)
+                    .await;
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                match result {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        respond(ctx, &mut send, &state, resp, is_head, stream_id).await;
+                        status
+                    }
+                    Err(e) => {
+                        events::application_error(ctx.id, u32::try_from(stream_id).ok(), &e);
+                        ctx.send_simple(&mut send, StatusCode::INTERNAL_SERVER_ERROR, stream_id)
+                            .await;
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    }
+                }
+            }
+        }
+    };
+    if let Some(mut recv) = state.complete() {
+        // The response is complete and the client is still sending: ask it
+        // to stop (RFC 9114 §4.1.1).
+        recv.stop_sending(Code::H3_NO_ERROR);
+    }
+    if let Ok(mut m) = ctx.metrics.lock() {
+        m.stopped(
+            &method,
+            status,
+            ctx.clock.now().saturating_duration_since(start),
+        );
+    }
+}
+
+/// Send the app's response: the head framed by the shared planner, the
+/// body's data, then its trailers.
+async fn respond<B>(
+    ctx: &StreamCtx<'_>,
+    send: &mut Send,
+    state: &StreamState,
+    resp: Response<B>,
+    is_head: bool,
+    stream_id: u64,
+) where
+    B: Body<Data = Bytes, Error: Into<BoxError>>,
+{
+    let (parts, body) = resp.into_parts();
+    let status = parts.status;
+    let mut head = Response::from_parts(parts, ());
+    let headers = head.headers_mut();
+    framing::strip_connection_specific(headers, |name| {
+        events::invalid_response_header_removed(ctx.id, stream_id as u32, name)
+    });
+    let facts = RequestFacts {
+        is_head,
+        version: Version::HTTP_3,
+        keep_alive: true,
+        add_server_header: ctx.config.add_server_header,
+    };
+    let plan = match framing::plan(&facts, status, headers, &body.size_hint()) {
+        Ok(plan) => plan,
+        Err(e) => {
+            // An informational final status or a malformed Content-Length.
+            events::application_error(ctx.id, u32::try_from(stream_id).ok(), &e);
+            ctx.send_simple(send, StatusCode::INTERNAL_SERVER_ERROR, stream_id)
+                .await;
+            return;
+        }
+    };
+    framing::apply_to_headers(&plan, headers, || ctx.date());
+    *head.version_mut() = Version::HTTP_3;
+    if let Err(e) = send.send_response(head).await {
+        tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, stream_id, error = %e, "sending the response head failed");
+        state.abort();
+        return;
+    }
+    if plan.framing != Framing::NoBody {
+        let mut body = pin!(body);
+        loop {
+            match poll_fn(|cx| poll_body(body.as_mut(), cx)).await {
+                Some(Ok(frame)) => {
+                    let sent = match frame.into_data() {
+                        Ok(data) if data.is_empty() => Ok(()),
+                        Ok(data) => send.send_data(data).await,
+                        Err(frame) => match frame.into_trailers() {
+                            Ok(mut trailers) => {
+                                framing::strip_connection_specific(&mut trailers, |name| {
+                                    events::invalid_response_header_removed(
+                                        ctx.id,
+                                        stream_id as u32,
+                                        name,
+                                    )
+                                });
+                                send.send_trailers(trailers).await
+                            }
+                            Err(_) => Ok(()),
+                        },
+                    };
+                    if let Err(e) = sent {
+                        tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, stream_id, error = %e, "sending the response body failed");
+                        state.abort();
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    // The response started: the stream is reset.
+                    events::application_error(ctx.id, u32::try_from(stream_id).ok(), &e);
+                    events::http3_stream_abort(
+                        ctx.id,
+                        stream_id,
+                        u64::from(Code::H3_INTERNAL_ERROR),
+                        &"the response body failed",
+                    );
+                    send.stop_stream(Code::H3_INTERNAL_ERROR);
+                    state.abort();
+                    return;
+                }
+                None => break,
+            }
+        }
+    }
+    if let Err(e) = send.finish().await {
+        tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, stream_id, error = %e, "finishing the response failed");
+        state.abort();
+    }
+}

@@ -1,0 +1,61 @@
+//! # kestrel-http3
+//!
+//! HTTP/3 for Kestrel for Rust: a connection driver on the [`h3`] crate,
+//! the third protocol on the shared request core (`kestrel-core`), next to
+//! HTTP/1.1 and HTTP/2.
+//!
+//! * **Over the transport abstraction, not over quinn.** [`Http3Connection`]
+//!   serves a `kestrel_transport::multiplexed::MultiplexedConnection`;
+//!   `quic` (private) adapts h3's `h3::quic` traits onto those boxed streams.
+//!   The QUIC listener itself is `kestrel_transport::quic::QuicListener`
+//!   (feature `quic`), and any other multiplexed transport serves too.
+//! * **The shared request core.** Requests are `http::Request<RequestBody>`
+//!   with [`RequestFeatures`](kestrel_core::RequestFeatures) (connection
+//!   info, `RequestLimits`, `RequestAborted`, the stream reset feature); the
+//!   body is a `BodySource` on `RequestBodyState` (size limit: 413 before
+//!   the response, a stream reset after); responses are framed by
+//!   `kestrel_core::framing::plan` (HEAD/204/304 without a body, `Date` and
+//!   `Server`), with trailers both ways; app panics follow
+//!   `kestrel_core::app::poll_app` (500, or a reset with H3_INTERNAL_ERROR
+//!   once the response started); log events come from
+//!   `kestrel_core::events` and request metrics carry protocol version "3".
+//! * **Limits named, never h3's defaults.** `SETTINGS_MAX_FIELD_SECTION_SIZE`
+//!   comes from `max_request_headers_total_size` (h3's default is
+//!   unlimited); the QPACK dynamic table's capacity is 0; header count and
+//!   field size are checked on the decoded head (431). See [`Http3Config`].
+//!
+//! **Partial.** This is the first slice of HTTP/3 (see `docs/http3.md`):
+//! graceful shutdown (GOAWAY), the request-headers timeout per stream, the
+//! minimum data rates, `100-continue`, the `Content-Length` mismatch rules
+//! and the connection limits are not done yet.
+//!
+//! This crate depends on `kestrel-core`, `kestrel-transport` (its
+//! `multiplexed` feature) and `h3` only: it must not know quinn, TLS,
+//! hosting or the facade (the facade binds the QUIC listener and hands each
+//! connection here).
+
+mod body;
+mod config;
+mod conn;
+mod quic;
+
+pub use config::{Http3Config, MAX_REQUEST_HEADER_FIELD_SIZE, QPACK_MAX_TABLE_CAPACITY};
+pub use conn::{Http3Connection, Http3Error};
+
+/// The ALPN protocol id of HTTP/3 (RFC 9114 §3.1).
+pub const ALPN: &[u8] = b"h3";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        send_sync::<Http3Config>();
+        send_sync::<Http3Error>();
+        send::<Http3Connection>();
+    }
+}

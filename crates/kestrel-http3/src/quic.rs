@@ -1,0 +1,315 @@
+//! `h3::quic` over `kestrel_transport::multiplexed`: newtypes that implement
+//! h3's QUIC traits on the transport's boxed streams, one method to one
+//! method (the table is in `kestrel_transport::multiplexed`'s docs). This is
+//! what keeps quinn out of this crate: any [`MultiplexedStreams`] serves
+//! HTTP/3, the quinn listener and the in-memory transport alike.
+
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use h3::quic::{self, ConnectionErrorIncoming, SendStream as _, StreamErrorIncoming, WriteBuf};
+use kestrel_transport::multiplexed::{
+    BoxRecvStream, BoxSendStream, ConnectionError, MultiplexedStreams, StreamError, StreamOpener,
+};
+
+fn conn_err(e: ConnectionError) -> ConnectionErrorIncoming {
+    match e {
+        ConnectionError::ApplicationClosed { code, .. } => {
+            ConnectionErrorIncoming::ApplicationClose { error_code: code }
+        }
+        ConnectionError::TimedOut => ConnectionErrorIncoming::Timeout,
+        other => ConnectionErrorIncoming::Undefined(std::sync::Arc::new(other)),
+    }
+}
+
+fn stream_err(e: StreamError) -> StreamErrorIncoming {
+    match e {
+        StreamError::Reset { code } | StreamError::Stopped { code } => {
+            StreamErrorIncoming::StreamTerminated { error_code: code }
+        }
+        StreamError::Connection(c) => StreamErrorIncoming::ConnectionErrorIncoming {
+            connection_error: conn_err(c),
+        },
+        other => StreamErrorIncoming::Unknown(Box::new(other)),
+    }
+}
+
+fn h3_id(id: kestrel_transport::multiplexed::StreamId) -> quic::StreamId {
+    // Both are QUIC's 62-bit stream ids, so the conversion cannot fail.
+    quic::StreamId::try_from(id.as_u64())
+        .unwrap_or_else(|_| unreachable!("a transport stream id is at most 2^62 - 1"))
+}
+
+/// A connection's streams, for h3.
+pub(crate) struct H3Conn {
+    streams: Box<dyn MultiplexedStreams>,
+    opener: H3Opener,
+}
+
+impl H3Conn {
+    pub fn new(streams: Box<dyn MultiplexedStreams>) -> H3Conn {
+        let opener = H3Opener(streams.opener());
+        H3Conn { streams, opener }
+    }
+}
+
+/// Opens this end's streams, for h3.
+pub(crate) struct H3Opener(Box<dyn StreamOpener>);
+
+impl quic::OpenStreams<Bytes> for H3Opener {
+    type BidiStream = H3Bidi;
+    type SendStream = H3Send;
+
+    fn poll_open_bidi(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::BidiStream, StreamErrorIncoming>> {
+        self.0.poll_open_bidi(cx).map(|r| {
+            r.map(|b| {
+                let (send, recv) = b.split();
+                H3Bidi {
+                    send: H3Send::new(send),
+                    recv: H3Recv(recv),
+                }
+            })
+            .map_err(|e| stream_err(StreamError::Connection(e)))
+        })
+    }
+
+    fn poll_open_send(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
+        self.0.poll_open_uni(cx).map(|r| {
+            r.map(H3Send::new)
+                .map_err(|e| stream_err(StreamError::Connection(e)))
+        })
+    }
+
+    fn close(&mut self, code: h3::error::Code, reason: &[u8]) {
+        self.0.close(u64::from(code), reason);
+    }
+}
+
+impl quic::OpenStreams<Bytes> for H3Conn {
+    type BidiStream = H3Bidi;
+    type SendStream = H3Send;
+
+    fn poll_open_bidi(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::BidiStream, StreamErrorIncoming>> {
+        self.opener.poll_open_bidi(cx)
+    }
+
+    fn poll_open_send(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
+        self.opener.poll_open_send(cx)
+    }
+
+    fn close(&mut self, code: h3::error::Code, reason: &[u8]) {
+        self.streams.close(u64::from(code), reason);
+    }
+}
+
+impl quic::Connection<Bytes> for H3Conn {
+    type RecvStream = H3Recv;
+    type OpenStreams = H3Opener;
+
+    fn poll_accept_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::RecvStream, ConnectionErrorIncoming>> {
+        self.streams
+            .poll_accept_uni(cx)
+            .map(|r| r.map(H3Recv).map_err(conn_err))
+    }
+
+    fn poll_accept_bidi(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::BidiStream, ConnectionErrorIncoming>> {
+        self.streams.poll_accept_bidi(cx).map(|r| {
+            r.map(|b| {
+                let (send, recv) = b.split();
+                H3Bidi {
+                    send: H3Send::new(send),
+                    recv: H3Recv(recv),
+                }
+            })
+            .map_err(conn_err)
+        })
+    }
+
+    fn opener(&self) -> Self::OpenStreams {
+        H3Opener(self.opener.0.clone_opener())
+    }
+}
+
+/// A sending half, for h3: h3 hands over a whole [`WriteBuf`] and drives
+/// [`quic::SendStream::poll_ready`] until it is written.
+pub(crate) struct H3Send {
+    inner: BoxSendStream,
+    pending: Option<WriteBuf<Bytes>>,
+}
+
+impl H3Send {
+    fn new(inner: BoxSendStream) -> H3Send {
+        H3Send {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+impl quic::SendStream<Bytes> for H3Send {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        while let Some(buf) = self.pending.as_mut() {
+            if !buf.has_remaining() {
+                self.pending = None;
+                break;
+            }
+            match self.inner.poll_write(cx, buf.chunk()) {
+                Poll::Ready(Ok(n)) => buf.advance(n),
+                Poll::Ready(Err(e)) => {
+                    self.pending = None;
+                    return Poll::Ready(Err(stream_err(e)));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn send_data<T: Into<WriteBuf<Bytes>>>(&mut self, data: T) -> Result<(), StreamErrorIncoming> {
+        if self.pending.is_some() {
+            return Err(StreamErrorIncoming::Unknown(
+                "send_data before the previous data was written".into(),
+            ));
+        }
+        self.pending = Some(data.into());
+        Ok(())
+    }
+
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        std::task::ready!(self.poll_ready(cx))?;
+        self.inner.poll_finish(cx).map_err(stream_err)
+    }
+
+    fn reset(&mut self, reset_code: u64) {
+        self.pending = None;
+        self.inner.reset(reset_code);
+    }
+
+    fn send_id(&self) -> quic::StreamId {
+        h3_id(self.inner.id())
+    }
+}
+
+impl quic::SendStreamUnframed<Bytes> for H3Send {
+    fn poll_send<D: Buf>(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut D,
+    ) -> Poll<Result<usize, StreamErrorIncoming>> {
+        std::task::ready!(self.poll_ready(cx))?;
+        match self.inner.poll_write(cx, buf.chunk()) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(stream_err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A receiving half, for h3.
+pub(crate) struct H3Recv(BoxRecvStream);
+
+impl quic::RecvStream for H3Recv {
+    type Buf = Bytes;
+
+    fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Self::Buf>, StreamErrorIncoming>> {
+        self.0.poll_data(cx).map_err(stream_err)
+    }
+
+    fn stop_sending(&mut self, error_code: u64) {
+        self.0.stop_sending(error_code);
+    }
+
+    fn recv_id(&self) -> quic::StreamId {
+        h3_id(self.0.id())
+    }
+}
+
+/// A bidirectional stream, for h3.
+pub(crate) struct H3Bidi {
+    send: H3Send,
+    recv: H3Recv,
+}
+
+impl quic::SendStream<Bytes> for H3Bidi {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        self.send.poll_ready(cx)
+    }
+
+    fn send_data<T: Into<WriteBuf<Bytes>>>(&mut self, data: T) -> Result<(), StreamErrorIncoming> {
+        self.send.send_data(data)
+    }
+
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        self.send.poll_finish(cx)
+    }
+
+    fn reset(&mut self, reset_code: u64) {
+        self.send.reset(reset_code);
+    }
+
+    fn send_id(&self) -> quic::StreamId {
+        self.send.send_id()
+    }
+}
+
+impl quic::SendStreamUnframed<Bytes> for H3Bidi {
+    fn poll_send<D: Buf>(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut D,
+    ) -> Poll<Result<usize, StreamErrorIncoming>> {
+        self.send.poll_send(cx, buf)
+    }
+}
+
+impl quic::RecvStream for H3Bidi {
+    type Buf = Bytes;
+
+    fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Self::Buf>, StreamErrorIncoming>> {
+        self.recv.poll_data(cx)
+    }
+
+    fn stop_sending(&mut self, error_code: u64) {
+        self.recv.stop_sending(error_code);
+    }
+
+    fn recv_id(&self) -> quic::StreamId {
+        self.recv.recv_id()
+    }
+}
+
+impl quic::BidiStream<Bytes> for H3Bidi {
+    type SendStream = H3Send;
+    type RecvStream = H3Recv;
+
+    fn split(self) -> (Self::SendStream, Self::RecvStream) {
+        (self.send, self.recv)
+    }
+}
