@@ -1,0 +1,448 @@
+//! HTTP/3 end to end: the Rust h3 client (h3 + h3-quinn on a quinn client)
+//! against `Http3Connection` served over `kestrel_transport`'s quinn
+//! listener, on loopback UDP with a self-signed rcgen certificate.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full, StreamBody};
+use kestrel_core::connection::ConnectionId;
+use kestrel_core::heartbeat::Clock;
+use kestrel_core::{RequestBody, RequestFeatures};
+use kestrel_http3::{Http3Config, Http3Connection};
+use kestrel_transport::multiplexed::MultiplexedListenerExt;
+use kestrel_transport::quic::{server_tls_config, QuicListener, QuicOptions};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+type AppBody =
+    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn full(b: impl Into<Bytes>) -> AppBody {
+    Full::new(b.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
+}
+
+/// The test application: routes by path.
+async fn app(
+    req: Request<RequestBody>,
+) -> Result<Response<AppBody>, Box<dyn std::error::Error + Send + Sync>> {
+    assert_eq!(req.version(), Version::HTTP_3);
+    assert!(req.extensions().get::<RequestFeatures>().is_some());
+    match req.uri().path() {
+        "/hello" => Ok(Response::builder()
+            .header("x-method", req.method().as_str())
+            .header(
+                "x-host",
+                req.headers()
+                    .get("host")
+                    .cloned()
+                    .unwrap_or(HeaderValue::from_static("")),
+            )
+            .body(full("hello over h3"))?),
+        "/echo" => {
+            let collected = req.into_body().collect().await?;
+            let trailers = collected.trailers().cloned();
+            let body = collected.to_bytes();
+            let mut resp = Response::builder().header("x-received", body.len().to_string());
+            if let Some(t) = trailers {
+                if let Some(v) = t.get("x-checksum") {
+                    resp = resp.header("x-request-trailer", v.clone());
+                }
+            }
+            Ok(resp.body(full(body))?)
+        }
+        "/trailers" => {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-done", HeaderValue::from_static("yes"));
+            let frames: Vec<
+                Result<http_body::Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>,
+            > = vec![
+                Ok(http_body::Frame::data(Bytes::from_static(b"part one, "))),
+                Ok(http_body::Frame::data(Bytes::from_static(b"part two"))),
+                Ok(http_body::Frame::trailers(trailers)),
+            ];
+            Ok(Response::new(
+                StreamBody::new(futures_util::stream::iter(frames)).boxed(),
+            ))
+        }
+        "/no-content" => Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(full("dropped"))?),
+        "/panic" => panic!("the app panicked on purpose"),
+        "/body-panic" => {
+            let frames = futures_util::stream::unfold(0, |n| async move {
+                if n == 0 {
+                    let first: Result<
+                        http_body::Frame<Bytes>,
+                        Box<dyn std::error::Error + Send + Sync>,
+                    > = Ok(http_body::Frame::data(Bytes::from_static(b"first")));
+                    Some((first, 1))
+                } else {
+                    panic!("the response body panicked on purpose")
+                }
+            });
+            Ok(Response::new(StreamBody::new(frames).boxed()))
+        }
+        _ => Ok(Response::builder().status(404).body(full(""))?),
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    cert: CertificateDer<'static>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn serve(config: Http3Config) -> Server {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let cert = params.self_signed(&key).expect("self-signed").der().clone();
+    let tls = server_tls_config(
+        vec![cert.clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .expect("tls");
+    let mut listener = QuicListener::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        tls,
+        &QuicOptions::default(),
+    )
+    .expect("bind");
+    let addr = listener.socket_addr().expect("addr");
+    let config = Arc::new(config);
+    let clock = Clock::new(Duration::from_secs(1));
+    let task = tokio::spawn(async move {
+        let mut next_id = 1;
+        while let Ok(conn) = listener.accept().await {
+            let h3 =
+                Http3Connection::new(conn, config.clone(), clock.clone(), ConnectionId(next_id));
+            next_id += 1;
+            tokio::spawn(async move {
+                let _ = h3.serve(&app).await;
+            });
+        }
+    });
+    Server { addr, cert, task }
+}
+
+type Sender = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+
+struct Client {
+    send: Sender,
+    _driver: tokio::task::JoinHandle<()>,
+    _endpoint: quinn::Endpoint,
+}
+
+async fn client(server: &Server) -> Client {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.cert.clone()).expect("root");
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("tls13")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic client"),
+    ));
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+    let conn = tokio::time::timeout(
+        WAIT,
+        endpoint
+            .connect_with(config, server.addr, "localhost")
+            .expect("connect"),
+    )
+    .await
+    .expect("in time")
+    .expect("handshake");
+    let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
+        .await
+        .expect("h3 client");
+    let driver = tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    Client {
+        send,
+        _driver: driver,
+        _endpoint: endpoint,
+    }
+}
+
+struct Answer {
+    head: Response<()>,
+    body: Bytes,
+    trailers: Option<HeaderMap>,
+}
+
+async fn request(
+    c: &mut Client,
+    req: Request<()>,
+    body: &[u8],
+    trailers: Option<HeaderMap>,
+) -> Result<Answer, h3::error::StreamError> {
+    tokio::time::timeout(WAIT, async {
+        let mut stream = c.send.send_request(req).await?;
+        if !body.is_empty() {
+            for chunk in body.chunks(16 * 1024) {
+                stream.send_data(Bytes::copy_from_slice(chunk)).await?;
+            }
+        }
+        if let Some(t) = trailers {
+            stream.send_trailers(t).await?;
+        }
+        stream.finish().await?;
+        let head = stream.recv_response().await?;
+        let mut out = BytesMut::new();
+        while let Some(mut chunk) = stream.recv_data().await? {
+            out.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+        }
+        let trailers = stream.recv_trailers().await?;
+        Ok(Answer {
+            head,
+            body: out.freeze(),
+            trailers,
+        })
+    })
+    .await
+    .expect("answered in time")
+}
+
+fn get(path: &str) -> Request<()> {
+    Request::get(format!("https://localhost{path}"))
+        .body(())
+        .expect("request")
+}
+
+#[tokio::test]
+async fn get_is_served_with_date_server_and_content_length() {
+    let server = serve(Http3Config::default());
+    let mut c = client(&server).await;
+    let a = request(&mut c, get("/hello"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+    assert_eq!(a.head.version(), Version::HTTP_3);
+    assert_eq!(&a.body[..], b"hello over h3");
+    let h = a.head.headers();
+    assert_eq!(h["content-length"], "13");
+    assert_eq!(h["server"], "Kestrel");
+    assert!(h.contains_key("date"));
+    assert_eq!(h["x-method"], "GET");
+    // `:authority` stands for Host.
+    assert_eq!(h["x-host"], "localhost");
+    // Several requests on the one connection.
+    for _ in 0..3 {
+        let a = request(&mut c, get("/hello"), b"", None)
+            .await
+            .expect("answer");
+        assert_eq!(a.head.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn post_body_is_echoed() {
+    let server = serve(Http3Config::default());
+    let mut c = client(&server).await;
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let req = Request::post("https://localhost/echo")
+        .header("content-length", body.len().to_string())
+        .body(())
+        .expect("request");
+    let a = request(&mut c, req, &body, None).await.expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+    assert_eq!(
+        a.head.headers()["x-received"],
+        body.len().to_string().as_str()
+    );
+    assert_eq!(a.body.len(), body.len());
+    assert!(a.body[..] == body[..], "the echoed body differs");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413_and_the_connection_serves_on() {
+    let mut config = Http3Config::default();
+    config.max_request_body_size = Some(1000);
+    let server = serve(config);
+    let mut c = client(&server).await;
+    // Declared over the limit.
+    let body = vec![b'x'; 5000];
+    let req = Request::post("https://localhost/echo")
+        .header("content-length", "5000")
+        .body(())
+        .expect("request");
+    let a = request(&mut c, req, &body, None).await.expect("answer");
+    assert_eq!(a.head.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(a.head.headers()["content-length"], "0");
+    assert!(a.body.is_empty());
+    // No declared length: the limit trips on the bytes received.
+    let req = Request::post("https://localhost/echo")
+        .body(())
+        .expect("request");
+    let a = request(&mut c, req, &body, None).await.expect("answer");
+    assert_eq!(a.head.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // At the limit is fine.
+    let req = Request::post("https://localhost/echo")
+        .body(())
+        .expect("request");
+    let a = request(&mut c, req, &body[..1000], None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+    assert_eq!(a.body.len(), 1000);
+}
+
+#[tokio::test]
+async fn head_and_204_have_no_body() {
+    let server = serve(Http3Config::default());
+    let mut c = client(&server).await;
+    let req = Request::builder()
+        .method(Method::HEAD)
+        .uri("https://localhost/hello")
+        .body(())
+        .expect("request");
+    let a = request(&mut c, req, b"", None).await.expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+    // HEAD keeps the length the GET would have.
+    assert_eq!(a.head.headers()["content-length"], "13");
+    assert!(a.body.is_empty(), "HEAD must have no body");
+    let a = request(&mut c, get("/no-content"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::NO_CONTENT);
+    assert!(a.body.is_empty(), "204 must have no body");
+    assert!(!a.head.headers().contains_key("content-length"));
+}
+
+#[tokio::test]
+async fn trailers_flow_both_ways() {
+    let server = serve(Http3Config::default());
+    let mut c = client(&server).await;
+    // Response trailers.
+    let a = request(&mut c, get("/trailers"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(&a.body[..], b"part one, part two");
+    let t = a.trailers.expect("response trailers");
+    assert_eq!(t["x-done"], "yes");
+    // Request trailers reach the app.
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", HeaderValue::from_static("abc123"));
+    let req = Request::post("https://localhost/echo")
+        .body(())
+        .expect("request");
+    let a = request(&mut c, req, b"payload", Some(trailers))
+        .await
+        .expect("answer");
+    assert_eq!(&a.body[..], b"payload");
+    assert_eq!(a.head.headers()["x-request-trailer"], "abc123");
+}
+
+#[tokio::test]
+async fn a_panicking_app_gives_500_and_the_connection_serves_the_next_request() {
+    let server = serve(Http3Config::default());
+    let mut c = client(&server).await;
+    let a = request(&mut c, get("/panic"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(a.head.headers()["content-length"], "0");
+    assert!(a.body.is_empty());
+    let a = request(&mut c, get("/hello"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+    assert_eq!(&a.body[..], b"hello over h3");
+}
+
+#[tokio::test]
+async fn too_many_request_headers_get_431() {
+    let mut config = Http3Config::default();
+    config.max_request_header_count = 5;
+    let server = serve(config);
+    let mut c = client(&server).await;
+    let mut req = get("/hello");
+    for i in 0..10 {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).expect("name"),
+            HeaderValue::from_static("v"),
+        );
+    }
+    let a = request(&mut c, req, b"", None).await.expect("answer");
+    assert_eq!(a.head.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let a = request(&mut c, get("/hello"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_that_panics_after_the_response_started_resets_the_stream_with_h3_internal_error() {
+    let server = serve(Http3Config::default());
+    let mut c = client(&server).await;
+    let err = tokio::time::timeout(WAIT, async {
+        let mut stream = c.send.send_request(get("/body-panic")).await?;
+        stream.finish().await?;
+        let head = stream.recv_response().await?;
+        assert_eq!(head.status(), StatusCode::OK);
+        loop {
+            if stream.recv_data().await?.is_none() {
+                return Ok::<_, h3::error::StreamError>(());
+            }
+        }
+    })
+    .await
+    .expect("in time")
+    .expect_err("the stream must be reset");
+    match err {
+        h3::error::StreamError::RemoteTerminate { code, .. } => {
+            assert_eq!(code, h3::error::Code::H3_INTERNAL_ERROR, "{err:?}")
+        }
+        other => panic!("expected a reset, got {other:?}"),
+    }
+    let a = request(&mut c, get("/hello"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn settings_max_field_section_size_comes_from_max_request_headers_total_size() {
+    let mut config = Http3Config::default();
+    config.max_request_headers_total_size = 1000;
+    let server = serve(config);
+    let mut c = client(&server).await;
+    // Let the client read the server's SETTINGS first.
+    let a = request(&mut c, get("/hello"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+    let mut req = get("/hello");
+    req.headers_mut().insert(
+        "x-big",
+        HeaderValue::from_str(&"v".repeat(2000)).expect("value"),
+    );
+    // h3's client refuses to send a field section over the server's setting.
+    let err = request(&mut c, req, b"", None)
+        .await
+        .err()
+        .expect("the client must refuse a head over SETTINGS_MAX_FIELD_SECTION_SIZE");
+    assert!(
+        matches!(err, h3::error::StreamError::HeaderTooBig { .. }),
+        "{err:?}"
+    );
+}
