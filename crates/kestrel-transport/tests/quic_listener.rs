@@ -355,3 +355,58 @@ async fn an_idle_connection_times_out() {
         quinn::ConnectionError::TimedOut
     ));
 }
+
+#[tokio::test]
+async fn the_client_certificate_chain_is_in_the_handshake_info() {
+    let (server_cert, server_key) = cert();
+    let (client_cert, client_key) = cert();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client_roots = rustls::RootCertStore::empty();
+    client_roots.add(client_cert.clone()).expect("client root");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(client_roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("verifier");
+    let tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![server_cert.clone()], server_key)
+        .expect("server config");
+    let mut listener = QuicListener::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        tls,
+        &QuicOptions::default(),
+    )
+    .expect("bind");
+    let addr = listener.socket_addr().expect("ip");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server_cert).expect("root");
+    let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![client_cert.clone()], client_key)
+        .expect("client auth");
+    client_tls.alpn_protocols = vec![b"h3".to_vec()];
+    let config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(client_tls).expect("quic client"),
+    ));
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+    let connecting = endpoint
+        .connect_with(config, addr, "localhost")
+        .expect("connect");
+    let (client, server) = tokio::join!(
+        async { tokio::time::timeout(WAIT, connecting).await },
+        async { tokio::time::timeout(WAIT, listener.accept()).await }
+    );
+    let _client = client.expect("in time").expect("client handshake");
+    let server = server.expect("in time").expect("accepted");
+    assert_eq!(
+        server.handshake.peer_certificates,
+        vec![bytes::Bytes::copy_from_slice(client_cert.as_ref())]
+    );
+}
