@@ -1,5 +1,7 @@
 //! The HTTP/3 driver's settings, and how they map onto `h3::server::Builder`.
 
+use std::time::Duration;
+
 use kestrel_core::request_limits::LimitValues;
 use kestrel_core::{KestrelServerOptions, MinDataRate};
 
@@ -38,6 +40,11 @@ pub struct Http3Config {
     /// Minimum response data rate (not enforced yet on HTTP/3; carried in
     /// the request's limits for the app).
     pub min_response_data_rate: Option<MinDataRate>,
+    /// Time a request stream has to deliver its whole head (HEADERS frame)
+    /// from the moment it is accepted (Kestrel's `RequestHeadersTimeout`,
+    /// per stream; h3 has no timeout of its own). Past it the stream is
+    /// abandoned: reset and stopped with H3_REQUEST_CANCELLED.
+    pub request_headers_timeout: Duration,
     /// Add `Server: Kestrel`.
     pub add_server_header: bool,
 }
@@ -53,6 +60,7 @@ impl Http3Config {
             max_request_body_size: l.max_request_body_size,
             min_request_body_data_rate: l.min_request_body_data_rate,
             min_response_data_rate: l.min_response_data_rate,
+            request_headers_timeout: l.request_headers_timeout,
             add_server_header: o.add_server_header,
         }
     }

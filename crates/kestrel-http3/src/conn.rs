@@ -251,12 +251,19 @@ async fn serve_request<A: Application>(
     ctx: &StreamCtx<'_>,
     resolver: RequestResolver<H3Conn, Bytes>,
 ) {
-    let (req, stream) = match resolver.resolve_request().await {
-        Ok(v) => v,
-        Err(e) => {
+    let timeout = ctx.config.request_headers_timeout;
+    let (req, stream) = match tokio::time::timeout(timeout, resolver.resolve_request()).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
             // A malformed head, a field section over the limit, or a stream
             // the client gave up on: h3 answered (or reset) already.
             tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, error = %e, "request stream refused");
+            return;
+        }
+        Err(_) => {
+            // The head did not arrive in time: the stream (dropped with the
+            // resolver) is reset and stopped with H3_REQUEST_CANCELLED.
+            tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, ?timeout, reason = "RequestHeadersTimeout", "the request head did not arrive in time; the stream is abandoned");
             return;
         }
     };

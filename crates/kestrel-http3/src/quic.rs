@@ -12,6 +12,10 @@ use kestrel_transport::multiplexed::{
     BoxRecvStream, BoxSendStream, ConnectionError, MultiplexedStreams, StreamError, StreamOpener,
 };
 
+/// Kestrel's default stream error code (`QuicTransportOptions`): a stream
+/// abandoned without a code of its own.
+const H3_REQUEST_CANCELLED: u64 = 0x10c;
+
 fn conn_err(e: ConnectionError) -> ConnectionErrorIncoming {
     match e {
         ConnectionError::ApplicationClosed { code, .. } => {
@@ -69,7 +73,7 @@ impl quic::OpenStreams<Bytes> for H3Opener {
                 let (send, recv) = b.split();
                 H3Bidi {
                     send: H3Send::new(send),
-                    recv: H3Recv(recv),
+                    recv: H3Recv::new(recv),
                 }
             })
             .map_err(|e| stream_err(StreamError::Connection(e)))
@@ -124,7 +128,7 @@ impl quic::Connection<Bytes> for H3Conn {
     ) -> Poll<Result<Self::RecvStream, ConnectionErrorIncoming>> {
         self.streams
             .poll_accept_uni(cx)
-            .map(|r| r.map(H3Recv).map_err(conn_err))
+            .map(|r| r.map(H3Recv::new).map_err(conn_err))
     }
 
     fn poll_accept_bidi(
@@ -136,7 +140,7 @@ impl quic::Connection<Bytes> for H3Conn {
                 let (send, recv) = b.split();
                 H3Bidi {
                     send: H3Send::new(send),
-                    recv: H3Recv(recv),
+                    recv: H3Recv::new(recv),
                 }
             })
             .map_err(conn_err)
@@ -150,9 +154,15 @@ impl quic::Connection<Bytes> for H3Conn {
 
 /// A sending half, for h3: h3 hands over a whole [`WriteBuf`] and drives
 /// [`quic::SendStream::poll_ready`] until it is written.
+///
+/// Dropped before it was finished or reset (h3 dropped a request stream it
+/// gave up on, e.g. one whose head never completed), it is reset with
+/// H3_REQUEST_CANCELLED, Kestrel's default stream error code, rather than
+/// finished as if the response were complete.
 pub(crate) struct H3Send {
     inner: BoxSendStream,
     pending: Option<WriteBuf<Bytes>>,
+    closed: bool,
 }
 
 impl H3Send {
@@ -160,6 +170,15 @@ impl H3Send {
         H3Send {
             inner,
             pending: None,
+            closed: false,
+        }
+    }
+}
+
+impl Drop for H3Send {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.inner.reset(H3_REQUEST_CANCELLED);
         }
     }
 }
@@ -195,11 +214,14 @@ impl quic::SendStream<Bytes> for H3Send {
 
     fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
         std::task::ready!(self.poll_ready(cx))?;
-        self.inner.poll_finish(cx).map_err(stream_err)
+        let done = std::task::ready!(self.inner.poll_finish(cx));
+        self.closed = true;
+        Poll::Ready(done.map_err(stream_err))
     }
 
     fn reset(&mut self, reset_code: u64) {
         self.pending = None;
+        self.closed = true;
         self.inner.reset(reset_code);
     }
 
@@ -226,8 +248,29 @@ impl quic::SendStreamUnframed<Bytes> for H3Send {
     }
 }
 
-/// A receiving half, for h3.
-pub(crate) struct H3Recv(BoxRecvStream);
+/// A receiving half, for h3. Dropped before its end (and not stopped), it
+/// asks the peer to stop sending with H3_REQUEST_CANCELLED.
+pub(crate) struct H3Recv {
+    inner: BoxRecvStream,
+    closed: bool,
+}
+
+impl H3Recv {
+    fn new(inner: BoxRecvStream) -> H3Recv {
+        H3Recv {
+            inner,
+            closed: false,
+        }
+    }
+}
+
+impl Drop for H3Recv {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.inner.stop_sending(H3_REQUEST_CANCELLED);
+        }
+    }
+}
 
 impl quic::RecvStream for H3Recv {
     type Buf = Bytes;
@@ -236,15 +279,21 @@ impl quic::RecvStream for H3Recv {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Self::Buf>, StreamErrorIncoming>> {
-        self.0.poll_data(cx).map_err(stream_err)
+        let r = std::task::ready!(self.inner.poll_data(cx));
+        // The end, or an error (a reset, the connection): nothing to stop.
+        if !matches!(r, Ok(Some(_))) {
+            self.closed = true;
+        }
+        Poll::Ready(r.map_err(stream_err))
     }
 
     fn stop_sending(&mut self, error_code: u64) {
-        self.0.stop_sending(error_code);
+        self.closed = true;
+        self.inner.stop_sending(error_code);
     }
 
     fn recv_id(&self) -> quic::StreamId {
-        h3_id(self.0.id())
+        h3_id(self.inner.id())
     }
 }
 

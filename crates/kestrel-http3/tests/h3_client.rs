@@ -446,3 +446,71 @@ async fn settings_max_field_section_size_comes_from_max_request_headers_total_si
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_head_that_never_completes_is_abandoned_after_the_request_headers_timeout() {
+    let mut config = Http3Config::default();
+    config.request_headers_timeout = Duration::from_millis(400);
+    let server = serve(config);
+    // A raw QUIC client with ALPN h3: it opens a request stream and sends
+    // the start of a HEADERS frame (type 0x01, length 100) and 5 bytes of it.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.cert.clone()).expect("root");
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("tls13")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic client"),
+    ));
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+    let conn = endpoint
+        .connect_with(config, server.addr, "localhost")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut send, mut recv) = conn.open_bi().await.expect("open");
+    send.write_all(&[0x01, 0x40, 0x64, 1, 2, 3, 4, 5])
+        .await
+        .expect("write");
+    let start = std::time::Instant::now();
+
+    // Meanwhile a well-behaved client is served.
+    let mut c = client(&server).await;
+    let a = request(&mut c, get("/hello"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+
+    let err = tokio::time::timeout(WAIT, recv.read_to_end(1024))
+        .await
+        .expect("in time")
+        .expect_err("the stream must be reset");
+    let elapsed = start.elapsed();
+    assert!(
+        matches!(
+            err,
+            quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)) if code.into_inner() == 0x10c
+        ),
+        "{err:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(350),
+        "reset after {elapsed:?}"
+    );
+    let stopped = tokio::time::timeout(WAIT, send.stopped())
+        .await
+        .expect("in time")
+        .expect("stopped");
+    assert_eq!(stopped, Some(quinn::VarInt::from_u32(0x10c)));
+
+    // And after it.
+    let a = request(&mut c, get("/hello"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+}
