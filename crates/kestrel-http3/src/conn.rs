@@ -419,53 +419,109 @@ async fn respond<B>(
     };
     framing::apply_to_headers(&plan, headers, || ctx.date());
     *head.version_mut() = Version::HTTP_3;
+    let declared = match plan.framing {
+        Framing::Length(n) => Some(n),
+        _ => None,
+    };
+    let mut body = pin!(body);
+    // The body's first frame, if it is ready: a body that fails at once, or
+    // ends short of its Content-Length before anything was sent, still
+    // becomes a 500 (the head is held until then).
+    let mut next = if plan.framing == Framing::NoBody {
+        None
+    } else {
+        match poll_fn(|cx| Poll::Ready(poll_body(body.as_mut(), cx))).await {
+            Poll::Ready(Some(Err(e))) => {
+                events::application_error(ctx.id, u32::try_from(stream_id).ok(), &e);
+                ctx.send_simple(send, StatusCode::INTERNAL_SERVER_ERROR, stream_id)
+                    .await;
+                return;
+            }
+            Poll::Ready(None) if declared.is_some_and(|n| n > 0) => {
+                let e = format!(
+                    "the response body ended after 0 of its {} Content-Length bytes",
+                    declared.unwrap_or(0)
+                );
+                events::application_error(ctx.id, u32::try_from(stream_id).ok(), &e);
+                ctx.send_simple(send, StatusCode::INTERNAL_SERVER_ERROR, stream_id)
+                    .await;
+                return;
+            }
+            Poll::Ready(None) => Some(None),
+            Poll::Ready(Some(Ok(frame))) => Some(Some(frame)),
+            Poll::Pending => None,
+        }
+    };
     if let Err(e) = send.send_response(head).await {
         tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, stream_id, error = %e, "sending the response head failed");
         state.abort();
         return;
     }
     if plan.framing != Framing::NoBody {
-        let mut body = pin!(body);
+        let mut written: u64 = 0;
         loop {
-            match poll_fn(|cx| poll_body(body.as_mut(), cx)).await {
-                Some(Ok(frame)) => {
-                    let sent = match frame.into_data() {
-                        Ok(data) if data.is_empty() => Ok(()),
-                        Ok(data) => send.send_data(data).await,
-                        Err(frame) => match frame.into_trailers() {
-                            Ok(mut trailers) => {
-                                framing::strip_connection_specific(&mut trailers, |name| {
-                                    events::invalid_response_header_removed(
-                                        ctx.id,
-                                        stream_id as u32,
-                                        name,
-                                    )
-                                });
-                                send.send_trailers(trailers).await
-                            }
-                            Err(_) => Ok(()),
-                        },
-                    };
-                    if let Err(e) = sent {
-                        tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, stream_id, error = %e, "sending the response body failed");
-                        state.abort();
-                        return;
+            let polled = match next.take() {
+                Some(polled) => polled.map(Ok),
+                None => poll_fn(|cx| poll_body(body.as_mut(), cx)).await,
+            };
+            let frame = match polled {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => return fail_started(ctx, send, state, stream_id, &e),
+                None => {
+                    if let Some(n) = declared.filter(|n| written < *n) {
+                        let e = format!("the response body ended after {written} of its {n} Content-Length bytes");
+                        return fail_started(ctx, send, state, stream_id, &e);
                     }
+                    break;
                 }
-                Some(Err(e)) => {
-                    // The response started: the stream is reset.
-                    events::application_error(ctx.id, u32::try_from(stream_id).ok(), &e);
-                    events::http3_stream_abort(
-                        ctx.id,
-                        stream_id,
-                        u64::from(Code::H3_INTERNAL_ERROR),
-                        &"the response body failed",
-                    );
-                    send.stop_stream(Code::H3_INTERNAL_ERROR);
-                    state.abort();
-                    return;
+            };
+            let sent = match frame.into_data() {
+                Ok(mut data) => {
+                    let mut overflow = false;
+                    if let Some(n) = declared {
+                        let remaining = n - written;
+                        if data.len() as u64 > remaining {
+                            data.truncate(remaining as usize);
+                            overflow = true;
+                        }
+                    }
+                    written += data.len() as u64;
+                    let sent = if data.is_empty() {
+                        Ok(())
+                    } else {
+                        send.send_data(data).await
+                    };
+                    if overflow && sent.is_ok() {
+                        let e = format!(
+                            "the response body is longer than its Content-Length of {} bytes",
+                            declared.unwrap_or(0)
+                        );
+                        return fail_started(ctx, send, state, stream_id, &e);
+                    }
+                    sent
                 }
-                None => break,
+                Err(frame) => match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        if let Some(n) = declared.filter(|n| written < *n) {
+                            let e = format!("the response body ended after {written} of its {n} Content-Length bytes");
+                            return fail_started(ctx, send, state, stream_id, &e);
+                        }
+                        framing::strip_connection_specific(&mut trailers, |name| {
+                            events::invalid_response_header_removed(ctx.id, stream_id as u32, name)
+                        });
+                        match send.send_trailers(trailers).await {
+                            // Nothing may follow the trailers.
+                            Ok(()) => break,
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(_) => Ok(()),
+                },
+            };
+            if let Err(e) = sent {
+                tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, stream_id, error = %e, "sending the response body failed");
+                state.abort();
+                return;
             }
         }
     }
@@ -473,4 +529,25 @@ async fn respond<B>(
         tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, stream_id, error = %e, "finishing the response failed");
         state.abort();
     }
+}
+
+/// The response started and cannot be completed (the body failed or
+/// panicked, or broke its Content-Length): reset the stream with
+/// H3_INTERNAL_ERROR, as Kestrel does for an app error after the head.
+fn fail_started(
+    ctx: &StreamCtx<'_>,
+    send: &mut Send,
+    state: &StreamState,
+    stream_id: u64,
+    e: &dyn std::fmt::Display,
+) {
+    events::application_error(ctx.id, u32::try_from(stream_id).ok(), e);
+    events::http3_stream_abort(
+        ctx.id,
+        stream_id,
+        u64::from(Code::H3_INTERNAL_ERROR),
+        &"the response could not be completed",
+    );
+    send.stop_stream(Code::H3_INTERNAL_ERROR);
+    state.abort();
 }

@@ -13,9 +13,11 @@
 //!   with [`RequestFeatures`](kestrel_core::RequestFeatures) (connection
 //!   info, `RequestLimits`, `RequestAborted`, the stream reset feature); the
 //!   body is a `BodySource` on `RequestBodyState` (size limit: 413 before
-//!   the response, a stream reset after); responses are framed by
+//!   the response; after it, a response body failing on it resets the
+//!   stream); responses are framed by
 //!   `kestrel_core::framing::plan` (HEAD/204/304 without a body, `Date` and
-//!   `Server`), with trailers both ways; app panics follow
+//!   `Server`, the Content-Length mismatch rules), with trailers both ways;
+//!   the request-headers timeout per stream; app panics follow
 //!   `kestrel_core::app::poll_app` (500, or a reset with H3_INTERNAL_ERROR
 //!   once the response started); log events come from
 //!   `kestrel_core::events` and request metrics carry protocol version "3".
@@ -25,9 +27,9 @@
 //!   field size are checked on the decoded head (431). See [`Http3Config`].
 //!
 //! **Partial.** This is the first slice of HTTP/3 (see `docs/http3.md`):
-//! graceful shutdown (GOAWAY), the request-headers timeout per stream, the
-//! minimum data rates, `100-continue`, the `Content-Length` mismatch rules
-//! and the connection limits are not done yet.
+//! graceful shutdown (GOAWAY), the minimum data rates, `100-continue` and
+//! the connection limits are not done yet, and the facade does not serve
+//! HTTP/3 yet.
 //!
 //! This crate depends on `kestrel-core`, `kestrel-transport` (its
 //! `multiplexed` feature) and `h3` only: it must not know quinn, TLS,

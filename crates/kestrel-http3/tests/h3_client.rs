@@ -76,6 +76,23 @@ async fn app(
             .status(StatusCode::NO_CONTENT)
             .body(full("dropped"))?),
         "/panic" => panic!("the app panicked on purpose"),
+        "/cl-too-many" => Ok(Response::builder()
+            .header("content-length", "3")
+            .body(full("abcdef"))?),
+        "/cl-empty" => Ok(Response::builder()
+            .header("content-length", "5")
+            .body(full(""))?),
+        "/cl-too-few" => {
+            let frames = futures_util::stream::iter(vec![Ok::<
+                _,
+                Box<dyn std::error::Error + Send + Sync>,
+            >(http_body::Frame::data(
+                Bytes::from_static(b"abc"),
+            ))]);
+            Ok(Response::builder()
+                .header("content-length", "10")
+                .body(StreamBody::new(frames).boxed())?)
+        }
         "/body-panic" => {
             let frames = futures_util::stream::unfold(0, |n| async move {
                 if n == 0 {
@@ -394,26 +411,11 @@ async fn too_many_request_headers_get_431() {
 async fn a_body_that_panics_after_the_response_started_resets_the_stream_with_h3_internal_error() {
     let server = serve(Http3Config::default());
     let mut c = client(&server).await;
-    let err = tokio::time::timeout(WAIT, async {
-        let mut stream = c.send.send_request(get("/body-panic")).await?;
-        stream.finish().await?;
-        let head = stream.recv_response().await?;
+    let (head, code) = reset_code(&mut c, "/body-panic").await;
+    if let Some(head) = head {
         assert_eq!(head.status(), StatusCode::OK);
-        loop {
-            if stream.recv_data().await?.is_none() {
-                return Ok::<_, h3::error::StreamError>(());
-            }
-        }
-    })
-    .await
-    .expect("in time")
-    .expect_err("the stream must be reset");
-    match err {
-        h3::error::StreamError::RemoteTerminate { code, .. } => {
-            assert_eq!(code, h3::error::Code::H3_INTERNAL_ERROR, "{err:?}")
-        }
-        other => panic!("expected a reset, got {other:?}"),
     }
+    assert_eq!(code, h3::error::Code::H3_INTERNAL_ERROR);
     let a = request(&mut c, get("/hello"), b"", None)
         .await
         .expect("answer");
@@ -509,6 +511,63 @@ async fn a_head_that_never_completes_is_abandoned_after_the_request_headers_time
     assert_eq!(stopped, Some(quinn::VarInt::from_u32(0x10c)));
 
     // And after it.
+    let a = request(&mut c, get("/hello"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+}
+
+/// Read a response whose stream must end in a reset: the head, if it
+/// arrived before the reset (a QUIC reset may discard what the client has
+/// not read yet, the head included), and the reset's code.
+async fn reset_code(c: &mut Client, path: &str) -> (Option<Response<()>>, h3::error::Code) {
+    let err = tokio::time::timeout(WAIT, async {
+        let mut stream = c.send.send_request(get(path)).await?;
+        stream.finish().await?;
+        let head = match stream.recv_response().await {
+            Ok(head) => head,
+            Err(e) => return Ok::<_, h3::error::StreamError>((None, e)),
+        };
+        loop {
+            match stream.recv_data().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended cleanly: {head:?}"),
+                Err(e) => return Ok((Some(head), e)),
+            }
+        }
+    })
+    .await
+    .expect("in time")
+    .expect("the request was sent");
+    match err {
+        (head, h3::error::StreamError::RemoteTerminate { code, .. }) => (head, code),
+        (_, other) => panic!("expected a reset, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn content_length_mismatches_follow_kestrels_rules() {
+    let server = serve(Http3Config::default());
+    let mut c = client(&server).await;
+    // More bytes than Content-Length: the head went out, the stream is reset.
+    let (head, code) = reset_code(&mut c, "/cl-too-many").await;
+    if let Some(head) = head {
+        assert_eq!(head.headers()["content-length"], "3");
+    }
+    assert_eq!(code, h3::error::Code::H3_INTERNAL_ERROR);
+    // Fewer, after some were sent: reset.
+    let (head, code) = reset_code(&mut c, "/cl-too-few").await;
+    if let Some(head) = head {
+        assert_eq!(head.headers()["content-length"], "10");
+    }
+    assert_eq!(code, h3::error::Code::H3_INTERNAL_ERROR);
+    // Fewer, with nothing sent: the client gets a 500.
+    let a = request(&mut c, get("/cl-empty"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(a.head.headers()["content-length"], "0");
+    // The connection serves on.
     let a = request(&mut c, get("/hello"), b"", None)
         .await
         .expect("answer");
