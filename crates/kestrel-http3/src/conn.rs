@@ -127,6 +127,9 @@ impl Http3Connection {
         while streams.next().await.is_some() {}
         match result {
             Ok(()) => {
+                // The client is done (its GOAWAY, and no request left): h3
+                // sent its last GOAWAY, and dropping its connection closes
+                // the QUIC connection with H3_NO_ERROR (Kestrel's close code).
                 events::http3_connection_closed(id);
                 Ok(())
             }

@@ -573,3 +573,52 @@ async fn content_length_mismatches_follow_kestrels_rules() {
         .expect("answer");
     assert_eq!(a.head.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn after_the_clients_goaway_the_server_closes_with_h3_no_error() {
+    let server = serve(Http3Config::default());
+    // A raw QUIC client: its control stream carries SETTINGS (empty) and
+    // GOAWAY(0) (RFC 9114 §5.2: it will open no pushes; no request is open).
+    let conn = raw_connection(&server).await;
+    let mut control = conn.open_uni().await.expect("control stream");
+    control
+        .write_all(&[0x00, 0x04, 0x00, 0x07, 0x01, 0x00])
+        .await
+        .expect("write");
+    match tokio::time::timeout(WAIT, conn.closed())
+        .await
+        .expect("closed in time")
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 0x100, "H3_NO_ERROR")
+        }
+        other => panic!("expected the server's application close, got {other:?}"),
+    }
+}
+
+/// A QUIC connection with ALPN `h3` to the server, without an h3 client.
+async fn raw_connection(server: &Server) -> quinn::Connection {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.cert.clone()).expect("root");
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("tls13")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic client"),
+    ));
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+    endpoint.set_default_client_config(config);
+    tokio::time::timeout(
+        WAIT,
+        endpoint.connect(server.addr, "localhost").expect("connect"),
+    )
+    .await
+    .expect("in time")
+    .expect("handshake")
+}
