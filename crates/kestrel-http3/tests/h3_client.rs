@@ -622,3 +622,42 @@ async fn raw_connection(server: &Server) -> quinn::Connection {
     .expect("in time")
     .expect("handshake")
 }
+
+#[tokio::test]
+async fn a_field_section_referring_to_the_dynamic_table_closes_that_connection_only() {
+    let server = serve(Http3Config::default());
+    let mut c = client(&server).await;
+    let a = request(&mut c, get("/hello"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+    // The QPACK dynamic table's capacity is 0: a HEADERS frame whose field
+    // section has a Required Insert Count (encoded 2) and an indexed field
+    // line into the dynamic table (0x80) cannot be decoded.
+    let conn = raw_connection(&server).await;
+    let mut control = conn.open_uni().await.expect("control stream");
+    control
+        .write_all(&[0x00, 0x04, 0x00])
+        .await
+        .expect("settings");
+    let (mut send, _recv) = conn.open_bi().await.expect("request stream");
+    send.write_all(&[0x01, 0x03, 0x02, 0x00, 0x80])
+        .await
+        .expect("headers");
+    match tokio::time::timeout(WAIT, conn.closed())
+        .await
+        .expect("closed in time")
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => assert_eq!(
+            close.error_code.into_inner(),
+            0x200,
+            "QPACK_DECOMPRESSION_FAILED"
+        ),
+        other => panic!("expected the server's application close, got {other:?}"),
+    }
+    // The well-behaved client is still served.
+    let a = request(&mut c, get("/hello"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+}
