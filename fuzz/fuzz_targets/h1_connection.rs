@@ -22,11 +22,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use kestrel_core::connection::{ConnectionHandle, ConnectionId};
-use kestrel_core::heartbeat::Clock;
 use kestrel_core::RequestBody;
 use kestrel_http1::codec::HeadParser;
-use kestrel_http1::{Http1Config, Http1Connection};
+use kestrel_http1::{
+    Address, Connection, ConnectionRuntime, Http1Config, Http1Connection, ServerLimits,
+    TransportKind,
+};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -219,10 +220,11 @@ fuzz_target!(|input: &[u8]| {
     };
     let out = rt.block_on(async {
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let handle = ConnectionHandle::detached(ConnectionId(1));
-        let clock = Clock::new(Duration::from_secs(1));
-        let conn =
-            Http1Connection::new(Box::new(server), Arc::new(config(selector)), handle, clock);
+        let runtime = ConnectionRuntime::new(&ServerLimits::default());
+        let Ok(admitted) = runtime.admit(memory_connection(server)) else {
+            return Vec::new();
+        };
+        let conn = Http1Connection::from_admitted(admitted, Arc::new(config(selector)));
         let (mut rd, mut wr) = tokio::io::split(client);
         let writer = async {
             let mut start = 0;
@@ -300,3 +302,13 @@ fuzz_target!(|input: &[u8]| {
         }
     }
 });
+
+/// The fuzzer's bytes as an in-memory transport connection.
+fn memory_connection(io: tokio::io::DuplexStream) -> Connection {
+    Connection {
+        io: Box::new(io),
+        local_addr: Address::Memory("fuzz".into()),
+        remote_addr: Address::Memory("client".into()),
+        kind: TransportKind::Memory,
+    }
+}

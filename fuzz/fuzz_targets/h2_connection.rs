@@ -17,10 +17,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use kestrel_core::connection::{ConnectionHandle, ConnectionId};
-use kestrel_core::heartbeat::Clock;
 use kestrel_core::{RequestBody, RequestFeaturesExt};
-use kestrel_http2::{Http2Config, Http2Connection, StreamReset, PREFACE};
+use kestrel_http2::{
+    Address, Connection, ConnectionRuntime, Http2Config, Http2Connection, ServerLimits,
+    StreamReset, TransportKind, PREFACE,
+};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -243,14 +244,11 @@ fuzz_target!(|input: &[u8]| {
     };
     rt.block_on(async {
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let handle = ConnectionHandle::detached(ConnectionId(1));
-        let clock = Clock::new(Duration::from_secs(1));
-        let conn = Http2Connection::new(
-            Box::new(server),
-            Arc::new(Http2Config::default()),
-            handle,
-            clock,
-        );
+        let runtime = ConnectionRuntime::new(&ServerLimits::default());
+        let Ok(admitted) = runtime.admit(memory_connection(server)) else {
+            return;
+        };
+        let conn = Http2Connection::from_admitted(admitted, Arc::new(Http2Config::default()));
         let (mut rd, mut wr) = tokio::io::split(client);
         let writer = async {
             let _ = wr.write_all(&bytes).await;
@@ -287,3 +285,13 @@ fuzz_target!(|input: &[u8]| {
         }
     }
 });
+
+/// The fuzzer's bytes as an in-memory transport connection.
+fn memory_connection(io: tokio::io::DuplexStream) -> Connection {
+    Connection {
+        io: Box::new(io),
+        local_addr: Address::Memory("fuzz".into()),
+        remote_addr: Address::Memory("client".into()),
+        kind: TransportKind::Memory,
+    }
+}

@@ -12,6 +12,10 @@
 //!   [`body_state`]: the request-body state machine every driver uses;
 //!   [`features`]: every per-request feature in one [`RequestFeatures`]
 //!   value; [`aborted`]: the request-aborted signal;
+//! * [`runtime`]: [`ConnectionRuntime`], the clock, heartbeat, admission and
+//!   graceful shutdown in one object, for authors who run the drivers over
+//!   their own accept loop (see `docs/embedding.md`); [`selection`]: the
+//!   choice between HTTP/1 and HTTP/2 (cleartext preface sniffing, ALPN);
 //! * [`events`]: Kestrel's log events, one function per event id;
 //! * [`middleware`]: connection middleware (`ListenOptions::use_middleware`).
 //!
@@ -37,17 +41,26 @@ pub mod middleware;
 pub mod options;
 pub mod protocols;
 pub mod request_limits;
+pub mod runtime;
+pub mod selection;
 pub mod upgrade;
 
 pub use aborted::RequestAborted;
 pub use app::{Application, IntoAppResult};
 pub use body::{BodyError, BodySource, BoxError, RequestBody};
+pub use connection::{ConnectionGuard, ConnectionHandle, ConnectionId, ConnectionManager};
 pub use endpoint::{BindTarget, BoundAddress, CustomTransport, Scheme, ServerUrl, UrlError};
 pub use features::{
     ConnectionInfo, RequestFeatures, RequestFeaturesExt, ServerAddresses, StreamReset, TlsInfo,
 };
-pub use limits::{Http2Limits, MinDataRate, ServerLimits};
+pub use heartbeat::Clock;
+/// The transport types [`ConnectionRuntime::admit`] takes.
+pub use kestrel_transport::{Address, BoxIo, Connection, TransportKind};
+pub use limits::{Http2Limits, MinDataRate, ServerLimits, HEARTBEAT_INTERVAL};
+pub use middleware::{ConnectionMiddleware, MiddlewareLimits};
 pub use options::{Http1Options, KestrelServerOptions, ListenOptions, OptionsError};
 pub use protocols::HttpProtocols;
 pub use request_limits::{FeatureError, RequestLimits};
+pub use runtime::{AdmittedConnection, ConnectionRuntime};
+pub use selection::{SelectedProtocol, SelectionLimits};
 pub use upgrade::{OnUpgrade, UpgradeError, UpgradeFeature, Upgraded};

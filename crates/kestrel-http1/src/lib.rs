@@ -24,3 +24,13 @@ mod io;
 
 pub use config::Http1Config;
 pub use conn::{Http1Close, Http1Connection, Http1Error};
+
+/// What [`Http1Connection::from_admitted`] and [`Http1Config::from_options`]
+/// take, and what serving needs, so that a driver's user depends on this
+/// crate's paths alone.
+pub use kestrel_core::{
+    AdmittedConnection, Application, ConnectionRuntime, KestrelServerOptions, RequestBody,
+    ServerLimits,
+};
+/// The transport connection [`ConnectionRuntime::admit`] takes.
+pub use kestrel_transport::{Address, BoxIo, Connection, TransportKind};

@@ -11,10 +11,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use kestrel_core::connection::ConnectionManager;
-use kestrel_core::heartbeat::{spawn_heartbeat, Clock};
-use kestrel_core::{Application, KestrelServerOptions, RequestBody, RequestFeaturesExt};
-use kestrel_http1::{Http1Close, Http1Config, Http1Connection, Http1Error};
+use kestrel_core::RequestFeaturesExt;
+use kestrel_http1::{
+    Address, Application, Connection, ConnectionRuntime, Http1Close, Http1Config, Http1Connection,
+    Http1Error, KestrelServerOptions, RequestBody, TransportKind,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -25,31 +26,30 @@ struct Harness {
     /// Bytes read past the last response.
     buf: Vec<u8>,
     task: JoinHandle<Result<Http1Close, Http1Error>>,
-    _heartbeat: JoinHandle<()>,
+    _runtime: ConnectionRuntime,
 }
 
 fn serve<A: Application>(configure: impl FnOnce(&mut KestrelServerOptions), app: A) -> Harness {
     let mut options = KestrelServerOptions::default();
     configure(&mut options);
-    let manager = ConnectionManager::new(None, None);
-    let clock = Clock::new(Duration::from_secs(1));
-    clock.tick();
-    let heartbeat = spawn_heartbeat(clock.clone(), manager.clone());
-    let guard = manager.try_admit(manager.next_id()).unwrap();
+    let runtime = ConnectionRuntime::new(&options.limits);
     let (client, server) = tokio::io::duplex(256 * 1024);
-    let conn = Http1Connection::new(
-        Box::new(server),
-        Arc::new(Http1Config::from_options(&options)),
-        guard.handle().clone(),
-        clock,
-    )
-    .with_guard(guard);
+    let admitted = runtime
+        .admit(Connection {
+            io: Box::new(server),
+            local_addr: Address::Memory("server".into()),
+            remote_addr: Address::Memory("client".into()),
+            kind: TransportKind::Memory,
+        })
+        .unwrap();
+    let conn =
+        Http1Connection::from_admitted(admitted, Arc::new(Http1Config::from_options(&options)));
     let task = tokio::spawn(async move { conn.serve(&app).await });
     Harness {
         client,
         buf: Vec::new(),
         task,
-        _heartbeat: heartbeat,
+        _runtime: runtime,
     }
 }
 

@@ -13,10 +13,12 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::SendResponse;
 use h2::{Ping, PingPong, Reason, RecvStream};
 use http::Request;
-use kestrel_core::connection::{ConnectionEndReason, ConnectionHandle, Signal, TimeoutReason};
+use kestrel_core::connection::{
+    ConnectionEndReason, ConnectionGuard, ConnectionHandle, Signal, TimeoutReason,
+};
 use kestrel_core::heartbeat::{Clock, DateSlot};
-use kestrel_core::{events, Application, ConnectionInfo};
-use kestrel_transport::BoxIo;
+use kestrel_core::{events, AdmittedConnection, Application, ConnectionInfo};
+use kestrel_transport::{BoxIo, Rewind};
 use tokio::time::Sleep;
 
 use crate::body::StreamState;
@@ -138,31 +140,31 @@ pub struct Http2Connection {
     config: Arc<Http2Config>,
     handle: Arc<ConnectionHandle>,
     clock: Arc<Clock>,
-    info: Option<ConnectionInfo>,
+    info: ConnectionInfo,
+    guard: ConnectionGuard,
 }
 
 impl Http2Connection {
-    /// A connection over `io`, obeying `handle`'s signals and deadlines, with
-    /// time from `clock` (whose heartbeat must be running for timeouts to fire).
-    pub fn new(
-        io: BoxIo,
-        config: Arc<Http2Config>,
-        handle: Arc<ConnectionHandle>,
-        clock: Arc<Clock>,
-    ) -> Self {
+    /// The driver of an admitted connection: it replays the bytes protocol
+    /// selection already read (the preface) before reading the connection,
+    /// obeys the connection's signals and deadlines (the runtime's heartbeat
+    /// visits its handle), puts its [`ConnectionInfo`] into every request's
+    /// extensions, and holds its slot until it ends.
+    pub fn from_admitted(admitted: AdmittedConnection, config: Arc<Http2Config>) -> Self {
+        let parts = admitted.into_parts();
+        let io: BoxIo = if parts.buffered.is_empty() {
+            parts.io
+        } else {
+            Box::new(Rewind::new(parts.buffered.freeze(), parts.io))
+        };
         Http2Connection {
             io,
             config,
-            handle,
-            clock,
-            info: None,
+            handle: parts.guard.handle().clone(),
+            clock: parts.clock,
+            info: parts.info,
+            guard: parts.guard,
         }
-    }
-
-    /// Put this connection's info into every request's extensions.
-    pub fn with_connection_info(mut self, info: ConnectionInfo) -> Self {
-        self.info = Some(info);
-        self
     }
 
     /// Serve streams until the connection closes.
@@ -173,7 +175,11 @@ impl Http2Connection {
             handle,
             clock,
             info,
+            guard,
         } = self;
+        // The slot is released when the connection ends.
+        let _guard = guard;
+        let info = Some(info);
         let counter = Arc::new(ReadCounter::default());
         let io = CountingIo::new(
             io,

@@ -52,6 +52,17 @@ pub use config::Http2Config;
 pub use conn::{Http2Connection, Http2Error};
 pub use kestrel_core::{Http2Limits, StreamReset};
 
+/// What [`Http2Connection::from_admitted`] and [`Http2Config::from_options`]
+/// take, what serving needs, and protocol selection (HTTP/1 or h2c), so that
+/// a driver's user depends on this crate's paths alone.
+pub use kestrel_core::selection::{SelectedProtocol, SelectionLimits};
+pub use kestrel_core::{
+    AdmittedConnection, Application, ConnectionRuntime, HttpProtocols, KestrelServerOptions,
+    RequestBody, ServerLimits,
+};
+/// The transport connection [`ConnectionRuntime::admit`] takes.
+pub use kestrel_transport::{Address, BoxIo, Connection, TransportKind};
+
 /// The client connection preface every HTTP/2 connection starts with
 /// (RFC 9113 §3.4).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

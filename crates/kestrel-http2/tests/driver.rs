@@ -19,12 +19,14 @@ use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
-use kestrel_core::connection::{ConnectionHandle, ConnectionManager};
-use kestrel_core::heartbeat::{spawn_heartbeat, Clock};
+use kestrel_core::connection::ConnectionHandle;
 use kestrel_core::{
     Application, BoxError, KestrelServerOptions, RequestAborted, RequestBody, RequestFeaturesExt,
 };
-use kestrel_http2::{Http2Config, Http2Connection, Http2Error};
+use kestrel_http2::{
+    Address, Connection, ConnectionRuntime, Http2Config, Http2Connection, Http2Error, ServerLimits,
+    TransportKind,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -39,7 +41,16 @@ struct Harness {
     /// The driver's task.
     server: JoinHandle<Result<(), Http2Error>>,
     handle: Arc<ConnectionHandle>,
-    _heartbeat: JoinHandle<()>,
+    _runtime: ConnectionRuntime,
+}
+
+fn memory_connection(io: tokio::io::DuplexStream) -> Connection {
+    Connection {
+        io: Box::new(io),
+        local_addr: Address::Memory("server".into()),
+        remote_addr: Address::Memory("client".into()),
+        kind: TransportKind::Memory,
+    }
 }
 
 async fn serve<A: Application>(
@@ -48,23 +59,13 @@ async fn serve<A: Application>(
 ) -> Harness {
     let mut options = KestrelServerOptions::default();
     configure(&mut options);
-    let manager = ConnectionManager::new(None, None);
-    let clock = Clock::new(Duration::from_secs(1));
-    clock.tick();
-    let heartbeat = spawn_heartbeat(clock.clone(), manager.clone());
-    let guard = manager.try_admit(manager.next_id()).unwrap();
-    let handle = guard.handle().clone();
+    let runtime = ConnectionRuntime::new(&options.limits);
     let (client_io, server_io) = tokio::io::duplex(256 * 1024);
-    let conn = Http2Connection::new(
-        Box::new(server_io),
-        Arc::new(Http2Config::from_options(&options)),
-        handle.clone(),
-        clock,
-    );
-    let server = tokio::spawn(async move {
-        let _guard = guard;
-        conn.serve(&app).await
-    });
+    let admitted = runtime.admit(memory_connection(server_io)).unwrap();
+    let handle = admitted.handle().clone();
+    let conn =
+        Http2Connection::from_admitted(admitted, Arc::new(Http2Config::from_options(&options)));
+    let server = tokio::spawn(async move { conn.serve(&app).await });
     let (send, connection) = h2::client::handshake(client_io).await.unwrap();
     let client = tokio::spawn(connection);
     Harness {
@@ -72,7 +73,7 @@ async fn serve<A: Application>(
         client,
         server,
         handle,
-        _heartbeat: heartbeat,
+        _runtime: runtime,
     }
 }
 
@@ -361,7 +362,7 @@ async fn a_graceful_drain_sends_goaway_and_completes_streams_in_flight() {
         client,
         server,
         handle,
-        _heartbeat,
+        _runtime,
     } = h;
     let start = Instant::now();
     let (slow, _) = send.send_request(request("GET", "/slow"), true).unwrap();
@@ -572,14 +573,13 @@ const CONNECTION_FUTURE_BUDGET: usize = if kestrel_core::metrics::ENABLED {
     6_750
 };
 
-#[test]
-fn the_connection_future_stays_within_its_budget() {
+#[tokio::test]
+async fn the_connection_future_stays_within_its_budget() {
     let (io, _peer) = tokio::io::duplex(64);
-    let conn = Http2Connection::new(
-        Box::new(io),
+    let runtime = ConnectionRuntime::new(&ServerLimits::default());
+    let conn = Http2Connection::from_admitted(
+        runtime.admit(memory_connection(io)).unwrap(),
         Arc::new(Http2Config::from_options(&KestrelServerOptions::default())),
-        ConnectionHandle::detached(kestrel_core::connection::ConnectionId(1)),
-        Clock::new(Duration::from_secs(1)),
     );
     let serve = conn.serve(&app);
     let size = std::mem::size_of_val(&serve);

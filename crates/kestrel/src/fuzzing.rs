@@ -1,15 +1,12 @@
 //! Entry points for the fuzz targets under `fuzz/` (not part of the API:
 //! hidden from the docs, and free to change with the fuzz targets).
 
-use std::time::Duration;
-
 use bytes::BytesMut;
 use kestrel_core::connection::{ConnectionHandle, ConnectionId};
 use kestrel_core::heartbeat::Clock;
+use kestrel_core::selection::{select, SelectedProtocol, SelectionLimits};
 use kestrel_core::HttpProtocols;
 use kestrel_transport::BoxIo;
-
-use crate::protocol::{choose, Chosen};
 
 /// What protocol selection decided on a cleartext connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,26 +19,31 @@ pub enum Sniffed {
     Close,
 }
 
-/// Run protocol selection on a cleartext connection over `io` on an
-/// endpoint speaking `protocols`, with the default request-line limit.
-/// `io` is handed back so that what was not read can be read.
+/// Run protocol selection ([`kestrel_core::selection::select`], what the
+/// server runs) on a cleartext connection over `io` on an endpoint speaking
+/// `protocols`, with the default limits. `io` is handed back so that what
+/// was not read can be read. No heartbeat runs: the request-headers
+/// deadline never fires here.
 pub async fn sniff(mut io: BoxIo, protocols: HttpProtocols) -> (Sniffed, BoxIo) {
     let handle = ConnectionHandle::detached(ConnectionId(0));
-    let clock = Clock::new(Duration::from_secs(1));
-    let chosen = choose(
+    let clock = Clock::new(HEARTBEAT);
+    let mut buf = BytesMut::new();
+    let chosen = select(
         &mut io,
+        &mut buf,
         protocols,
         None,
         &handle,
         &clock,
-        Duration::from_secs(30),
-        8192,
+        SelectionLimits::default(),
     )
     .await;
     let sniffed = match chosen {
-        Chosen::Http1(buf) => Sniffed::Http1(buf),
-        Chosen::Http2(buf) => Sniffed::Http2(buf),
-        Chosen::Close => Sniffed::Close,
+        SelectedProtocol::Http1 => Sniffed::Http1(buf),
+        SelectedProtocol::Http2 => Sniffed::Http2(buf),
+        _ => Sniffed::Close,
     };
     (sniffed, io)
 }
+
+const HEARTBEAT: std::time::Duration = kestrel_core::limits::HEARTBEAT_INTERVAL;

@@ -43,7 +43,6 @@ pub mod hosting;
 mod live_limits;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
-mod protocol;
 mod server;
 
 pub use error::StartError;

@@ -7,29 +7,28 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use kestrel_core::connection::{
-    ConnectionEndReason, ConnectionGuard, ConnectionHandle, ConnectionId, ConnectionManager,
-};
+use kestrel_core::connection::{ConnectionEndReason, ConnectionHandle, ConnectionId};
 use kestrel_core::events;
-use kestrel_core::heartbeat::{spawn_heartbeat, Clock};
 use kestrel_core::limits::HEARTBEAT_INTERVAL;
 use kestrel_core::metrics::{self, EndpointTags};
+use kestrel_core::middleware::MiddlewareLimits;
+use kestrel_core::runtime::{AdmittedConnection, ConnectionRuntime};
+use kestrel_core::selection::{SelectedProtocol, SelectionLimits};
 use kestrel_core::{
-    Application, BoundAddress, ConnectionInfo, KestrelServerOptions, ListenOptions, OptionsError,
-    ServerAddresses, ServerLimits, TlsInfo,
+    Application, BoundAddress, HttpProtocols, KestrelServerOptions, ListenOptions, OptionsError,
+    ServerAddresses, ServerLimits,
 };
 use kestrel_http1::{Http1Connection, Http1Error};
 #[cfg(feature = "http2")]
 use kestrel_http2::Http2Connection;
 use kestrel_transport::tcp::TcpOptions;
-use kestrel_transport::{Connection, Listener};
+use kestrel_transport::Listener;
 use tokio::sync::watch;
 
 use crate::bind::{bind_endpoint, plan_endpoints, BoundListener, HttpsDefaults};
 use crate::endpoints::{EndpointGroup, Endpoints, LiveAddresses, SpawnAccept, TrackedConnections};
 use crate::error::StartError;
 use crate::live_limits::LiveLimits;
-use crate::protocol::{choose, Chosen};
 
 /// The Kestrel server: options, endpoints and transport settings. Start it
 /// with [`start`](Self::start), which binds and returns a [`RunningServer`].
@@ -146,21 +145,18 @@ impl KestrelServer {
         }
         let addresses = ServerAddresses::new(addresses);
 
-        let limits = &self.options.limits;
-        let manager = ConnectionManager::new(
-            limits.max_concurrent_connections,
-            limits.max_concurrent_upgraded_connections,
-        );
-        let clock = Clock::new(self.heartbeat_interval.unwrap_or(HEARTBEAT_INTERVAL));
-        clock.tick();
-        let heartbeat = spawn_heartbeat(clock.clone(), manager.clone());
+        // The clock, heartbeat, admission and shutdown: the same runtime a
+        // framework author uses around the drivers (docs/embedding.md).
+        let runtime = Arc::new(ConnectionRuntime::with_heartbeat_interval(
+            &self.options.limits,
+            self.heartbeat_interval.unwrap_or(HEARTBEAT_INTERVAL),
+        ));
         let live = Arc::new(LiveAddresses::new(addresses.clone()));
-        let live_limits = Arc::new(LiveLimits::new(&self.options, manager.clone()));
+        let live_limits = Arc::new(LiveLimits::new(&self.options, runtime.manager().clone()));
         let shared = Arc::new(ServerShared {
             app,
             limits: live_limits.clone(),
-            manager: manager.clone(),
-            clock,
+            runtime: runtime.clone(),
             addresses: live.clone(),
         });
         let spawn: SpawnAccept = Arc::new(move |listener, stop, tracked| {
@@ -172,7 +168,7 @@ impl KestrelServer {
             .collect();
         Ok(RunningServer {
             addresses,
-            manager,
+            runtime,
             limits: live_limits,
             endpoints: Endpoints {
                 groups,
@@ -180,7 +176,6 @@ impl KestrelServer {
                 spawn,
             },
             tcp: self.tcp,
-            heartbeat,
             shutdown_timeout: self.options.shutdown_timeout,
         })
     }
@@ -190,8 +185,9 @@ struct ServerShared<A> {
     app: A,
     /// Read once per connection, when it starts.
     limits: Arc<LiveLimits>,
-    manager: Arc<ConnectionManager>,
-    clock: Arc<Clock>,
+    /// Also held by [`RunningServer`]; the heartbeat stops when the last
+    /// holder (accept loops, connection tasks, the server) is gone.
+    runtime: Arc<ConnectionRuntime>,
     addresses: Arc<LiveAddresses>,
 }
 
@@ -209,29 +205,22 @@ async fn accept_loop<A: Application>(
             r = poll_fn(|cx| bound.listener.poll_accept(cx)) => r,
         };
         match accepted {
-            Ok(conn) => {
-                let id = shared.manager.next_id();
-                match shared.manager.try_admit(id) {
-                    Ok(guard) => {
-                        let handle = guard.handle().clone();
-                        tracked.add(&handle);
-                        let task = tokio::spawn(serve_connection(
-                            guard,
-                            conn,
-                            bound.endpoint.clone(),
-                            bound.address.clone(),
-                            tags.clone(),
-                            shared.clone(),
-                        ));
-                        handle.attach_task(task.abort_handle());
-                    }
-                    Err(e) => {
-                        metrics::connection_rejected(&tags);
-                        events::connection_rejected(id, &e);
-                        drop(conn);
-                    }
+            // Refused connections are closed and logged by the runtime.
+            Ok(conn) => match shared.runtime.admit(conn) {
+                Ok(admitted) => {
+                    let handle = admitted.handle().clone();
+                    tracked.add(&handle);
+                    let task = tokio::spawn(serve_connection(
+                        admitted,
+                        bound.endpoint.clone(),
+                        bound.address.clone(),
+                        tags.clone(),
+                        shared.clone(),
+                    ));
+                    handle.attach_task(task.abort_handle());
                 }
-            }
+                Err(_) => metrics::connection_rejected(&tags),
+            },
             Err(e) => {
                 tracing::error!(target: "kestrel::connections", endpoint = %bound.address, error = %e, "accepting a connection failed; retrying shortly");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -246,23 +235,22 @@ async fn accept_loop<A: Application>(
 // a captured future keeps it twice too; every connection task, idle ones
 // included, reserves room for the largest state.
 fn serve_connection<A: Application>(
-    guard: ConnectionGuard,
-    conn: Connection,
+    admitted: AdmittedConnection,
     endpoint: Arc<ListenOptions>,
     address: BoundAddress,
     tags: EndpointTags,
     shared: Arc<ServerShared<A>>,
 ) -> impl Future<Output = ()> + Send {
-    let id = guard.id();
-    let handle = guard.handle().clone();
+    let id = admitted.id();
+    let handle = admitted.handle().clone();
     let started = metrics::ENABLED.then(std::time::Instant::now);
     metrics::connection_started(&tags);
     // `client` is filled in when connection middleware (the PROXY protocol)
     // replaces the peer's address with the client's.
-    let span = tracing::debug_span!(target: "kestrel::connections", "connection", connection_id = %id, remote = %conn.remote_addr, client = tracing::field::Empty, endpoint = %address);
+    let span = tracing::debug_span!(target: "kestrel::connections", "connection", connection_id = %id, remote = %admitted.connection().remote_addr, client = tracing::field::Empty, endpoint = %address);
     ServeConnection {
         run: tracing::Instrument::instrument(
-            run_connection(guard, conn, endpoint, address, shared),
+            run_connection(admitted, endpoint, address, shared),
             span,
         ),
         end: Some(ConnectionEnd {
@@ -317,74 +305,54 @@ impl<F: Future<Output = Option<&'static str>>> Future for ServeConnection<F> {
 // An `async fn` would hold the arguments twice (see above).
 #[allow(clippy::manual_async_fn)]
 fn run_connection<A: Application>(
-    guard: ConnectionGuard,
-    mut conn: Connection,
+    admitted: AdmittedConnection,
     endpoint: Arc<ListenOptions>,
     address: BoundAddress,
     shared: Arc<ServerShared<A>>,
 ) -> impl Future<Output = Option<&'static str>> + Send {
     async move {
-        let id = guard.id();
+        let id = admitted.id();
+        let handle = admitted.handle().clone();
         // The limits in force when the connection starts, for its whole life.
         let settings = shared.limits.current();
-        events::connection_start(id, &conn.remote_addr, &address);
-        let mut features = http::Extensions::new();
-        // The peer's address, to see whether middleware replaced it (no
-        // clone, which allocates for Unix peers, when there is none).
-        let peer = (!endpoint.middleware().is_empty()).then(|| conn.remote_addr.clone());
-        if !endpoint.middleware().is_empty() {
-            features.insert(kestrel_core::middleware::MiddlewareLimits::new(
-                settings.request_headers_timeout,
-            ));
-        }
-        for mw in endpoint.middleware() {
-            match mw.call(conn, &mut features).await {
-                Ok(c) => conn = c,
+        events::connection_start(id, &admitted.connection().remote_addr, &address);
+        let mut admitted = if endpoint.middleware().is_empty() {
+            admitted
+        } else {
+            // The peer's address, to see whether middleware replaced it (no
+            // clone, which allocates for Unix peers, when there is none).
+            let peer = admitted.connection().remote_addr.clone();
+            let limits = MiddlewareLimits::new(settings.request_headers_timeout);
+            match admitted.run_middleware(endpoint.middleware(), limits).await {
+                Ok(admitted) => {
+                    if peer != admitted.connection().remote_addr {
+                        let client = &admitted.connection().remote_addr;
+                        tracing::Span::current().record("client", tracing::field::display(client));
+                    }
+                    admitted
+                }
                 Err(e) => {
-                    guard.handle().set_end_reason(middleware_end_reason(&e));
+                    handle.set_end_reason(middleware_end_reason(&e));
                     tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection middleware closed the connection");
                     return None;
                 }
             }
         }
-        if peer.is_some_and(|p| p != conn.remote_addr) {
-            tracing::Span::current().record("client", tracing::field::display(&conn.remote_addr));
-        }
-        let info = ConnectionInfo::new(
-            id,
-            conn.local_addr,
-            conn.remote_addr,
-            conn.kind,
-            Some(address),
-            features,
-        )
-        .with_server_addresses(shared.addresses.current())
-        .with_timeout_feature(guard.handle().clone(), shared.clock.clone());
-        let handle = guard.handle().clone();
-        let end_handle = handle.clone();
-        let mut io = conn.io;
+        .with_endpoint(address)
+        .with_server_addresses(shared.addresses.current());
+        let protocols = compiled_protocols(endpoint.protocols, &admitted)?;
         // ALPN over TLS; on cleartext, the endpoint's protocols and the preface.
-        let chosen = choose(
-            &mut io,
-            endpoint.protocols,
-            info.features().get::<TlsInfo>(),
-            &handle,
-            &shared.clock,
+        let limits = SelectionLimits::new(
             settings.request_headers_timeout,
             settings.max_request_line_size,
-        )
-        .await;
-        match chosen {
-            Chosen::Http1(read) => {
-                // The driver holds the guard: an upgraded connection keeps its place in
+        );
+        match admitted.select_protocol(protocols, limits).await {
+            SelectedProtocol::Http1 => {
+                // The driver holds the slot: an upgraded connection keeps its place in
                 // the upgraded count for as long as the app holds the stream.
-                let result =
-                    Http1Connection::new(io, settings.http1.clone(), handle, shared.clock.clone())
-                        .with_read_buffer(read)
-                        .with_connection_info(info)
-                        .with_guard(guard)
-                        .serve(&shared.app)
-                        .await;
+                let result = Http1Connection::from_admitted(admitted, settings.http1.clone())
+                    .serve(&shared.app)
+                    .await;
                 // The end reason (metrics' error.type), recorded here only:
                 // the driver's outcome carries it.
                 let reason = match &result {
@@ -392,7 +360,7 @@ fn run_connection<A: Application>(
                     Err(e) => e.end_reason(),
                 };
                 if let Some(reason) = reason {
-                    end_handle.set_end_reason(reason);
+                    handle.set_end_reason(reason);
                 }
                 if let Err(e) = &result {
                     if !matches!(e, Http1Error::BadRequest(_)) {
@@ -402,43 +370,52 @@ fn run_connection<A: Application>(
                 Some("1.1")
             }
             #[cfg(feature = "http2")]
-            Chosen::Http2(read) => {
-                let io: kestrel_transport::BoxIo = if read.is_empty() {
-                    io
-                } else {
-                    Box::new(kestrel_transport::Rewind::new(read.freeze(), io))
-                };
-                let result =
+            SelectedProtocol::Http2 => {
                 // Boxed: the HTTP/2 driver's state is large, and every
                 // connection task would otherwise reserve room for it, HTTP/1
                 // ones included (idle memory per connection).
-                Box::pin(
-                    Http2Connection::new(io, settings.http2.clone(), handle, shared.clock.clone())
-                        .with_connection_info(info)
+                let result = Box::pin(
+                    Http2Connection::from_admitted(admitted, settings.http2.clone())
                         .serve(&shared.app),
                 )
                 .await;
                 if let Err(e) = result {
                     // The end reason (metrics' error.type) the error carries.
                     if let Some(reason) = e.end_reason() {
-                        end_handle.set_end_reason(reason);
+                        handle.set_end_reason(reason);
                     }
                     tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "HTTP/2 connection ended with an error")
                 }
-                drop(guard);
                 Some("2")
             }
-            #[cfg(not(feature = "http2"))]
-            Chosen::Http2(_) => {
-                drop(guard);
-                None
-            }
-            Chosen::Close => {
-                drop(guard);
-                None
-            }
+            _ => None,
         }
     }
+}
+
+/// The endpoint's protocols this build can speak: without the `http2`
+/// feature, HTTP/2 is left out (with a warning, or a close on an
+/// HTTP/2-only cleartext endpoint). `None`: close the connection.
+fn compiled_protocols(
+    protocols: HttpProtocols,
+    admitted: &AdmittedConnection,
+) -> Option<HttpProtocols> {
+    if cfg!(feature = "http2") || !protocols.contains(HttpProtocols::HTTP2) {
+        return Some(protocols);
+    }
+    let h1 = protocols.contains(HttpProtocols::HTTP1);
+    if admitted.tls().is_none() {
+        if !h1 {
+            tracing::warn!(target: "kestrel::connections", connection_id = %admitted.id(), "an HTTP/2-only endpoint needs the `http2` feature of the `kestrel` crate: closing the connection");
+            return None;
+        }
+        tracing::debug!(target: "kestrel::connections", connection_id = %admitted.id(), "HTTP/2 is not compiled in (feature `http2`): serving HTTP/1.x only");
+    }
+    Some(if h1 {
+        HttpProtocols::HTTP1
+    } else {
+        HttpProtocols::NONE
+    })
 }
 
 /// The end reason of a connection closed by its connection middleware: a
@@ -463,11 +440,10 @@ fn middleware_end_reason(e: &std::io::Error) -> ConnectionEndReason {
 #[derive(Debug)]
 pub struct RunningServer {
     pub(crate) addresses: ServerAddresses,
-    manager: Arc<ConnectionManager>,
+    runtime: Arc<ConnectionRuntime>,
     limits: Arc<LiveLimits>,
     pub(crate) endpoints: Endpoints,
     pub(crate) tcp: TcpOptions,
-    heartbeat: tokio::task::JoinHandle<()>,
     shutdown_timeout: Duration,
 }
 
@@ -479,12 +455,12 @@ impl RunningServer {
 
     /// Live connections right now (HTTP and upgraded).
     pub fn live_connections(&self) -> usize {
-        self.manager.live_connections()
+        self.runtime.live_connections()
     }
 
     /// Connections refused so far under `max_concurrent_connections`.
     pub fn rejected_connections(&self) -> u64 {
-        self.manager.rejected_connections()
+        self.runtime.manager().rejected_connections()
     }
 
     /// The limits new connections are served with.
@@ -527,26 +503,8 @@ impl RunningServer {
         for g in &mut self.endpoints.groups {
             g.stop_accepting().await;
         }
-        self.manager.request_close_all();
-        if tokio::time::timeout(timeout, self.manager.wait_drained())
-            .await
-            .is_err()
-        {
-            let left = self.manager.live_connections();
-            events::not_all_connections_closed_gracefully(left);
-            self.manager.abort_all();
-            if tokio::time::timeout(Duration::from_secs(1), self.manager.wait_drained())
-                .await
-                .is_err()
-            {
-                events::not_all_connections_aborted();
-                // Whatever did not end when aborted is cancelled: no
-                // connection task outlives the server.
-                self.manager.end_tasks();
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), self.manager.wait_drained()).await;
-            }
-        }
-        self.heartbeat.abort();
+        // Close requested, wait, abort what is left, end what ignores it:
+        // no connection task outlives the server.
+        self.runtime.shutdown(timeout).await;
     }
 }

@@ -93,14 +93,16 @@ pub enum Signal {
 }
 
 impl ConnectionHandle {
-    /// A handle for a connection that is not tracked by a manager (tests).
+    /// A handle for a connection that is not tracked by a manager, for unit
+    /// tests of features, signals and upgrades.
     ///
     /// No heartbeat visits it, so **none of its deadlines fire**: no
-    /// keep-alive or request-headers timeout, no data rates, and the
-    /// driver's cached `Date` is refreshed only by whatever ticks the
-    /// clock. To embed a driver with Kestrel's limits, admit the connection
-    /// with [`ConnectionManager::try_admit`] and run
-    /// [`spawn_heartbeat`](crate::heartbeat::spawn_heartbeat) over that manager.
+    /// keep-alive or request-headers timeout, no data rates. That is why no
+    /// driver takes a handle: `Http1Connection` and `Http2Connection` are
+    /// built from an [`AdmittedConnection`](crate::runtime::AdmittedConnection),
+    /// whose handle is registered with a
+    /// [`ConnectionRuntime`](crate::runtime::ConnectionRuntime) and visited by
+    /// its heartbeat. A connection serving the network must be admitted.
     pub fn detached(id: ConnectionId) -> Arc<Self> {
         let counters = Arc::new(Counters {
             active: AtomicU64::new(1),

@@ -29,8 +29,8 @@ use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::request_limits::LimitsCell;
 use kestrel_core::{events, metrics};
 use kestrel_core::{
-    Application, BoxError, ConnectionInfo, RequestAborted, RequestBody, RequestFeatures,
-    UpgradeFeature, Upgraded,
+    AdmittedConnection, Application, BoxError, ConnectionInfo, RequestAborted, RequestBody,
+    RequestFeatures, UpgradeFeature, Upgraded,
 };
 use kestrel_transport::BoxIo;
 
@@ -160,44 +160,23 @@ pub struct Http1Connection {
 }
 
 impl Http1Connection {
-    /// A connection over `io`, obeying `handle`'s signals and deadlines, with
-    /// time from `clock` (whose heartbeat must be running for timeouts to fire).
-    pub fn new(
-        io: BoxIo,
-        config: Arc<Http1Config>,
-        handle: Arc<ConnectionHandle>,
-        clock: Arc<Clock>,
-    ) -> Self {
+    /// The driver of an admitted connection: it reads the bytes protocol
+    /// selection already read first, obeys the connection's signals and
+    /// deadlines (the runtime's heartbeat visits its handle), puts its
+    /// [`ConnectionInfo`] into every request's extensions, and holds its
+    /// slot until it ends (or, for an upgraded connection, for as long as
+    /// the upgraded stream lives).
+    pub fn from_admitted(admitted: AdmittedConnection, config: Arc<Http1Config>) -> Self {
+        let parts = admitted.into_parts();
         Http1Connection {
-            io,
-            read_buf: BytesMut::new(),
+            io: parts.io,
+            read_buf: parts.buffered,
             config,
-            handle,
-            clock,
-            info: None,
-            guard: None,
+            handle: parts.guard.handle().clone(),
+            clock: parts.clock,
+            info: Some(parts.info),
+            guard: Some(parts.guard),
         }
-    }
-
-    /// The connection's place in the connection counts: it moves into the
-    /// upgraded stream if the connection is upgraded, so that the place is
-    /// held for as long as that stream lives.
-    pub fn with_guard(mut self, guard: ConnectionGuard) -> Self {
-        self.guard = Some(guard);
-        self
-    }
-
-    /// Bytes already read from the connection (e.g. while sniffing the protocol).
-    pub fn with_read_buffer(mut self, buf: BytesMut) -> Self {
-        self.read_buf = buf;
-        self
-    }
-
-    /// Put this connection's info (which carries the server's addresses)
-    /// into every request's extensions.
-    pub fn with_connection_info(mut self, info: ConnectionInfo) -> Self {
-        self.info = Some(info);
-        self
     }
 
     /// Serve requests until the connection closes.
@@ -413,8 +392,8 @@ fn end_reason_of(r: RequestRejection) -> ConnectionEndReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kestrel_core::connection::ConnectionId;
-    use kestrel_core::KestrelServerOptions;
+    use kestrel_core::{ConnectionRuntime, KestrelServerOptions, ServerLimits};
+    use kestrel_transport::{Address, Connection, TransportKind};
 
     /// Every idle connection holds this future: it must not grow unnoticed
     /// (docs/performance.md's idle memory per connection depends on it).
@@ -429,16 +408,20 @@ mod tests {
         1_244
     };
 
-    #[test]
-    fn the_connection_future_stays_within_its_budget() {
+    #[tokio::test]
+    async fn the_connection_future_stays_within_its_budget() {
         let (io, _peer) = tokio::io::duplex(64);
         let config = Arc::new(Http1Config::from_options(&KestrelServerOptions::default()));
-        let conn = Http1Connection::new(
-            Box::new(io),
-            config,
-            ConnectionHandle::detached(ConnectionId(1)),
-            Clock::new(Duration::from_secs(1)),
-        );
+        let runtime = ConnectionRuntime::new(&ServerLimits::default());
+        let admitted = runtime
+            .admit(Connection {
+                io: Box::new(io),
+                local_addr: Address::Unknown,
+                remote_addr: Address::Unknown,
+                kind: TransportKind::Memory,
+            })
+            .expect("admitted");
+        let conn = Http1Connection::from_admitted(admitted, config);
         let app = |_req: Request<RequestBody>| async {
             Response::new(http_body_util::Empty::<Bytes>::new())
         };
