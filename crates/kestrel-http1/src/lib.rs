@@ -16,6 +16,62 @@
 //!
 //! This crate depends on `kestrel-core` only: it must not know TLS, HTTP/2,
 //! hosting or the facade.
+//!
+//! ## Serving HTTP/1.1 over your own accept loop
+//!
+//! A [`ConnectionRuntime`] runs the heartbeat (timeouts, the cached `Date`),
+//! admits connections under `max_concurrent_connections` and shuts down
+//! gracefully; [`Http1Connection::from_admitted`] drives one admitted
+//! connection. Everything here comes from this crate (and tokio for the
+//! socket); `examples/http1_embedded.rs` is the same as a program, and
+//! `docs/embedding.md` tells the whole path.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use kestrel_http1::{
+//!     Address, Connection, ConnectionRuntime, Http1Config, Http1Connection,
+//!     KestrelServerOptions, RequestBody, TransportKind,
+//! };
+//!
+//! async fn app(_req: Request<RequestBody>) -> Response<Full<Bytes>> {
+//!     Response::new(Full::new(Bytes::from_static(b"Hello, World!")))
+//! }
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let options = KestrelServerOptions::default();
+//! let runtime = ConnectionRuntime::new(&options.limits);
+//! let config = Arc::new(Http1Config::from_options(&options));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
+//! let serving = async {
+//!     loop {
+//!         let Ok((stream, peer)) = listener.accept().await else { continue };
+//!         let conn = Connection {
+//!             io: Box::new(stream),
+//!             local_addr: Address::Unknown,
+//!             remote_addr: Address::Ip(peer),
+//!             kind: TransportKind::Tcp,
+//!         };
+//!         // Refused over max_concurrent_connections (closed, logged).
+//!         let Ok(admitted) = runtime.admit(conn) else { continue };
+//!         let handle = admitted.handle().clone();
+//!         let driver = Http1Connection::from_admitted(admitted, config.clone());
+//!         let task = tokio::spawn(async move { driver.serve(&app).await });
+//!         handle.attach_task(task.abort_handle());
+//!     }
+//! };
+//! tokio::select! {
+//!     _ = serving => {}
+//!     _ = tokio::signal::ctrl_c() => {}
+//! }
+//! // `Connection: close` to every connection, wait, abort the rest.
+//! runtime.shutdown(Duration::from_secs(30)).await;
+//! # Ok(()) }
+//! ```
 
 pub mod codec;
 mod config;

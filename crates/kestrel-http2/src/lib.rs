@@ -36,8 +36,76 @@
 //! what `h2` does not let us enforce, and the attacks handled.
 //!
 //! This crate depends on `kestrel-core`, `kestrel-transport` and `h2` only: it
-//! must not know TLS, hosting or the facade (the facade picks the protocol,
-//! via ALPN or the cleartext preface, and hands the stream here).
+//! must not know TLS, hosting or the facade. Who serves it picks the
+//! protocol ([`kestrel_core::selection`]: ALPN, or the cleartext preface)
+//! and hands the connection here.
+//!
+//! ## Serving HTTP/1.1 and h2c over your own accept loop
+//!
+//! With `kestrel-http1` beside this crate: a [`ConnectionRuntime`] admits
+//! each connection, [`AdmittedConnection::select_protocol`] sniffs for the
+//! HTTP/2 preface (the bytes it reads stay in the connection for the
+//! driver), and the chosen driver serves it. `examples/h2c_embedded.rs` is
+//! the same as a program; `docs/embedding.md` tells the whole path.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use kestrel_http1::{Http1Config, Http1Connection};
+//! use kestrel_http2::{
+//!     Address, Connection, ConnectionRuntime, Http2Config, Http2Connection, HttpProtocols,
+//!     KestrelServerOptions, RequestBody, SelectedProtocol, SelectionLimits, TransportKind,
+//! };
+//!
+//! async fn app(req: Request<RequestBody>) -> Response<Full<Bytes>> {
+//!     Response::new(Full::new(Bytes::from(format!("{:?}\n", req.version()))))
+//! }
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let options = KestrelServerOptions::default();
+//! let runtime = ConnectionRuntime::new(&options.limits);
+//! let http1 = Arc::new(Http1Config::from_options(&options));
+//! let http2 = Arc::new(Http2Config::from_options(&options));
+//! let limits = SelectionLimits::from_limits(&options.limits);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
+//! let serving = async {
+//!     loop {
+//!         let Ok((stream, peer)) = listener.accept().await else { continue };
+//!         let conn = Connection {
+//!             io: Box::new(stream),
+//!             local_addr: Address::Unknown,
+//!             remote_addr: Address::Ip(peer),
+//!             kind: TransportKind::Tcp,
+//!         };
+//!         let Ok(mut admitted) = runtime.admit(conn) else { continue };
+//!         let handle = admitted.handle().clone();
+//!         let (http1, http2) = (http1.clone(), http2.clone());
+//!         let task = tokio::spawn(async move {
+//!             match admitted.select_protocol(HttpProtocols::HTTP1_AND_HTTP2, limits).await {
+//!                 SelectedProtocol::Http1 => {
+//!                     let _ = Http1Connection::from_admitted(admitted, http1).serve(&app).await;
+//!                 }
+//!                 SelectedProtocol::Http2 => {
+//!                     let _ = Http2Connection::from_admitted(admitted, http2).serve(&app).await;
+//!                 }
+//!                 _ => {} // answered and closed, timed out, or the client left
+//!             }
+//!         });
+//!         handle.attach_task(task.abort_handle());
+//!     }
+//! };
+//! tokio::select! {
+//!     _ = serving => {}
+//!     _ = tokio::signal::ctrl_c() => {}
+//! }
+//! // GOAWAY / `Connection: close` to every connection, wait, abort the rest.
+//! runtime.shutdown(Duration::from_secs(30)).await;
+//! # Ok(()) }
+//! ```
 
 mod body;
 mod config;
