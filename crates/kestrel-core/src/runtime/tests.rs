@@ -243,3 +243,14 @@ async fn shutdown_closes_waits_then_aborts_then_cancels() {
     assert!(task.await.unwrap_err().is_cancelled());
     assert_eq!(runtime.live_connections(), 0);
 }
+
+#[test]
+fn public_types_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<ConnectionRuntime>();
+    send_sync::<Rejected>();
+    send_sync::<ShutdownOutcome>();
+    send::<AdmittedConnection>();
+    send::<AdmittedParts>();
+}
