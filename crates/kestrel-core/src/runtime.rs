@@ -271,6 +271,11 @@ impl AdmittedConnection {
         self.features.get::<TlsInfo>()
     }
 
+    /// The endpoint that accepted the connection, if named.
+    pub fn endpoint(&self) -> Option<&BoundAddress> {
+        self.endpoint.as_ref()
+    }
+
     /// Name the endpoint that accepted the connection (in
     /// [`ConnectionInfo::endpoint`]).
     pub fn with_endpoint(mut self, endpoint: BoundAddress) -> Self {
@@ -297,22 +302,23 @@ impl AdmittedConnection {
 
     /// Run connection middleware over the connection, outermost first
     /// (TLS, the PROXY protocol, connection logging…). They see
-    /// [`MiddlewareLimits`] in their features. An error closes the
-    /// connection: it is returned, and the slot is released.
+    /// [`MiddlewareLimits`] in their features. After an error the stream is
+    /// gone (the middleware that failed dropped it): drop the connection,
+    /// which releases its slot.
     pub async fn run_middleware(
-        mut self,
+        &mut self,
         middleware: &[Arc<dyn ConnectionMiddleware>],
         limits: MiddlewareLimits,
-    ) -> io::Result<Self> {
+    ) -> io::Result<()> {
         if middleware.is_empty() {
-            return Ok(self);
+            return Ok(());
         }
         self.features.insert(limits);
         for mw in middleware {
             let conn = std::mem::replace(&mut self.conn, closed_connection());
             self.conn = mw.call(conn, &mut self.features).await?;
         }
-        Ok(self)
+        Ok(())
     }
 
     /// Take the connection apart: the I/O, its [`ConnectionInfo`] (with the

@@ -248,11 +248,13 @@ fn serve_connection<A: Application>(
     // `client` is filled in when connection middleware (the PROXY protocol)
     // replaces the peer's address with the client's.
     let span = tracing::debug_span!(target: "kestrel::connections", "connection", connection_id = %id, remote = %admitted.connection().remote_addr, client = tracing::field::Empty, endpoint = %address);
+    // Named here, outside the connection's future: every value that future
+    // captures takes room in it for the connection's whole life.
+    let admitted = admitted
+        .with_endpoint(address)
+        .with_server_addresses(shared.addresses.current());
     ServeConnection {
-        run: tracing::Instrument::instrument(
-            run_connection(admitted, endpoint, address, shared),
-            span,
-        ),
+        run: tracing::Instrument::instrument(run_connection(admitted, endpoint, shared), span),
         end: Some(ConnectionEnd {
             id,
             handle,
@@ -305,41 +307,34 @@ impl<F: Future<Output = Option<&'static str>>> Future for ServeConnection<F> {
 // An `async fn` would hold the arguments twice (see above).
 #[allow(clippy::manual_async_fn)]
 fn run_connection<A: Application>(
-    admitted: AdmittedConnection,
+    mut admitted: AdmittedConnection,
     endpoint: Arc<ListenOptions>,
-    address: BoundAddress,
     shared: Arc<ServerShared<A>>,
 ) -> impl Future<Output = Option<&'static str>> + Send {
+    // `admitted` is used in place (never rebound), so the future holds it once.
     async move {
         let id = admitted.id();
         let handle = admitted.handle().clone();
         // The limits in force when the connection starts, for its whole life.
         let settings = shared.limits.current();
-        events::connection_start(id, &admitted.connection().remote_addr, &address);
-        let mut admitted = if endpoint.middleware().is_empty() {
-            admitted
-        } else {
+        if let Some(address) = admitted.endpoint() {
+            events::connection_start(id, &admitted.connection().remote_addr, address);
+        }
+        if !endpoint.middleware().is_empty() {
             // The peer's address, to see whether middleware replaced it (no
             // clone, which allocates for Unix peers, when there is none).
             let peer = admitted.connection().remote_addr.clone();
             let limits = MiddlewareLimits::new(settings.request_headers_timeout);
-            match admitted.run_middleware(endpoint.middleware(), limits).await {
-                Ok(admitted) => {
-                    if peer != admitted.connection().remote_addr {
-                        let client = &admitted.connection().remote_addr;
-                        tracing::Span::current().record("client", tracing::field::display(client));
-                    }
-                    admitted
-                }
-                Err(e) => {
-                    handle.set_end_reason(middleware_end_reason(&e));
-                    tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection middleware closed the connection");
-                    return None;
-                }
+            if let Err(e) = admitted.run_middleware(endpoint.middleware(), limits).await {
+                handle.set_end_reason(middleware_end_reason(&e));
+                tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "connection middleware closed the connection");
+                return None;
+            }
+            if peer != admitted.connection().remote_addr {
+                let client = &admitted.connection().remote_addr;
+                tracing::Span::current().record("client", tracing::field::display(client));
             }
         }
-        .with_endpoint(address)
-        .with_server_addresses(shared.addresses.current());
         let protocols = compiled_protocols(endpoint.protocols, &admitted)?;
         // ALPN over TLS; on cleartext, the endpoint's protocols and the preface.
         let limits = SelectionLimits::new(

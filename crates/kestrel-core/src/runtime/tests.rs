@@ -150,9 +150,8 @@ async fn middleware_runs_over_the_admitted_connection() {
     let runtime = ConnectionRuntime::new(&ServerLimits::default());
     let (_client, conn) = memory_connection();
     let mw: Vec<Arc<dyn ConnectionMiddleware>> = vec![Arc::new(Record)];
-    let admitted = runtime
-        .admit(conn)
-        .unwrap()
+    let mut admitted = runtime.admit(conn).unwrap();
+    admitted
         .run_middleware(&mw, MiddlewareLimits::new(Duration::from_secs(7)))
         .await
         .unwrap();
@@ -168,13 +167,13 @@ async fn middleware_runs_over_the_admitted_connection() {
         Err::<Connection, _>(io::Error::other("refused"))
     })];
     let (_client, conn) = memory_connection();
-    let err = runtime
-        .admit(conn)
-        .unwrap()
+    let mut admitted = runtime.admit(conn).unwrap();
+    let err = admitted
         .run_middleware(&refuse, MiddlewareLimits::new(Duration::from_secs(1)))
         .await
         .expect_err("the middleware refused");
     assert_eq!(err.to_string(), "refused");
+    drop(admitted);
     assert_eq!(runtime.live_connections(), 0, "the slot was released");
 }
 
