@@ -11,7 +11,7 @@
 //!   tunnel): 405;
 //! * other methods on those paths: 405 with `Allow`; other paths: 404.
 //!
-//! [`bench`] holds the payloads of the benchmark servers.
+//! [`bench`](mod@bench) holds the payloads of the benchmark servers.
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE, HOST};

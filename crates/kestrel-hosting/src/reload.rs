@@ -10,7 +10,7 @@
 //!   a [`ReloadableHostFiltering`], as ASP.NET Core's options monitor);
 //! * the server's part (`Kestrel:Endpoints`, and `Kestrel:Limits` for new
 //!   connections, for Kestrel) through
-//!   [`StartedServer::reload`](crate::server::StartedServer::reload).
+//!   [`StartedServer::reload`].
 //!
 //! A new configuration that cannot be used (invalid JSON, a bad key or
 //! value, an address in use) changes nothing: the host keeps serving with

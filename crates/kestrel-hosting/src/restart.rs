@@ -10,7 +10,7 @@
 //! How the hand-over works:
 //!
 //! 1. The server gives copies of its listening sockets (TCP and Unix:
-//!    [`StartedServer::listening_sockets`]).
+//!    [`StartedServer::listening_sockets`](crate::server::StartedServer::listening_sockets)).
 //! 2. The new process gets them as systemd passes sockets: descriptors
 //!    3 … 3+n−1 (mapped by the `command-fds` crate), `LISTEN_FDS` = n and
 //!    `LISTEN_PID` = its own pid (set by `/bin/sh`, whose `$$` is the pid the

@@ -4,7 +4,7 @@
 //!   our pid, `LISTEN_FDS` = n → fds 3 … 3+n−1), as Kestrel's
 //!   `UseSystemd` reads them. The server listens on them as they are; they
 //!   are never re-bound.
-//! * [`notify`]: `READY=1` once the server listens and `STOPPING=1` when a
+//! * [`notify()`]: `READY=1` once the server listens and `STOPPING=1` when a
 //!   graceful shutdown starts, sent as one datagram to the Unix socket named
 //!   by `NOTIFY_SOCKET` (a path, or an abstract name written `@name`), with
 //!   plain std. Without `NOTIFY_SOCKET` nothing is sent.

@@ -34,7 +34,7 @@ pub struct Http1Config {
     /// Minimum response data rate, unless the request changes it.
     pub min_response_data_rate: Option<MinDataRate>,
     /// What the driver may read ahead while the app runs, to notice the
-    /// client leaving: [`READ_AHEAD`], or `max_request_buffer_size` if smaller.
+    /// client leaving: `READ_AHEAD`, or `max_request_buffer_size` if smaller.
     pub read_ahead: usize,
 }
 

@@ -60,7 +60,7 @@ pub struct Http2Config {
     /// Add `Server: Kestrel`.
     pub add_server_header: bool,
     /// `h2`: remotely reset streams not yet accepted, before GOAWAY
-    /// ENHANCE_YOUR_CALM ([`MAX_PENDING_ACCEPT_RESET_STREAMS`]).
+    /// ENHANCE_YOUR_CALM (`MAX_PENDING_ACCEPT_RESET_STREAMS`).
     pub max_pending_accept_reset_streams: usize,
     /// `h2`: streams it resets because of the client's protocol errors,
     /// before GOAWAY ENHANCE_YOUR_CALM. Default: the tracked-streams cap.
@@ -68,7 +68,7 @@ pub struct Http2Config {
     /// `h2`: locally reset streams remembered at once (the oldest is
     /// forgotten beyond it). Default: the tracked-streams cap.
     pub max_concurrent_reset_streams: usize,
-    /// `h2`: how long a reset stream is remembered ([`RESET_STREAM_DURATION`]).
+    /// `h2`: how long a reset stream is remembered (`RESET_STREAM_DURATION`).
     pub reset_stream_duration: Duration,
     /// `h2`: response bytes buffered per stream before the driver waits for
     /// the client: `max_response_buffer_size` (at least 16 KiB; 1 MiB when
@@ -82,7 +82,7 @@ pub struct Http2Config {
     /// stream beyond it is reset with ENHANCE_YOUR_CALM.
     pub max_tracked_streams: usize,
     /// Streams refused with ENHANCE_YOUR_CALM within
-    /// [`ENHANCE_YOUR_CALM_WINDOW_TICKS`] heartbeats before the connection is
+    /// `ENHANCE_YOUR_CALM_WINDOW_TICKS` heartbeats before the connection is
     /// closed with GOAWAY ENHANCE_YOUR_CALM (Kestrel: 5 × 20).
     pub max_enhance_your_calm: u32,
 }

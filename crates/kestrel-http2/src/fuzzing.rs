@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::io::{FrameCheck, ReadCounter};
 
-/// The read side's frame check ([`FrameCheck`]) on its own: feed it the
+/// The read side's frame check (`FrameCheck`) on its own: feed it the
 /// bytes of a connection (preface included) in any pieces.
 #[derive(Debug)]
 pub struct FrameChecker {

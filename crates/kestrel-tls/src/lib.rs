@@ -3,7 +3,7 @@
 //! TLS as connection middleware, the way Kestrel's `UseHttps` adds its
 //! `HttpsConnectionMiddleware`: the endpoint's transport stream goes in, a
 //! decrypted stream comes out, and the handshake's outcome is recorded as a
-//! [`TlsInfo`](kestrel_core::features::TlsInfo) in the connection's features
+//! [`TlsInfo`] in the connection's features
 //! (the server reads its ALPN protocol to choose HTTP/1.1 or HTTP/2; the app
 //! finds it through `ConnectionInfo::features()`).
 //!

@@ -16,7 +16,7 @@
 //! QUIC needs (Kestrel's `IMultiplexedConnectionListener`): a
 //! `MultiplexedListener` accepts connections that yield bidirectional and
 //! unidirectional streams, with an in-memory implementation for tests.
-//! Behind the `quic` feature, [`quic`] is that kind on quinn:
+//! Behind the `quic` feature, `quic` is that kind on quinn:
 //! `QuicListener` (UDP, rustls with TLS 1.3, Kestrel's QUIC defaults).
 //!
 //! [`Rewind`] replays bytes already read from a stream (the server sniffs the

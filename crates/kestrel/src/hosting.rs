@@ -38,7 +38,7 @@
 //! On a configuration reload (`reloadOnChange`, SIGHUP), `Kestrel:Endpoints`
 //! are applied by name, and `Kestrel:Limits` to connections accepted from
 //! then on (open ones keep theirs), computed as at start-up: the limits the
-//! callback set keep winning ([`CodeLimits`]).
+//! callback set keep winning ([`CodeLimits`](kestrel_hosting::kestrel_config::CodeLimits)).
 
 use std::time::Duration;
 

@@ -61,7 +61,7 @@ pub use kestrel_core::{
 };
 pub use kestrel_http1 as http1;
 /// HTTP/2 (feature `http2`, on by default): the driver, its settings and the
-/// [`StreamReset`](kestrel_http2::StreamReset) request feature.
+/// [`kestrel_http2::StreamReset`] request feature.
 #[cfg(feature = "http2")]
 pub use kestrel_http2 as http2;
 /// The PROXY protocol v1/v2 (feature `proxy-protocol`, on by default):

@@ -73,7 +73,7 @@ pub(super) fn bind_rate(
 }
 
 /// Read `Kestrel:Limits` into `limits` (only the keys present change), then
-/// validate the result. See the [module docs](self) for the formats.
+/// validate the result. See the [module docs](crate::kestrel_config) for the formats.
 pub fn bind_limits(
     config: &Configuration,
     limits: &mut ServerLimits,
