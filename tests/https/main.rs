@@ -9,6 +9,7 @@
 mod certificates;
 mod client_certs;
 mod dev_cert;
+mod http3;
 mod reload;
 mod safety;
 mod sni_alpn;

@@ -193,6 +193,10 @@ pub struct ListenOptions {
     /// Configuration: `Kestrel:Endpoints:<Name>:SocketGroup`.
     pub unix_socket_group: Option<kestrel_transport::SocketGroup>,
     middleware: Vec<Arc<dyn ConnectionMiddleware>>,
+    /// The endpoint's TLS server configuration, type-erased (kestrel-core
+    /// knows no TLS library): `kestrel-tls` records its
+    /// `rustls::ServerConfig` here, and the facade's QUIC listener reads it.
+    tls_config: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl fmt::Debug for ListenOptions {
@@ -205,6 +209,7 @@ impl fmt::Debug for ListenOptions {
             .field("unix_socket_mode", &self.unix_socket_mode)
             .field("unix_socket_group", &self.unix_socket_group)
             .field("middleware", &self.middleware.len())
+            .field("tls_config", &self.tls_config.is_some())
             .finish()
     }
 }
@@ -220,7 +225,23 @@ impl ListenOptions {
             unix_socket_mode: None,
             unix_socket_group: None,
             middleware: Vec::new(),
+            tls_config: None,
         }
+    }
+
+    /// Record the endpoint's TLS server configuration (`kestrel-tls` records
+    /// an `Arc<rustls::ServerConfig>` when HTTPS is configured), for
+    /// transports that run TLS themselves (QUIC for HTTP/3).
+    pub fn set_tls_config(&mut self, config: Arc<dyn std::any::Any + Send + Sync>) -> &mut Self {
+        self.tls_config = Some(config);
+        self
+    }
+
+    /// The endpoint's TLS server configuration, if one was recorded
+    /// ([`set_tls_config`](Self::set_tls_config)); downcast it to the TLS
+    /// library's type (`rustls::ServerConfig` for `kestrel-tls`).
+    pub fn tls_config(&self) -> Option<&Arc<dyn std::any::Any + Send + Sync>> {
+        self.tls_config.as_ref()
     }
 
     /// Set the Unix socket file's permission bits (e.g. `0o660`, so that

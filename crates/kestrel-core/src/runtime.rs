@@ -134,6 +134,32 @@ impl ConnectionRuntime {
         }
     }
 
+    /// Admit a multiplexed (QUIC) connection, as [`admit`](Self::admit)
+    /// does a stream: it takes a place under `max_concurrent_connections`
+    /// and gets a handle the heartbeat and shutdown visit; over the limit it
+    /// is closed (dropped), event 24 is logged and `Err` returned.
+    #[cfg(feature = "multiplexed")]
+    pub fn admit_multiplexed(
+        &self,
+        conn: kestrel_transport::multiplexed::MultiplexedConnection,
+    ) -> Result<AdmittedMultiplexed, Rejected> {
+        let id = self.manager.next_id();
+        match self.manager.try_admit(id) {
+            Ok(guard) => Ok(AdmittedMultiplexed {
+                guard,
+                clock: self.clock.clone(),
+                conn,
+                endpoint: None,
+                addresses: ServerAddresses::default(),
+            }),
+            Err(error) => {
+                crate::events::connection_rejected(id, &error);
+                drop(conn);
+                Err(Rejected { id, error })
+            }
+        }
+    }
+
     /// Connections admitted and not yet ended (upgraded ones included).
     pub fn live_connections(&self) -> usize {
         self.manager.live_connections()
@@ -376,6 +402,103 @@ impl fmt::Debug for AdmittedParts {
         f.debug_struct("AdmittedParts")
             .field("info", &self.info)
             .field("buffered", &self.buffered.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A multiplexed (QUIC) connection admitted by the runtime: its slot, its
+/// handle, the clock and the connection, from which a multiplexed driver
+/// (`kestrel_http3::Http3Connection::from_admitted`) builds itself.
+#[cfg(feature = "multiplexed")]
+pub struct AdmittedMultiplexed {
+    guard: ConnectionGuard,
+    clock: Arc<Clock>,
+    conn: kestrel_transport::multiplexed::MultiplexedConnection,
+    endpoint: Option<BoundAddress>,
+    addresses: ServerAddresses,
+}
+
+#[cfg(feature = "multiplexed")]
+impl fmt::Debug for AdmittedMultiplexed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdmittedMultiplexed")
+            .field("id", &self.id())
+            .field("connection", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "multiplexed")]
+impl AdmittedMultiplexed {
+    /// The connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.guard.id()
+    }
+
+    /// The handle the heartbeat and shutdown visit.
+    pub fn handle(&self) -> &Arc<ConnectionHandle> {
+        self.guard.handle()
+    }
+
+    /// The connection (addresses, handshake).
+    pub fn connection(&self) -> &kestrel_transport::multiplexed::MultiplexedConnection {
+        &self.conn
+    }
+
+    /// Name the endpoint that accepted it (for `ConnectionInfo`).
+    pub fn with_endpoint(mut self, endpoint: BoundAddress) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// The server's addresses (for `ConnectionInfo`).
+    pub fn with_server_addresses(mut self, addresses: ServerAddresses) -> Self {
+        self.addresses = addresses;
+        self
+    }
+
+    /// Take it apart for a driver: the connection, its `ConnectionInfo`
+    /// (with the connection-timeout feature), the slot and the clock.
+    pub fn into_parts(self) -> MultiplexedParts {
+        let handle = self.guard.handle().clone();
+        let info = ConnectionInfo::new(
+            self.guard.id(),
+            self.conn.local_addr.clone(),
+            self.conn.remote_addr.clone(),
+            self.conn.kind,
+            self.endpoint,
+            http::Extensions::new(),
+        )
+        .with_server_addresses(self.addresses)
+        .with_timeout_feature(handle, self.clock.clone());
+        MultiplexedParts {
+            conn: self.conn,
+            info,
+            guard: self.guard,
+            clock: self.clock,
+        }
+    }
+}
+
+/// The pieces of an [`AdmittedMultiplexed`], for a driver.
+#[cfg(feature = "multiplexed")]
+#[non_exhaustive]
+pub struct MultiplexedParts {
+    /// The connection's streams, addresses and handshake.
+    pub conn: kestrel_transport::multiplexed::MultiplexedConnection,
+    /// What every request sees of the connection.
+    pub info: ConnectionInfo,
+    /// The slot (dropping it releases the place) and the handle.
+    pub guard: ConnectionGuard,
+    /// The runtime's clock.
+    pub clock: Arc<Clock>,
+}
+
+#[cfg(feature = "multiplexed")]
+impl fmt::Debug for MultiplexedParts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MultiplexedParts")
+            .field("info", &self.info)
             .finish_non_exhaustive()
     }
 }

@@ -14,10 +14,11 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use kestrel_core::app::{poll_body, CatchUnwind};
-use kestrel_core::connection::ConnectionId;
+use kestrel_core::connection::{ConnectionGuard, ConnectionHandle, ConnectionId, Signal};
 use kestrel_core::framing::{self, Framing, RequestFacts};
 use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::request_limits::LimitsCell;
+use kestrel_core::runtime::AdmittedMultiplexed;
 use kestrel_core::{
     events, Application, BoxError, ConnectionInfo, RequestAborted, RequestBody, RequestFeatures,
     StreamReset,
@@ -45,6 +46,8 @@ pub struct Http3Connection {
     clock: Arc<Clock>,
     id: ConnectionId,
     info: Option<ConnectionInfo>,
+    /// The runtime's slot and handle (from [`from_admitted`](Self::from_admitted)).
+    guard: Option<ConnectionGuard>,
 }
 
 impl std::fmt::Debug for Http3Connection {
@@ -71,6 +74,25 @@ impl Http3Connection {
             clock,
             id,
             info: None,
+            guard: None,
+        }
+    }
+
+    /// A connection admitted by the connection runtime
+    /// (`ConnectionRuntime::admit_multiplexed`): it holds the slot until it
+    /// ends, its requests see the `ConnectionInfo`, and it follows the
+    /// handle's signals: a close request (graceful shutdown) stops accepting
+    /// request streams, sends GOAWAY and lets the ones in flight finish; an
+    /// abort ends the connection at once.
+    pub fn from_admitted(admitted: AdmittedMultiplexed, config: Arc<Http3Config>) -> Self {
+        let parts = admitted.into_parts();
+        Http3Connection {
+            conn: parts.conn,
+            config,
+            clock: parts.clock,
+            id: parts.guard.id(),
+            info: Some(parts.info),
+            guard: Some(parts.guard),
         }
     }
 
@@ -89,7 +111,10 @@ impl Http3Connection {
             clock,
             id,
             info,
+            guard,
         } = self;
+        let handle: Option<Arc<ConnectionHandle>> = guard.as_ref().map(|g| g.handle().clone());
+        let _guard = guard;
         let mut server = match config
             .builder()
             .build::<_, Bytes>(H3Conn::new(conn.streams))
@@ -107,24 +132,63 @@ impl Http3Connection {
             metrics: Mutex::new(kestrel_core::metrics::RequestMetrics::new("3")),
         };
         let mut streams = FuturesUnordered::new();
+        let mut aborted = false;
         let result = loop {
-            let accepted = {
+            let next = {
                 let mut accept = pin!(server.accept());
                 poll_fn(|cx| {
                     // Drive the running streams while waiting for the next one.
                     while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
-                    accept.as_mut().poll(cx)
+                    if let Some(h) = &handle {
+                        match h.poll_signal(cx) {
+                            Poll::Ready(Signal::Aborted) => return Poll::Ready(Next::Abort),
+                            Poll::Ready(Signal::CloseRequested) => return Poll::Ready(Next::Close),
+                            _ => {}
+                        }
+                    }
+                    accept.as_mut().poll(cx).map(Next::Accepted)
                 })
                 .await
             };
-            match accepted {
-                Ok(Some(resolver)) => streams.push(serve_request(app, &ctx, resolver)),
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
+            match next {
+                Next::Accepted(Ok(Some(resolver))) => {
+                    streams.push(serve_request(app, &ctx, resolver))
+                }
+                Next::Accepted(Ok(None)) => break Ok(()),
+                Next::Accepted(Err(e)) => break Err(e),
+                Next::Close => {
+                    // Graceful shutdown: announce GOAWAY and take no new
+                    // request streams; those in flight finish below.
+                    tracing::debug!(target: "kestrel::http3", connection_id = %id, "close requested: sending GOAWAY");
+                    if let Err(e) = server.shutdown(1).await {
+                        break Err(e);
+                    }
+                    break Ok(());
+                }
+                Next::Abort => {
+                    aborted = true;
+                    break Ok(());
+                }
             }
         };
-        // In-flight streams finish (or fail with the connection).
-        while streams.next().await.is_some() {}
+        if !aborted {
+            // In-flight streams finish (or fail with the connection), unless
+            // the runtime aborts the connection meanwhile.
+            poll_fn(|cx| loop {
+                if let Some(h) = &handle {
+                    if let Poll::Ready(Signal::Aborted) = h.poll_signal(cx) {
+                        return Poll::Ready(());
+                    }
+                }
+                match streams.poll_next_unpin(cx) {
+                    Poll::Ready(Some(())) => continue,
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            })
+            .await;
+        }
+        drop(streams);
         match result {
             Ok(()) => {
                 // The client is done (its GOAWAY, and no request left): h3
@@ -136,6 +200,13 @@ impl Http3Connection {
             Err(e) => end(id, e),
         }
     }
+}
+
+/// What the connection's accept loop woke up for.
+enum Next<T> {
+    Accepted(T),
+    Close,
+    Abort,
 }
 
 /// The end of a connection: a graceful close or a timeout is not an error.

@@ -273,6 +273,9 @@ impl ListenOptionsHttpsExt for ListenOptions {
     fn try_use_https(&mut self, options: HttpsOptions) -> Result<&mut Self, TlsError> {
         let mw = HttpsConnectionMiddleware::new(&options, self.protocols)?;
         self.scheme = kestrel_core::Scheme::Https;
+        // For QUIC (HTTP/3), which runs TLS itself: the same certificates
+        // and client-certificate policy; the QUIC listener sets its ALPN.
+        self.set_tls_config(mw.acceptor.config().clone());
         Ok(self.use_middleware(mw))
     }
 }

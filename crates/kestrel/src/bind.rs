@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kestrel_core::endpoint::DEFAULT_URL;
 use kestrel_core::{
-    BindTarget, BoundAddress, KestrelServerOptions, ListenOptions, Scheme, ServerUrl,
+    BindTarget, BoundAddress, HttpProtocols, KestrelServerOptions, ListenOptions, Scheme, ServerUrl,
 };
 use kestrel_transport::tcp::{bind_tcp, TcpOptions};
 use kestrel_transport::Listener;
@@ -56,6 +56,10 @@ pub(crate) struct BoundListener {
     pub listener: Box<dyn Listener>,
     pub endpoint: Arc<ListenOptions>,
     pub address: BoundAddress,
+    /// The QUIC listener on the same address and port, when the endpoint
+    /// serves HTTP/3.
+    #[cfg(feature = "http3")]
+    pub quic: Option<kestrel_transport::quic::QuicListener>,
 }
 
 /// Decide the endpoints, as Kestrel does: code-configured `listen` endpoints
@@ -163,17 +167,91 @@ fn inherited_tcp(
     Ok(None)
 }
 
-/// Bind one endpoint into one or more listeners.
+/// How an endpoint is named in errors: its configuration section, or its
+/// address.
+fn endpoint_name(options: &ListenOptions, scheme: Scheme) -> String {
+    let address = match &options.target {
+        BindTarget::Ip(addr) => BoundAddress::ip(scheme, *addr).to_string(),
+        BindTarget::Localhost(port) => BoundAddress::localhost(scheme, *port).to_string(),
+        BindTarget::AnyIp(port) => format!("{}://*:{port}", scheme.as_str()),
+        other => format!("{other:?}"),
+    };
+    match &options.config_name {
+        Some(name) => format!("'Kestrel:Endpoints:{name}' ({address})"),
+        None => address,
+    }
+}
+
+/// Bind one endpoint into one or more listeners: TCP (or the endpoint's
+/// transport), and, for an HTTPS endpoint whose protocols include HTTP/3, a
+/// QUIC listener on each TCP listener's address and port (after port 0, the
+/// port TCP got).
 pub(crate) fn bind_endpoint(
     plan: EndpointPlan,
     tcp: &TcpOptions,
 ) -> Result<Vec<BoundListener>, StartError> {
+    let wants_h3 = plan.options.protocols.contains(HttpProtocols::HTTP3);
+    if wants_h3 && (plan.scheme != Scheme::Https || plan.options.tls_config().is_none()) {
+        return Err(StartError::Http3NeedsTls(endpoint_name(
+            &plan.options,
+            plan.scheme,
+        )));
+    }
+    #[cfg(not(feature = "http3"))]
+    if wants_h3 {
+        tracing::warn!(target: "kestrel", endpoint = %endpoint_name(&plan.options, plan.scheme), "HTTP/3 is not compiled in (the `http3` feature of the `kestrel` crate): serving HTTP/1.1 and HTTP/2 only");
+    }
+    #[cfg_attr(not(feature = "http3"), allow(unused_mut))]
+    let mut listeners = bind_transport(plan, tcp)?;
+    #[cfg(feature = "http3")]
+    if wants_h3 {
+        for l in &mut listeners {
+            l.quic = Some(bind_quic(l)?);
+        }
+    }
+    Ok(listeners)
+}
+
+/// The QUIC listener for `l`'s endpoint, on the address and port its TCP
+/// listener is bound to, with the endpoint's certificate.
+#[cfg(feature = "http3")]
+fn bind_quic(l: &BoundListener) -> Result<kestrel_transport::quic::QuicListener, StartError> {
+    use kestrel_transport::quic::{QuicBindError, QuicListener, QuicOptions};
+    let quic_err = |source: QuicBindError| StartError::Quic {
+        address: l.address.to_string(),
+        source,
+    };
+    let addr = match l.listener.local_addr() {
+        kestrel_transport::Address::Ip(a) => *a,
+        other => {
+            return Err(StartError::Unsupported(format!(
+                "HTTP/3 on {} ({other:?}): QUIC needs an IP address",
+                l.address
+            )))
+        }
+    };
+    let tls = l
+        .endpoint
+        .tls_config()
+        .and_then(|c| c.downcast_ref::<rustls::ServerConfig>())
+        .cloned()
+        .ok_or_else(|| StartError::Http3NeedsTls(endpoint_name(&l.endpoint, Scheme::Https)))?;
+    let options = QuicOptions::default();
+    let quic = QuicListener::bind(addr, tls, &options).map_err(quic_err)?;
+    tracing::info!(target: "kestrel", address = %l.address, udp = %addr, "Now listening on: {} (HTTP/3 over QUIC, UDP {addr})", l.address);
+    Ok(quic)
+}
+
+/// Bind one endpoint's transport into one or more listeners.
+fn bind_transport(plan: EndpointPlan, tcp: &TcpOptions) -> Result<Vec<BoundListener>, StartError> {
     let scheme = plan.scheme;
     let endpoint = Arc::new(plan.options);
     let mk = |listener: Box<dyn Listener>, address: BoundAddress| BoundListener {
         listener,
         endpoint: endpoint.clone(),
         address,
+        #[cfg(feature = "http3")]
+        quic: None,
     };
     match endpoint.target.clone() {
         BindTarget::Ip(addr) => {

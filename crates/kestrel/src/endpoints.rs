@@ -81,6 +81,8 @@ pub(crate) struct EndpointGroup {
     stop: watch::Sender<bool>,
     loops: JoinSet<()>,
     connections: Arc<TrackedConnections>,
+    /// The UDP addresses of the endpoint's QUIC listeners (HTTP/3).
+    pub(crate) quic_addresses: Vec<std::net::SocketAddr>,
     /// Copies of the listening sockets, for a zero-downtime restart (closed
     /// as soon as the endpoint stops accepting).
     #[cfg(unix)]
@@ -108,9 +110,15 @@ impl EndpointGroup {
         let target = listeners.first().map(|l| l.endpoint.target.clone());
         let mut addresses = Vec::new();
         let mut loops = JoinSet::new();
+        #[cfg_attr(not(feature = "http3"), allow(unused_mut))]
+        let mut quic_addresses = Vec::new();
         #[cfg(unix)]
         let mut sockets = Vec::new();
         for l in listeners {
+            #[cfg(feature = "http3")]
+            if let Some(a) = l.quic.as_ref().and_then(|q| q.socket_addr()) {
+                quic_addresses.push(a);
+            }
             #[cfg(unix)]
             if let Some(fd) = l.listener.as_fd() {
                 match fd.try_clone_to_owned() {
@@ -132,6 +140,7 @@ impl EndpointGroup {
             stop,
             loops,
             connections,
+            quic_addresses,
             #[cfg(unix)]
             sockets,
         }

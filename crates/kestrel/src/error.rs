@@ -30,6 +30,19 @@ pub enum StartError {
         #[source]
         source: io::Error,
     },
+    /// An endpoint asks for HTTP/3 without HTTPS (QUIC always runs TLS 1.3).
+    #[error("endpoint {0} asks for HTTP/3, which needs HTTPS: use an https:// URL or use_https, or leave Http3 out of its protocols")]
+    Http3NeedsTls(String),
+    /// The QUIC listener for an HTTP/3 endpoint could not be bound.
+    #[cfg(feature = "http3")]
+    #[error("cannot serve HTTP/3 on {address}: {source}")]
+    Quic {
+        /// The endpoint.
+        address: String,
+        /// Why.
+        #[source]
+        source: kestrel_transport::quic::QuicBindError,
+    },
     /// The endpoint kind is not supported by this build.
     #[error("endpoint {0} is not supported by this build")]
     Unsupported(String),

@@ -25,7 +25,8 @@
 //! `appsettings.json`, the environment and the command line.
 //!
 //! Cargo features: `hosting` (default) adds `use_kestrel`; `tls` (default) adds HTTPS; `unix` (default) adds Unix domain socket endpoints;
-//! `http2` (default) adds HTTP/2; `proxy-protocol` (default) adds the PROXY
+//! `http2` (default) adds HTTP/2; `http3` (off, as in Kestrel) serves HTTP/3
+//! over QUIC on HTTPS endpoints whose protocols include `Http3`; `proxy-protocol` (default) adds the PROXY
 //! protocol ([`proxy_protocol`]) ahead of TLS.
 //! This crate sits at the top: nothing in the workspace depends on it.
 
@@ -40,6 +41,8 @@ pub mod handover;
 /// default): `use_kestrel` and the configuration binding.
 #[cfg(feature = "hosting")]
 pub mod hosting;
+#[cfg(feature = "http3")]
+mod http3_endpoint;
 mod live_limits;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
@@ -64,6 +67,9 @@ pub use kestrel_http1 as http1;
 /// [`kestrel_http2::StreamReset`] request feature.
 #[cfg(feature = "http2")]
 pub use kestrel_http2 as http2;
+/// HTTP/3 (feature `http3`): the driver and its settings.
+#[cfg(feature = "http3")]
+pub use kestrel_http3 as http3;
 /// The PROXY protocol v1/v2 (feature `proxy-protocol`, on by default):
 /// `use_proxy_protocol` on an endpoint, the parser, the connection feature
 /// with the v2 TLVs.

@@ -22,6 +22,8 @@ pub(crate) struct ConnectionSettings {
     pub http1: Arc<Http1Config>,
     #[cfg(feature = "http2")]
     pub http2: Arc<Http2Config>,
+    #[cfg(feature = "http3")]
+    pub http3: Arc<kestrel_http3::Http3Config>,
     pub request_headers_timeout: Duration,
     pub max_request_line_size: usize,
 }
@@ -32,6 +34,8 @@ impl ConnectionSettings {
             http1: Arc::new(Http1Config::from_options(options)),
             #[cfg(feature = "http2")]
             http2: Arc::new(Http2Config::from_options(options)),
+            #[cfg(feature = "http3")]
+            http3: Arc::new(kestrel_http3::Http3Config::from_options(options)),
             request_headers_timeout: options.limits.request_headers_timeout,
             max_request_line_size: options.limits.max_request_line_size,
         }

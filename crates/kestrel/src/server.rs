@@ -181,17 +181,41 @@ impl KestrelServer {
     }
 }
 
-struct ServerShared<A> {
-    app: A,
+pub(crate) struct ServerShared<A> {
+    pub(crate) app: A,
     /// Read once per connection, when it starts.
-    limits: Arc<LiveLimits>,
+    pub(crate) limits: Arc<LiveLimits>,
     /// Also held by [`RunningServer`]; the heartbeat stops when the last
     /// holder (accept loops, connection tasks, the server) is gone.
-    runtime: Arc<ConnectionRuntime>,
-    addresses: Arc<LiveAddresses>,
+    pub(crate) runtime: Arc<ConnectionRuntime>,
+    pub(crate) addresses: Arc<LiveAddresses>,
 }
 
+/// Accept on one bound listener, and on its QUIC listener when the endpoint
+/// serves HTTP/3 (both stop on the same signal).
 async fn accept_loop<A: Application>(
+    #[cfg_attr(not(feature = "http3"), allow(unused_mut))] mut bound: BoundListener,
+    shared: Arc<ServerShared<A>>,
+    stop: watch::Receiver<bool>,
+    tracked: Arc<TrackedConnections>,
+) {
+    #[cfg(feature = "http3")]
+    if let Some(quic) = bound.quic.take() {
+        let h3 = crate::http3_endpoint::accept_loop(
+            quic,
+            bound.address.clone(),
+            shared.clone(),
+            stop.clone(),
+            tracked.clone(),
+        );
+        tokio::join!(stream_accept_loop(bound, shared, stop, tracked), h3);
+        return;
+    }
+    stream_accept_loop(bound, shared, stop, tracked).await
+}
+
+/// Accept stream connections (TCP, Unix, custom transports).
+async fn stream_accept_loop<A: Application>(
     mut bound: BoundListener,
     shared: Arc<ServerShared<A>>,
     mut stop: watch::Receiver<bool>,
@@ -446,6 +470,17 @@ impl RunningServer {
     /// The bound addresses in Kestrel's display form (with real ports after port 0).
     pub fn addresses(&self) -> &ServerAddresses {
         &self.addresses
+    }
+
+    /// The UDP addresses HTTP/3 is served on (feature `http3`): one per
+    /// TCP listener of each HTTPS endpoint whose protocols include `Http3`,
+    /// on the same address and port.
+    pub fn http3_addresses(&self) -> Vec<std::net::SocketAddr> {
+        self.endpoints
+            .groups
+            .iter()
+            .flat_map(|g| g.quic_addresses.iter().copied())
+            .collect()
     }
 
     /// Live connections right now (HTTP and upgraded).

@@ -1,0 +1,94 @@
+//! HTTP/3 endpoints (feature `http3`): the accept loop of an endpoint's QUIC
+//! listener. Each connection is admitted through the connection runtime
+//! (`max_concurrent_connections`, the handle shutdown signals, connection
+//! events and metrics with protocol version "3") and served by
+//! `kestrel-http3`'s driver with the server's app.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kestrel_core::events;
+use kestrel_core::metrics::{self, EndpointTags};
+use kestrel_core::runtime::AdmittedMultiplexed;
+use kestrel_core::{Application, BoundAddress};
+use kestrel_http3::Http3Connection;
+use kestrel_transport::multiplexed::MultiplexedListener;
+use kestrel_transport::quic::QuicListener;
+use tokio::sync::watch;
+
+use crate::endpoints::TrackedConnections;
+use crate::server::ServerShared;
+
+/// Accept QUIC connections until `stop`; dropping the listener then stops
+/// the endpoint's UDP side (connections already accepted run on).
+pub(crate) async fn accept_loop<A: Application>(
+    mut quic: QuicListener,
+    address: BoundAddress,
+    shared: Arc<ServerShared<A>>,
+    mut stop: watch::Receiver<bool>,
+    tracked: Arc<TrackedConnections>,
+) {
+    let tags = EndpointTags::new(quic.local_addr());
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            r = poll_fn(|cx| quic.poll_accept(cx)) => r,
+        };
+        match accepted {
+            // Refused connections are closed and logged by the runtime.
+            Ok(conn) => match shared.runtime.admit_multiplexed(conn) {
+                Ok(admitted) => {
+                    let handle = admitted.handle().clone();
+                    tracked.add(&handle);
+                    let task = tokio::spawn(serve_connection(
+                        admitted,
+                        address.clone(),
+                        tags.clone(),
+                        shared.clone(),
+                    ));
+                    handle.attach_task(task.abort_handle());
+                }
+                Err(_) => metrics::connection_rejected(&tags),
+            },
+            Err(e) => {
+                tracing::error!(target: "kestrel::connections", endpoint = %address, error = %e, "accepting a QUIC connection failed; retrying shortly");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::debug!(target: "kestrel", endpoint = %address, "stopped accepting HTTP/3 connections");
+}
+
+/// One HTTP/3 connection's task: events, metrics, the driver.
+async fn serve_connection<A: Application>(
+    admitted: AdmittedMultiplexed,
+    address: BoundAddress,
+    tags: EndpointTags,
+    shared: Arc<ServerShared<A>>,
+) {
+    let id = admitted.id();
+    let handle = admitted.handle().clone();
+    let started = metrics::ENABLED.then(std::time::Instant::now);
+    metrics::connection_started(&tags);
+    let span = tracing::debug_span!(target: "kestrel::connections", "connection", connection_id = %id, remote = %admitted.connection().remote_addr, endpoint = %address, protocol = "HTTP/3");
+    events::connection_start(id, &admitted.connection().remote_addr, &address);
+    let admitted = admitted
+        .with_endpoint(address)
+        .with_server_addresses(shared.addresses.current());
+    // The limits in force when the connection starts, for its whole life.
+    let config = shared.limits.current().http3.clone();
+    let result = tracing::Instrument::instrument(
+        Http3Connection::from_admitted(admitted, config).serve(&shared.app),
+        span,
+    )
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "HTTP/3 connection ended with an error");
+    }
+    if let Some(started) = started {
+        metrics::connection_stopped(&tags, started.elapsed(), Some("3"), handle.end_reason());
+    }
+    events::connection_stop(id);
+}

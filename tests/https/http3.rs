@@ -1,0 +1,253 @@
+//! HTTP/3 from `KestrelServer` (feature `http3`): an `Http1AndHttp2AndHttp3`
+//! HTTPS endpoint on port 0 binds UDP on the port TCP got, and serves GET and
+//! a POST echo to the Rust h3 client (h3 + h3-quinn on quinn) and HTTP/1.1
+//! on the same port; an HTTP/3 endpoint without TLS fails start-up naming
+//! the endpoint; HTTP/3 connections are admitted by the connection runtime
+//! (`max_concurrent_connections`) and end with a graceful stop.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use kestrel_test_support::tls as tls_support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use kestrel::tls::HttpsOptions;
+use kestrel::{HttpProtocols, KestrelServer, KestrelServerOptions, RequestBody, StartError};
+use tls_support::{client_config, https_get, TestCa};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// GET answers with the protocol version; `/echo` sends the body back.
+async fn app(req: Request<RequestBody>) -> Response<Full<Bytes>> {
+    let version = format!("{:?}", req.version());
+    if req.uri().path() == "/echo" {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        return Response::builder()
+            .header("x-version", version)
+            .body(Full::new(body))
+            .unwrap();
+    }
+    Response::builder()
+        .header("x-version", version.clone())
+        .body(Full::new(Bytes::from(format!("hello over {version}"))))
+        .unwrap()
+}
+
+async fn start(
+    ca: &TestCa,
+    limits: impl FnOnce(&mut KestrelServerOptions),
+) -> kestrel::RunningServer {
+    use kestrel::tls::ListenOptionsHttpsExt;
+    let mut options = KestrelServerOptions::default();
+    limits(&mut options);
+    options.listen((std::net::Ipv4Addr::LOCALHOST, 0), |l| {
+        l.protocols = HttpProtocols::HTTP1_AND_HTTP2_AND_HTTP3;
+        l.use_https(HttpsOptions::new().with_certificate(ca.server_cert(&["localhost"])));
+    });
+    KestrelServer::new(options)
+        .heartbeat_interval(Duration::from_millis(50))
+        .start(app)
+        .await
+        .expect("server starts")
+}
+
+type Sender = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+
+struct Client {
+    send: Sender,
+    conn: quinn::Connection,
+    _driver: tokio::task::JoinHandle<()>,
+    _endpoint: quinn::Endpoint,
+}
+
+fn quic_client_config(ca: &TestCa) -> quinn::ClientConfig {
+    let mut tls = Arc::unwrap_or_clone(client_config(&ca.pem, &["h3"], None));
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic client"),
+    ))
+}
+
+async fn try_client(ca: &TestCa, addr: SocketAddr) -> Result<Client, String> {
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = tokio::time::timeout(
+        WAIT,
+        endpoint
+            .connect_with(quic_client_config(ca), addr, "localhost")
+            .unwrap(),
+    )
+    .await
+    .map_err(|_| "handshake timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    Ok(Client {
+        send,
+        conn,
+        _driver: driver,
+        _endpoint: endpoint,
+    })
+}
+
+async fn request(c: &mut Client, req: Request<()>, body: &[u8]) -> (Response<()>, Bytes) {
+    tokio::time::timeout(WAIT, async {
+        let mut stream = c.send.send_request(req).await.expect("request sent");
+        for chunk in body.chunks(16 * 1024) {
+            stream
+                .send_data(Bytes::copy_from_slice(chunk))
+                .await
+                .expect("body sent");
+        }
+        stream.finish().await.expect("finished");
+        let head = stream.recv_response().await.expect("response");
+        let mut out = BytesMut::new();
+        while let Some(mut chunk) = stream.recv_data().await.expect("data") {
+            out.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+        }
+        (head, out.freeze())
+    })
+    .await
+    .expect("answered in time")
+}
+
+fn uri(addr: SocketAddr, path: &str) -> String {
+    format!("https://localhost:{}{path}", addr.port())
+}
+
+#[tokio::test]
+async fn http3_and_http1_are_served_on_one_port() {
+    let ca = TestCa::new();
+    let server = start(&ca, |_| {}).await;
+    let tcp = tls_support::addr(&server);
+    assert_ne!(tcp.port(), 0);
+    // Port 0 resolved once: UDP is bound on the port TCP got, and reported.
+    assert_eq!(server.http3_addresses(), vec![tcp]);
+
+    let mut c = try_client(&ca, tcp).await.expect("h3 client connects");
+    let (head, body) = request(&mut c, Request::get(uri(tcp, "/")).body(()).unwrap(), b"").await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.version(), Version::HTTP_3);
+    assert_eq!(head.headers()["x-version"], "HTTP/3.0");
+    assert_eq!(head.headers()["server"], "Kestrel");
+    assert_eq!(&body[..], b"hello over HTTP/3.0");
+
+    // A 300 KB POST echoed, on the same connection.
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let (head, body) = request(
+        &mut c,
+        Request::post(uri(tcp, "/echo")).body(()).unwrap(),
+        &payload,
+    )
+    .await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["x-version"], "HTTP/3.0");
+    assert_eq!(body.len(), payload.len());
+    assert_eq!(&body[..], &payload[..]);
+
+    // HTTP/1.1 over TLS on the same port.
+    let h1 = https_get(
+        tcp,
+        "localhost",
+        client_config(&ca.pem, &["http/1.1"], None),
+    )
+    .await
+    .expect("HTTP/1.1 over TLS");
+    assert!(h1.starts_with("HTTP/1.1 200"), "{h1}");
+    assert!(h1.ends_with("hello over HTTP/1.1"), "{h1}");
+
+    // The HTTP/3 connection counts among the live connections.
+    assert_eq!(server.live_connections(), 1);
+    c.conn.close(quinn::VarInt::from_u32(0x100), b"done");
+    tokio::time::timeout(WAIT, async {
+        while server.live_connections() != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the closed HTTP/3 connection leaves the runtime");
+    tokio::time::timeout(WAIT, server.stop())
+        .await
+        .expect("the server stops");
+}
+
+#[tokio::test]
+async fn http3_connections_count_toward_max_concurrent_connections() {
+    let ca = TestCa::new();
+    let server = start(&ca, |o| o.limits.max_concurrent_connections = Some(1)).await;
+    let addr = tls_support::addr(&server);
+    let mut first = try_client(&ca, addr).await.expect("first connects");
+    let (head, _) = request(
+        &mut first,
+        Request::get(uri(addr, "/")).body(()).unwrap(),
+        b"",
+    )
+    .await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(server.live_connections(), 1);
+
+    // The second QUIC connection is refused by the runtime (closed at once),
+    // so no request gets through on it.
+    let refused = async {
+        let mut second = try_client(&ca, addr).await?;
+        let mut stream = second
+            .send
+            .send_request(Request::get(uri(addr, "/")).body(()).unwrap())
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.finish().await.map_err(|e| e.to_string())?;
+        stream.recv_response().await.map_err(|e| e.to_string())
+    };
+    let outcome = tokio::time::timeout(WAIT, refused)
+        .await
+        .expect("the refusal is seen in time");
+    assert!(
+        outcome.is_err(),
+        "a second connection was served: {outcome:?}"
+    );
+    assert_eq!(server.rejected_connections(), 1);
+
+    // The first one is still served.
+    let (head, _) = request(
+        &mut first,
+        Request::get(uri(addr, "/")).body(()).unwrap(),
+        b"",
+    )
+    .await;
+    assert_eq!(head.status(), StatusCode::OK);
+    tokio::time::timeout(WAIT, server.stop())
+        .await
+        .expect("a graceful stop ends the open HTTP/3 connection in time");
+}
+
+#[tokio::test]
+async fn an_http3_endpoint_without_tls_fails_start_up_naming_the_endpoint() {
+    let mut options = KestrelServerOptions::default();
+    options.listen((std::net::Ipv4Addr::LOCALHOST, 0), |l| {
+        l.protocols = HttpProtocols::HTTP1_AND_HTTP2_AND_HTTP3;
+    });
+    let err = KestrelServer::new(options)
+        .start(app)
+        .await
+        .expect_err("HTTP/3 without HTTPS must not start");
+    assert!(matches!(err, StartError::Http3NeedsTls(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("http://127.0.0.1:0"), "{message}");
+    assert!(message.contains("HTTP/3"), "{message}");
+
+    // From a URL too.
+    let mut options = KestrelServerOptions::default();
+    options.configure_endpoint_defaults(|l| l.protocols = HttpProtocols::HTTP3);
+    let err = KestrelServer::new(options)
+        .urls(["http://127.0.0.1:0"])
+        .start(app)
+        .await
+        .expect_err("HTTP/3 without HTTPS must not start");
+    assert!(err.to_string().contains("http://127.0.0.1:0"), "{err}");
+}
