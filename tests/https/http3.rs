@@ -30,6 +30,12 @@ async fn app(req: Request<RequestBody>) -> Response<Full<Bytes>> {
             .body(Full::new(body))
             .unwrap();
     }
+    if req.uri().path() == "/own-alt-svc" {
+        return Response::builder()
+            .header("alt-svc", "h2=\"alt.example:443\"")
+            .body(Full::new(Bytes::from_static(b"own")))
+            .unwrap();
+    }
     Response::builder()
         .header("x-version", version.clone())
         .body(Full::new(Bytes::from(format!("hello over {version}"))))
@@ -40,11 +46,21 @@ async fn start(
     ca: &TestCa,
     limits: impl FnOnce(&mut KestrelServerOptions),
 ) -> kestrel::RunningServer {
+    start_with(ca, HttpProtocols::HTTP1_AND_HTTP2_AND_HTTP3, false, limits).await
+}
+
+async fn start_with(
+    ca: &TestCa,
+    protocols: HttpProtocols,
+    disable_alt_svc_header: bool,
+    limits: impl FnOnce(&mut KestrelServerOptions),
+) -> kestrel::RunningServer {
     use kestrel::tls::ListenOptionsHttpsExt;
     let mut options = KestrelServerOptions::default();
     limits(&mut options);
     options.listen((std::net::Ipv4Addr::LOCALHOST, 0), |l| {
-        l.protocols = HttpProtocols::HTTP1_AND_HTTP2_AND_HTTP3;
+        l.protocols = protocols;
+        l.disable_alt_svc_header = disable_alt_svc_header;
         l.use_https(HttpsOptions::new().with_certificate(ca.server_cert(&["localhost"])));
     });
     KestrelServer::new(options)
@@ -250,4 +266,101 @@ async fn an_http3_endpoint_without_tls_fails_start_up_naming_the_endpoint() {
         .await
         .expect_err("HTTP/3 without HTTPS must not start");
     assert!(err.to_string().contains("http://127.0.0.1:0"), "{err}");
+}
+
+/// The `Alt-Svc` values of `GET path` over HTTP/1.1 (TLS, ALPN http/1.1).
+async fn h1_alt_svc(ca: &TestCa, addr: SocketAddr, path: &str) -> Vec<String> {
+    let tls = tls_support::connect(
+        addr,
+        "localhost",
+        client_config(&ca.pem, &["http/1.1"], None),
+    )
+    .await
+    .expect("TLS");
+    let mut tls = tls;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut out))
+        .await
+        .expect("in time");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let head = text.split("\r\n\r\n").next().unwrap();
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.eq_ignore_ascii_case("alt-svc"))
+        .map(|(_, v)| v.trim().to_string())
+        .collect()
+}
+
+/// The `Alt-Svc` values of `GET path` over HTTP/2 (TLS, ALPN h2).
+async fn h2_alt_svc(ca: &TestCa, addr: SocketAddr, path: &str) -> Vec<String> {
+    let tls = tls_support::connect(addr, "localhost", client_config(&ca.pem, &["h2"], None))
+        .await
+        .expect("TLS");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::get(format!("https://localhost:{}{path}", addr.port()))
+        .body(())
+        .unwrap();
+    let (resp, _) = send.send_request(req, true).expect("sent");
+    let resp = tokio::time::timeout(WAIT, resp)
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.version(), Version::HTTP_2);
+    resp.headers()
+        .get_all("alt-svc")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn http1_and_http2_responses_advertise_http3_with_alt_svc() {
+    let ca = TestCa::new();
+    let server = start(&ca, |_| {}).await;
+    let addr = tls_support::addr(&server);
+    let expected = vec![format!("h3=\":{}\"; ma=86400", addr.port())];
+    assert_eq!(h1_alt_svc(&ca, addr, "/").await, expected);
+    assert_eq!(h2_alt_svc(&ca, addr, "/").await, expected);
+    // The app's own Alt-Svc is kept, and not doubled.
+    let own = vec!["h2=\"alt.example:443\"".to_string()];
+    assert_eq!(h1_alt_svc(&ca, addr, "/own-alt-svc").await, own);
+    assert_eq!(h2_alt_svc(&ca, addr, "/own-alt-svc").await, own);
+    // HTTP/3 responses do not carry it.
+    let mut c = try_client(&ca, addr).await.expect("h3 client connects");
+    let (head, _) = request(&mut c, Request::get(uri(addr, "/")).body(()).unwrap(), b"").await;
+    assert!(head.headers().get("alt-svc").is_none(), "{head:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn disable_alt_svc_header_and_endpoints_without_http3_send_none() {
+    let ca = TestCa::new();
+    let server = start_with(&ca, HttpProtocols::HTTP1_AND_HTTP2_AND_HTTP3, true, |_| {}).await;
+    let addr = tls_support::addr(&server);
+    // HTTP/3 is still served; it is only not advertised.
+    assert_eq!(server.http3_addresses(), vec![addr]);
+    assert!(h1_alt_svc(&ca, addr, "/").await.is_empty());
+    assert!(h2_alt_svc(&ca, addr, "/").await.is_empty());
+    // The app's own value still goes out.
+    assert_eq!(h1_alt_svc(&ca, addr, "/own-alt-svc").await.len(), 1);
+    server.stop().await;
+
+    let server = start_with(&ca, HttpProtocols::HTTP1_AND_HTTP2, false, |_| {}).await;
+    let addr = tls_support::addr(&server);
+    assert!(server.http3_addresses().is_empty());
+    assert!(h1_alt_svc(&ca, addr, "/").await.is_empty());
+    assert!(h2_alt_svc(&ca, addr, "/").await.is_empty());
+    server.stop().await;
 }

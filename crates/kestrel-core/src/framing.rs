@@ -41,6 +41,37 @@ pub enum ConnectionHeader {
     Upgrade,
 }
 
+/// The `Alt-Svc` value a connection advertises on every HTTP/1.1 and HTTP/2
+/// response (a connection feature, in `ConnectionInfo::features`): the
+/// server records it on connections of an endpoint that also serves HTTP/3
+/// (Kestrel's `h3=":<port>"; ma=86400`), unless the endpoint sets
+/// `disable_alt_svc_header`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AltSvc(pub http::HeaderValue);
+
+impl AltSvc {
+    /// HTTP/3 on `port` of the same host, for 24 hours (Kestrel's value).
+    pub fn h3(port: u16) -> AltSvc {
+        AltSvc(
+            http::HeaderValue::from_maybe_shared(bytes::Bytes::from(format!(
+                "h3=\":{port}\"; ma=86400"
+            )))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("h3=\":443\"; ma=86400")),
+        )
+    }
+}
+
+/// Add the connection's [`AltSvc`] to a response's headers, unless the app
+/// set an `Alt-Svc` of its own. HTTP/1.1 and HTTP/2 drivers call this on
+/// every response they frame with [`plan`].
+pub fn add_alt_svc(headers: &mut HeaderMap, info: Option<&crate::ConnectionInfo>) {
+    if let Some(AltSvc(value)) = info.and_then(|i| i.features().get::<AltSvc>()) {
+        if !headers.contains_key(http::header::ALT_SVC) {
+            headers.insert(http::header::ALT_SVC, value.clone());
+        }
+    }
+}
+
 /// What the driver knows of the request when it frames the response.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestFacts {

@@ -192,6 +192,10 @@ pub struct ListenOptions {
     /// id), set when it is bound. `None` keeps the process's group.
     /// Configuration: `Kestrel:Endpoints:<Name>:SocketGroup`.
     pub unix_socket_group: Option<kestrel_transport::SocketGroup>,
+    /// Do not advertise HTTP/3 with `Alt-Svc` on this endpoint's HTTP/1.1
+    /// and HTTP/2 responses (Kestrel's `DisableAltSvcHeader`; default
+    /// `false`). Only matters on an HTTPS endpoint that serves HTTP/3.
+    pub disable_alt_svc_header: bool,
     middleware: Vec<Arc<dyn ConnectionMiddleware>>,
     /// The endpoint's TLS server configuration, type-erased (kestrel-core
     /// knows no TLS library): `kestrel-tls` records its
@@ -208,6 +212,7 @@ impl fmt::Debug for ListenOptions {
             .field("config_name", &self.config_name)
             .field("unix_socket_mode", &self.unix_socket_mode)
             .field("unix_socket_group", &self.unix_socket_group)
+            .field("disable_alt_svc_header", &self.disable_alt_svc_header)
             .field("middleware", &self.middleware.len())
             .field("tls_config", &self.tls_config.is_some())
             .finish()
@@ -224,6 +229,7 @@ impl ListenOptions {
             config_name: None,
             unix_socket_mode: None,
             unix_socket_group: None,
+            disable_alt_svc_header: false,
             middleware: Vec::new(),
             tls_config: None,
         }

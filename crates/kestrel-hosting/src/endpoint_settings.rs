@@ -49,6 +49,10 @@ pub struct EndpointConnectionSettings {
     /// accepted from (one value separated by `,` or `;`, or an array).
     /// Empty: any peer. Needs `ProxyProtocol=Required`.
     pub trusted_proxies: Vec<IpNetwork>,
+    /// `DisableAltSvcHeader` (Kestrel's `ListenOptions.DisableAltSvcHeader`):
+    /// no `Alt-Svc` advertising HTTP/3 on this endpoint's HTTP/1.1 and
+    /// HTTP/2 responses. Default `false`.
+    pub disable_alt_svc_header: bool,
 }
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> KestrelConfigError {
@@ -127,6 +131,13 @@ pub fn read_endpoint_connection_settings(
                     _ => return Err(invalid(key, value, "expected Off or Required")),
                 };
             }
+            "disablealtsvcheader" if field == head => {
+                s.disable_alt_svc_header = match value.trim().to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" | "" => false,
+                    _ => return Err(invalid(key, value, "expected true or false")),
+                };
+            }
             "trustedproxies" => {
                 trusted_key.get_or_insert_with(|| key.to_string());
                 for item in value
@@ -177,6 +188,18 @@ mod tests {
             "Kestrel:Endpoints:E",
             &ServerUrl::parse(url).unwrap(),
         )
+    }
+
+    #[test]
+    fn disable_alt_svc_header_is_read() {
+        let url = "https://127.0.0.1:5001";
+        for (value, expected) in [("true", true), ("False", false)] {
+            let s = read(&[("Kestrel:Endpoints:E:DisableAltSvcHeader", value)], url).unwrap();
+            assert_eq!(s.disable_alt_svc_header, expected);
+        }
+        assert!(!read(&[], url).unwrap().disable_alt_svc_header);
+        let e = read(&[("Kestrel:Endpoints:E:DisableAltSvcHeader", "yes")], url).unwrap_err();
+        assert!(e.to_string().contains("DisableAltSvcHeader"), "{e}");
     }
 
     #[test]

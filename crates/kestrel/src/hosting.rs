@@ -107,6 +107,7 @@ fn config_endpoint(
     if let Some(g) = &ep.connection.socket_group {
         lo.unix_socket_group = Some(g.clone());
     }
+    lo.disable_alt_svc_header |= ep.connection.disable_alt_svc_header;
     if lo.protocols == HttpProtocols::NONE {
         return Err(Box::new(KestrelConfigError::Invalid {
             key: format!("Kestrel:Endpoints:{}:Protocols", ep.name),

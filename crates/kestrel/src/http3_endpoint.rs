@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kestrel_core::events;
+use kestrel_core::framing::AltSvc;
 use kestrel_core::metrics::{self, EndpointTags};
+use kestrel_core::runtime::AdmittedConnection;
 use kestrel_core::runtime::AdmittedMultiplexed;
-use kestrel_core::{Application, BoundAddress};
+use kestrel_core::{Application, BoundAddress, HttpProtocols, ListenOptions};
 use kestrel_http3::Http3Connection;
 use kestrel_transport::multiplexed::MultiplexedListener;
 use kestrel_transport::quic::QuicListener;
@@ -91,4 +93,25 @@ async fn serve_connection<A: Application>(
         metrics::connection_stopped(&tags, started.elapsed(), Some("3"), handle.end_reason());
     }
     events::connection_stop(id);
+}
+
+/// Record `Alt-Svc: h3=":<port>"; ma=86400` on a TCP connection of an
+/// endpoint that serves HTTP/3 beside HTTP/1.1 or HTTP/2 (unless it sets
+/// `disable_alt_svc_header`): the HTTP/1.1 and HTTP/2 drivers add it to every
+/// response the app did not give an `Alt-Svc` of its own
+/// (`kestrel_core::framing::add_alt_svc`). The UDP port is the TCP port: the
+/// QUIC listener was bound on the TCP listener's address and port, and an
+/// HTTP/3 endpoint without it does not start.
+pub(crate) fn advertise(endpoint: &ListenOptions, admitted: &mut AdmittedConnection) {
+    let p = endpoint.protocols;
+    if !p.contains(HttpProtocols::HTTP3)
+        || endpoint.disable_alt_svc_header
+        || !(p.contains(HttpProtocols::HTTP1) || p.contains(HttpProtocols::HTTP2))
+    {
+        return;
+    }
+    if let kestrel_transport::Address::Ip(local) = &admitted.connection().local_addr {
+        let value = AltSvc::h3(local.port());
+        admitted.features_mut().insert(value);
+    }
 }

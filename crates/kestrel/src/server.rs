@@ -359,6 +359,8 @@ fn run_connection<A: Application>(
                 tracing::Span::current().record("client", tracing::field::display(client));
             }
         }
+        #[cfg(feature = "http3")]
+        crate::http3_endpoint::advertise(&endpoint, &mut admitted);
         let protocols = compiled_protocols(endpoint.protocols, &admitted)?;
         // ALPN over TLS; on cleartext, the endpoint's protocols and the preface.
         let limits = SelectionLimits::new(

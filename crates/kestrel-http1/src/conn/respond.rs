@@ -87,6 +87,7 @@ impl Driver {
         self.handle
             .rates()
             .set_write_rate(self.shared.limits.current().min_response_data_rate);
+        kestrel_core::framing::add_alt_svc(&mut headers, self.info.as_ref());
         let plan = match plan(facts, status, &mut headers, &body.size_hint()) {
             Ok(p) => p,
             Err(e) => {

@@ -124,6 +124,7 @@ where
         keep_alive: true,
         add_server_header: ctx.config.add_server_header,
     };
+    framing::add_alt_svc(headers, ctx.info);
     let plan = match framing::plan(&facts, status, headers, &body.size_hint()) {
         Ok(plan) => plan,
         Err(e) => {
