@@ -30,6 +30,10 @@ async fn app(req: Request<RequestBody>) -> Response<Full<Bytes>> {
             .body(Full::new(body))
             .unwrap();
     }
+    if req.uri().path() == "/slow" {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        return Response::new(Full::new(Bytes::from_static(b"finished")));
+    }
     if req.uri().path() == "/own-alt-svc" {
         return Response::builder()
             .header("alt-svc", "h2=\"alt.example:443\"")
@@ -363,4 +367,50 @@ async fn disable_alt_svc_header_and_endpoints_without_http3_send_none() {
     assert!(h1_alt_svc(&ca, addr, "/").await.is_empty());
     assert!(h2_alt_svc(&ca, addr, "/").await.is_empty());
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_graceful_stop_lets_an_in_flight_http3_request_finish() {
+    let ca = TestCa::new();
+    let server = start(&ca, |_| {}).await;
+    let addr = tls_support::addr(&server);
+    let mut c = try_client(&ca, addr).await.expect("h3 client connects");
+    let mut stream = c
+        .send
+        .send_request(Request::get(uri(addr, "/slow")).body(()).unwrap())
+        .await
+        .expect("request sent");
+    stream.finish().await.expect("finished");
+    // The request is in the app when the stop begins.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let stop = tokio::spawn(server.stop());
+    let head = tokio::time::timeout(WAIT, stream.recv_response())
+        .await
+        .expect("answered in time")
+        .expect("the in-flight request is answered");
+    assert_eq!(head.status(), StatusCode::OK);
+    let mut body = BytesMut::new();
+    while let Some(mut chunk) = stream.recv_data().await.expect("data") {
+        body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+    }
+    assert_eq!(&body[..], b"finished");
+    tokio::time::timeout(WAIT, stop)
+        .await
+        .expect("the stop ends once the request is done")
+        .unwrap();
+    // Graceful: well within the 30 s shutdown timeout, not after it.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server closed the connection afterwards.
+    let closed = tokio::time::timeout(WAIT, c.conn.closed())
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
+        "{closed:?}"
+    );
 }

@@ -133,6 +133,7 @@ impl Http3Connection {
         };
         let mut streams = FuturesUnordered::new();
         let mut aborted = false;
+        let mut closing = false;
         let result = loop {
             let next = {
                 let mut accept = pin!(server.accept());
@@ -163,6 +164,7 @@ impl Http3Connection {
                     if let Err(e) = server.shutdown(1).await {
                         break Err(e);
                     }
+                    closing = true;
                     break Ok(());
                 }
                 Next::Abort => {
@@ -189,6 +191,36 @@ impl Http3Connection {
             .await;
         }
         drop(streams);
+        if closing && !aborted && result.is_ok() {
+            // Dropping h3's connection closes the QUIC connection at once,
+            // and QUIC discards stream data not yet delivered: the last
+            // responses could be lost. Linger until the client closes
+            // (h3's accept then ends), the runtime aborts, or CLOSE_LINGER.
+            let linger = tokio::time::sleep(CLOSE_LINGER);
+            let mut linger = pin!(linger);
+            poll_fn(|cx| {
+                if linger.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                if let Some(h) = &handle {
+                    if let Poll::Ready(Signal::Aborted) = h.poll_signal(cx) {
+                        return Poll::Ready(());
+                    }
+                }
+                let mut accept = pin!(server.accept());
+                match accept.as_mut().poll(cx) {
+                    // A request past the GOAWAY: refused (h3 resets it when
+                    // the resolver is dropped).
+                    Poll::Ready(Ok(Some(_))) => {
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                    Poll::Ready(_) => Poll::Ready(()),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+        }
         match result {
             Ok(()) => {
                 // The client is done (its GOAWAY, and no request left): h3
@@ -201,6 +233,12 @@ impl Http3Connection {
         }
     }
 }
+
+/// How long a connection closed by a graceful shutdown stays open after its
+/// last response, for that response's data to reach the client before the
+/// QUIC close (which discards undelivered stream data), unless the client
+/// closes first.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the connection's accept loop woke up for.
 enum Next<T> {
