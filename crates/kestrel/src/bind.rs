@@ -370,3 +370,30 @@ fn bind_transport(plan: EndpointPlan, tcp: &TcpOptions) -> Result<Vec<BoundListe
         other => Err(StartError::Unsupported(format!("{other:?}"))),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_http3_endpoint_from_configuration_without_tls_is_named_by_its_section() {
+        let mut options = ListenOptions::new(BindTarget::Ip("127.0.0.1:0".parse().unwrap()));
+        options.protocols = HttpProtocols::HTTP1_AND_HTTP2_AND_HTTP3;
+        options.config_name = Some("Web".into());
+        let plan = EndpointPlan {
+            options,
+            scheme: Scheme::Http,
+        };
+        let err = match bind_endpoint(plan, &TcpOptions::default()) {
+            Err(e) => e,
+            Ok(_) => panic!("HTTP/3 without TLS must not bind"),
+        };
+        assert!(matches!(err, StartError::Http3NeedsTls(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("'Kestrel:Endpoints:Web' (http://127.0.0.1:0)"),
+            "{message}"
+        );
+    }
+}
