@@ -414,3 +414,39 @@ async fn a_graceful_stop_lets_an_in_flight_http3_request_finish() {
         "{closed:?}"
     );
 }
+
+#[tokio::test]
+async fn an_idle_http3_connection_ends_after_the_keep_alive_timeout() {
+    let ca = TestCa::new();
+    let server = start(&ca, |o| {
+        o.limits.keep_alive_timeout = Duration::from_secs(1)
+    })
+    .await;
+    let addr = tls_support::addr(&server);
+    let mut c = try_client(&ca, addr).await.expect("h3 client connects");
+    let (head, _) = request(&mut c, Request::get(uri(addr, "/")).body(()).unwrap(), b"").await;
+    assert_eq!(head.status(), StatusCode::OK);
+    let idle = std::time::Instant::now();
+    // The QUIC idle timeout is the server's keep-alive timeout (1 s), not
+    // Kestrel's default 130 s nor the client's 30 s.
+    let closed = tokio::time::timeout(WAIT, c.conn.closed())
+        .await
+        .expect("the idle connection ends in time");
+    assert!(
+        matches!(closed, quinn::ConnectionError::TimedOut),
+        "{closed:?}"
+    );
+    let after = idle.elapsed();
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(5),
+        "{after:?}"
+    );
+    tokio::time::timeout(WAIT, async {
+        while server.live_connections() != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the server's side ends too");
+    server.stop().await;
+}

@@ -186,9 +186,13 @@ fn endpoint_name(options: &ListenOptions, scheme: Scheme) -> String {
 /// transport), and, for an HTTPS endpoint whose protocols include HTTP/3, a
 /// QUIC listener on each TCP listener's address and port (after port 0, the
 /// port TCP got).
+///
+/// `keep_alive_timeout` (the server's `KeepAliveTimeout`) is the QUIC idle
+/// timeout of HTTP/3 connections.
 pub(crate) fn bind_endpoint(
     plan: EndpointPlan,
     tcp: &TcpOptions,
+    keep_alive_timeout: std::time::Duration,
 ) -> Result<Vec<BoundListener>, StartError> {
     let wants_h3 = plan.options.protocols.contains(HttpProtocols::HTTP3);
     if wants_h3 && (plan.scheme != Scheme::Https || plan.options.tls_config().is_none()) {
@@ -206,16 +210,21 @@ pub(crate) fn bind_endpoint(
     #[cfg(feature = "http3")]
     if wants_h3 {
         for l in &mut listeners {
-            l.quic = Some(bind_quic(l)?);
+            l.quic = Some(bind_quic(l, keep_alive_timeout)?);
         }
     }
+    #[cfg(not(feature = "http3"))]
+    let _ = keep_alive_timeout;
     Ok(listeners)
 }
 
 /// The QUIC listener for `l`'s endpoint, on the address and port its TCP
 /// listener is bound to, with the endpoint's certificate.
 #[cfg(feature = "http3")]
-fn bind_quic(l: &BoundListener) -> Result<kestrel_transport::quic::QuicListener, StartError> {
+fn bind_quic(
+    l: &BoundListener,
+    keep_alive_timeout: std::time::Duration,
+) -> Result<kestrel_transport::quic::QuicListener, StartError> {
     use kestrel_transport::quic::{QuicBindError, QuicListener, QuicOptions};
     let quic_err = |source: QuicBindError| StartError::Quic {
         address: l.address.to_string(),
@@ -236,7 +245,10 @@ fn bind_quic(l: &BoundListener) -> Result<kestrel_transport::quic::QuicListener,
         .and_then(|c| c.downcast_ref::<rustls::ServerConfig>())
         .cloned()
         .ok_or_else(|| StartError::Http3NeedsTls(endpoint_name(&l.endpoint, Scheme::Https)))?;
-    let options = QuicOptions::default();
+    // Kestrel's QuicTransportOptions defaults, with the idle timeout from
+    // KeepAliveTimeout.
+    let mut options = QuicOptions::default();
+    options.idle_timeout = keep_alive_timeout;
     let quic = QuicListener::bind(addr, tls, &options).map_err(quic_err)?;
     tracing::info!(target: "kestrel", address = %l.address, udp = %addr, "Now listening on: {} (HTTP/3 over QUIC, UDP {addr})", l.address);
     Ok(quic)
@@ -385,7 +397,11 @@ mod tests {
             options,
             scheme: Scheme::Http,
         };
-        let err = match bind_endpoint(plan, &TcpOptions::default()) {
+        let err = match bind_endpoint(
+            plan,
+            &TcpOptions::default(),
+            std::time::Duration::from_secs(130),
+        ) {
             Err(e) => e,
             Ok(_) => panic!("HTTP/3 without TLS must not bind"),
         };

@@ -281,7 +281,8 @@ impl crate::RunningServer {
                 scheme: o.scheme,
                 options: o,
             };
-            bind_endpoint(plan, &self.tcp).map(|l| (name, l))
+            let keep_alive = self.limits.limits().keep_alive_timeout;
+            bind_endpoint(plan, &self.tcp, keep_alive).map(|l| (name, l))
         };
         let mut bound = Vec::new();
         for o in now {

@@ -132,7 +132,10 @@ impl KestrelServer {
         let mut bound: Vec<(Option<String>, Vec<BoundListener>)> = Vec::new();
         for plan in plans {
             let name = plan.options.config_name.clone();
-            bound.push((name, bind_endpoint(plan, &self.tcp)?));
+            bound.push((
+                name,
+                bind_endpoint(plan, &self.tcp, self.options.limits.keep_alive_timeout)?,
+            ));
         }
         let mut addresses: Vec<BoundAddress> = Vec::new();
         for b in bound.iter().flat_map(|(_, l)| l) {
@@ -462,7 +465,7 @@ fn middleware_end_reason(e: &std::io::Error) -> ConnectionEndReason {
 pub struct RunningServer {
     pub(crate) addresses: ServerAddresses,
     runtime: Arc<ConnectionRuntime>,
-    limits: Arc<LiveLimits>,
+    pub(crate) limits: Arc<LiveLimits>,
     pub(crate) endpoints: Endpoints,
     pub(crate) tcp: TcpOptions,
     shutdown_timeout: Duration,
