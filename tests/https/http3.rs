@@ -450,3 +450,230 @@ async fn an_idle_http3_connection_ends_after_the_keep_alive_timeout() {
     .expect("the server's side ends too");
     server.stop().await;
 }
+
+/// A raw HTTP/3 client on a quinn connection: it writes frames by hand and
+/// reads the frames of the server's control stream, to check what h3's
+/// client does not show (the GOAWAY id, refused streams' codes).
+struct RawH3 {
+    conn: quinn::Connection,
+    /// The client's control stream (kept open: closing it is an error).
+    control: quinn::SendStream,
+    /// Frames off the server's control stream: (type, payload).
+    server_control: tokio::sync::mpsc::UnboundedReceiver<(u64, Vec<u8>)>,
+    _endpoint: quinn::Endpoint,
+}
+
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    match v {
+        0..=0x3f => out.push(v as u8),
+        0x40..=0x3fff => out.extend_from_slice(&(0x4000 | v as u16).to_be_bytes()),
+        0x4000..=0x3fff_ffff => out.extend_from_slice(&(0x8000_0000 | v as u32).to_be_bytes()),
+        _ => out.extend_from_slice(&(0xc000_0000_0000_0000 | v).to_be_bytes()),
+    }
+}
+
+fn frame(ty: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varint(&mut out, ty);
+    put_varint(&mut out, payload.len() as u64);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn get_varint(buf: &mut &[u8]) -> Option<u64> {
+    let first = *buf.first()?;
+    let len = 1usize << (first >> 6);
+    let bytes = buf.get(..len)?;
+    let v = bytes[1..]
+        .iter()
+        .fold(u64::from(first & 0x3f), |v, b| (v << 8) | u64::from(*b));
+    *buf = &buf[len..];
+    Some(v)
+}
+
+async fn read_varint(recv: &mut quinn::RecvStream) -> Option<u64> {
+    let mut first = [0u8; 1];
+    recv.read_exact(&mut first).await.ok()?;
+    let len = 1usize << (first[0] >> 6);
+    let mut rest = [0u8; 7];
+    recv.read_exact(&mut rest[..len - 1]).await.ok()?;
+    Some(
+        rest[..len - 1]
+            .iter()
+            .fold(u64::from(first[0] & 0x3f), |v, b| (v << 8) | u64::from(*b)),
+    )
+}
+
+/// A GET's HEADERS frame, QPACK-encoded with static-table references and
+/// literals only (no dynamic table).
+fn get_headers(path: &str) -> Vec<u8> {
+    let mut block = vec![0x00, 0x00]; // Required Insert Count 0, Base 0
+    block.push(0xc0 | 17); // :method GET
+    block.push(0xc0 | 23); // :scheme https
+    for (index, value) in [(1u8, path), (0, "localhost")] {
+        // :path / :authority: a literal with a static name reference.
+        block.push(0x50 | index);
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    frame(0x01, &block)
+}
+
+impl RawH3 {
+    async fn connect(ca: &TestCa, addr: SocketAddr) -> RawH3 {
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = tokio::time::timeout(
+            WAIT,
+            endpoint
+                .connect_with(quic_client_config(ca), addr, "localhost")
+                .unwrap(),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+        let mut control = conn.open_uni().await.unwrap();
+        control.write_all(&[0x00]).await.unwrap();
+        control.write_all(&frame(0x04, &[])).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let accepting = conn.clone();
+        tokio::spawn(async move {
+            while let Ok(mut recv) = accepting.accept_uni().await {
+                // The control stream (type 0); the QPACK streams stay silent.
+                if read_varint(&mut recv).await != Some(0x00) {
+                    continue;
+                }
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Some(ty) = read_varint(&mut recv).await {
+                        let Some(len) = read_varint(&mut recv).await else {
+                            return;
+                        };
+                        let mut payload = vec![0; len as usize];
+                        if recv.read_exact(&mut payload).await.is_err() {
+                            return;
+                        }
+                        let _ = tx.send((ty, payload));
+                    }
+                });
+            }
+        });
+        RawH3 {
+            conn,
+            control,
+            server_control: rx,
+            _endpoint: endpoint,
+        }
+    }
+
+    /// Send a GET on a new request stream.
+    async fn get(&self, path: &str) -> (quinn::SendStream, quinn::RecvStream) {
+        let (mut send, recv) = self.conn.open_bi().await.unwrap();
+        send.write_all(&get_headers(path)).await.unwrap();
+        send.finish().unwrap();
+        (send, recv)
+    }
+
+    /// The next GOAWAY id off the server's control stream.
+    async fn goaway(&mut self) -> u64 {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let (ty, payload) = self
+                    .server_control
+                    .recv()
+                    .await
+                    .expect("the control stream stays open");
+                if ty == 0x07 {
+                    let mut rest = &payload[..];
+                    let id = get_varint(&mut rest).expect("a GOAWAY id");
+                    assert!(rest.is_empty(), "GOAWAY payload {payload:?}");
+                    return id;
+                }
+            }
+        })
+        .await
+        .expect("a GOAWAY in time")
+    }
+}
+
+/// The whole response stream's bytes (frames undecoded).
+async fn read_all(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, quinn::ReadToEndError> {
+    tokio::time::timeout(WAIT, recv.read_to_end(1 << 20))
+        .await
+        .expect("the response ends in time")
+}
+
+fn reset_code(e: quinn::ReadToEndError) -> u64 {
+    match e {
+        quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)) => code.into_inner(),
+        other => panic!("expected a stream reset, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_graceful_stop_announces_the_first_unprocessed_stream_and_rejects_the_rest() {
+    let ca = TestCa::new();
+    let server = start(&ca, |_| {}).await;
+    let addr = tls_support::addr(&server);
+    let mut raw = RawH3::connect(&ca, addr).await;
+    // Stream 0 is served at once; stream 4 is in the app when the stop begins.
+    let (_s0, mut r0) = raw.get("/").await;
+    let first = read_all(&mut r0).await.expect("stream 0 answered");
+    assert!(first.windows(11).any(|w| w == b"hello over "), "{first:?}");
+    let (_s4, mut r4) = raw.get("/slow").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stop = tokio::spawn(server.stop());
+    // RFC 9114 §5.2: the id of the first request stream NOT processed:
+    // 0 and 4 were, so 8 (h3 0.0.8 alone would serve 8 too).
+    assert_eq!(raw.goaway().await, 8);
+    // Streams at or past it are refused with H3_REQUEST_REJECTED...
+    let (_s8, mut r8) = raw.get("/").await;
+    let (_s12, mut r12) = raw.get("/").await;
+    assert_eq!(reset_code(read_all(&mut r8).await.unwrap_err()), 0x10b);
+    assert_eq!(reset_code(read_all(&mut r12).await.unwrap_err()), 0x10b);
+    // ...while the one in flight finishes.
+    let slow = read_all(&mut r4).await.expect("stream 4 answered");
+    assert!(slow.windows(8).any(|w| w == b"finished"), "{slow:?}");
+    // Then the connection closes with H3_NO_ERROR, and no later GOAWAY
+    // names a higher id.
+    match tokio::time::timeout(WAIT, raw.conn.closed())
+        .await
+        .expect("closed in time")
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 0x100, "H3_NO_ERROR")
+        }
+        other => panic!("expected the server's application close, got {other:?}"),
+    }
+    while let Ok((ty, payload)) = raw.server_control.try_recv() {
+        if ty == 0x07 {
+            let mut rest = &payload[..];
+            assert!(get_varint(&mut rest).unwrap() <= 8, "{payload:?}");
+        }
+    }
+    tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn after_the_clients_goaway_the_servers_goaway_names_the_next_stream_id() {
+    let ca = TestCa::new();
+    let server = start(&ca, |_| {}).await;
+    let addr = tls_support::addr(&server);
+    let mut raw = RawH3::connect(&ca, addr).await;
+    let (_s0, mut r0) = raw.get("/").await;
+    read_all(&mut r0).await.expect("stream 0 answered");
+    // The client goes away (it accepts no pushes: id 0).
+    raw.control.write_all(&frame(0x07, &[0x00])).await.unwrap();
+    // Stream 0 was processed: the server's last GOAWAY says 4, not 0
+    // (h3 0.0.8 alone names the last stream it served).
+    assert_eq!(raw.goaway().await, 4);
+    match tokio::time::timeout(WAIT, raw.conn.closed())
+        .await
+        .expect("closed in time")
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 0x100, "H3_NO_ERROR")
+        }
+        other => panic!("expected the server's application close, got {other:?}"),
+    }
+    server.stop().await;
+}

@@ -27,6 +27,7 @@ use kestrel_transport::multiplexed::MultiplexedConnection;
 
 use crate::body::StreamState;
 use crate::config::Http3Config;
+use crate::goaway::GoawayGate;
 use crate::quic::{H3Conn, H3Send};
 
 /// Why an HTTP/3 connection ended with an error.
@@ -115,11 +116,10 @@ impl Http3Connection {
         } = self;
         let handle: Option<Arc<ConnectionHandle>> = guard.as_ref().map(|g| g.handle().clone());
         let _guard = guard;
-        let mut server = match config
-            .builder()
-            .build::<_, Bytes>(H3Conn::new(conn.streams))
-            .await
-        {
+        let gate = Arc::new(GoawayGate::new());
+        let h3_conn = H3Conn::new(conn.streams, gate.clone(), id);
+        let closed = h3_conn.closed_watch();
+        let mut server = match config.builder().build::<_, Bytes>(h3_conn).await {
             Ok(server) => server,
             Err(e) => return end(id, e),
         };
@@ -132,9 +132,9 @@ impl Http3Connection {
             metrics: Mutex::new(kestrel_core::metrics::RequestMetrics::new("3")),
         };
         let mut streams = FuturesUnordered::new();
-        let mut aborted = false;
-        let mut closing = false;
-        let result = loop {
+        // Serving: until the client is done, the connection fails, or the
+        // runtime asks to close or abort.
+        let next = loop {
             let next = {
                 let mut accept = pin!(server.accept());
                 poll_fn(|cx| {
@@ -155,77 +155,87 @@ impl Http3Connection {
                 Next::Accepted(Ok(Some(resolver))) => {
                     streams.push(serve_request(app, &ctx, resolver))
                 }
-                Next::Accepted(Ok(None)) => break Ok(()),
-                Next::Accepted(Err(e)) => break Err(e),
-                Next::Close => {
-                    // Graceful shutdown: announce GOAWAY and take no new
-                    // request streams; those in flight finish below.
-                    tracing::debug!(target: "kestrel::http3", connection_id = %id, "close requested: sending GOAWAY");
-                    if let Err(e) = server.shutdown(1).await {
-                        break Err(e);
-                    }
-                    closing = true;
-                    break Ok(());
-                }
-                Next::Abort => {
-                    aborted = true;
-                    break Ok(());
-                }
+                other => break other,
             }
         };
-        if !aborted {
-            // In-flight streams finish (or fail with the connection), unless
-            // the runtime aborts the connection meanwhile.
-            poll_fn(|cx| loop {
+        let client_done = matches!(next, Next::Accepted(Ok(None)));
+        let result = match next {
+            Next::Abort => {
+                events::http3_connection_closed(id);
+                return Ok(());
+            }
+            Next::Close => {
+                // Graceful shutdown: GOAWAY with the first request stream not
+                // processed (the gate's id, RFC 9114 §5.2); streams at or
+                // past it are refused with H3_REQUEST_REJECTED.
+                match server.shutdown(1).await {
+                    Ok(()) => {
+                        tracing::debug!(target: "kestrel::http3", connection_id = %id, goaway = ?gate.announced(), "close requested: GOAWAY sent");
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            // The client is done (its GOAWAY, and no request left): h3
+            // answered with a last GOAWAY of its own (the gate's id).
+            Next::Accepted(Ok(None)) => Ok(()),
+            Next::Accepted(Err(e)) => Err(e),
+            Next::Accepted(Ok(Some(_))) => Ok(()),
+        };
+        // Closing: the streams in flight finish while new ones are refused.
+        // Once none is left the connection lingers (up to CLOSE_LINGER, or
+        // until the client closes it): dropping h3's connection closes QUIC
+        // at once, and QUIC discards stream data not yet delivered, so the
+        // last responses and GOAWAY could be lost. An abort ends it at once.
+        {
+            // Request streams h3 still accepts (below the GOAWAY id; the
+            // gate refuses the others), until the client closes.
+            let accepted = futures_util::stream::unfold(&mut server, |server| async move {
+                match server.accept().await {
+                    Ok(Some(resolver)) => Some((resolver, server)),
+                    Ok(None) | Err(_) => None,
+                }
+            });
+            let mut accepted = pin!(accepted);
+            // After an error h3's connection is done; after the client's
+            // GOAWAY it answers `None` at once, again and again.
+            let mut accept_done = result.is_err() || client_done;
+            let mut linger = None;
+            poll_fn(|cx| {
                 if let Some(h) = &handle {
                     if let Poll::Ready(Signal::Aborted) = h.poll_signal(cx) {
                         return Poll::Ready(());
                     }
                 }
-                match streams.poll_next_unpin(cx) {
-                    Poll::Ready(Some(())) => continue,
-                    Poll::Ready(None) => return Poll::Ready(()),
-                    Poll::Pending => return Poll::Pending,
+                while !accept_done {
+                    match accepted.as_mut().poll_next_unpin(cx) {
+                        Poll::Ready(Some(resolver)) => {
+                            streams.push(serve_request(app, &ctx, resolver))
+                        }
+                        Poll::Ready(None) => accept_done = true,
+                        Poll::Pending => break,
+                    }
                 }
+                while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
+                if streams.is_empty() {
+                    if closed.poll_closed(cx).is_ready() {
+                        return Poll::Ready(());
+                    }
+                    let linger =
+                        linger.get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_LINGER)));
+                    if linger.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Pending
             })
             .await;
         }
         drop(streams);
-        if closing && !aborted && result.is_ok() {
-            // Dropping h3's connection closes the QUIC connection at once,
-            // and QUIC discards stream data not yet delivered: the last
-            // responses could be lost. Linger until the client closes
-            // (h3's accept then ends), the runtime aborts, or CLOSE_LINGER.
-            let linger = tokio::time::sleep(CLOSE_LINGER);
-            let mut linger = pin!(linger);
-            poll_fn(|cx| {
-                if linger.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
-                }
-                if let Some(h) = &handle {
-                    if let Poll::Ready(Signal::Aborted) = h.poll_signal(cx) {
-                        return Poll::Ready(());
-                    }
-                }
-                let mut accept = pin!(server.accept());
-                match accept.as_mut().poll(cx) {
-                    // A request past the GOAWAY: refused (h3 resets it when
-                    // the resolver is dropped).
-                    Poll::Ready(Ok(Some(_))) => {
-                        cx.waker().wake_by_ref();
-                        Poll::Pending
-                    }
-                    Poll::Ready(_) => Poll::Ready(()),
-                    Poll::Pending => Poll::Pending,
-                }
-            })
-            .await;
-        }
         match result {
             Ok(()) => {
-                // The client is done (its GOAWAY, and no request left): h3
-                // sent its last GOAWAY, and dropping its connection closes
-                // the QUIC connection with H3_NO_ERROR (Kestrel's close code).
+                // Dropping h3's connection closes the QUIC connection with
+                // H3_NO_ERROR (Kestrel's close code).
                 events::http3_connection_closed(id);
                 Ok(())
             }

@@ -39,6 +39,7 @@
 mod body;
 mod config;
 mod conn;
+mod goaway;
 mod quic;
 
 pub use config::{Http3Config, MAX_REQUEST_HEADER_FIELD_SIZE, QPACK_MAX_TABLE_CAPACITY};

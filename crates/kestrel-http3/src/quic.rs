@@ -4,6 +4,7 @@
 //! what keeps quinn out of this crate: any [`MultiplexedStreams`] serves
 //! HTTP/3, the quinn listener and the in-memory transport alike.
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -12,9 +13,17 @@ use kestrel_transport::multiplexed::{
     BoxRecvStream, BoxSendStream, ConnectionError, MultiplexedStreams, StreamError, StreamOpener,
 };
 
+use crate::goaway::{rewrite_control_frame, GoawayGate};
+
 /// Kestrel's default stream error code (`QuicTransportOptions`): a stream
 /// abandoned without a code of its own.
 const H3_REQUEST_CANCELLED: u64 = 0x10c;
+
+/// A request stream refused after a GOAWAY (RFC 9114 §5.2, §8.1).
+const H3_REQUEST_REJECTED: u64 = 0x10b;
+
+/// The control stream's type (RFC 9114 §6.2.1).
+const CONTROL_STREAM: u8 = 0x00;
 
 fn conn_err(e: ConnectionError) -> ConnectionErrorIncoming {
     match e {
@@ -44,21 +53,57 @@ fn h3_id(id: kestrel_transport::multiplexed::StreamId) -> quic::StreamId {
         .unwrap_or_else(|_| unreachable!("a transport stream id is at most 2^62 - 1"))
 }
 
-/// A connection's streams, for h3.
+/// A connection's streams, for h3. Request streams pass the connection's
+/// [`GoawayGate`] before h3 sees them.
 pub(crate) struct H3Conn {
-    streams: Box<dyn MultiplexedStreams>,
+    streams: SharedStreams,
     opener: H3Opener,
+    gate: Arc<GoawayGate>,
+    id: kestrel_core::connection::ConnectionId,
 }
 
 impl H3Conn {
-    pub fn new(streams: Box<dyn MultiplexedStreams>) -> H3Conn {
-        let opener = H3Opener(streams.opener());
-        H3Conn { streams, opener }
+    pub fn new(
+        streams: Box<dyn MultiplexedStreams>,
+        gate: Arc<GoawayGate>,
+        id: kestrel_core::connection::ConnectionId,
+    ) -> H3Conn {
+        let opener = H3Opener(streams.opener(), gate.clone());
+        H3Conn {
+            streams: SharedStreams(Arc::new(Mutex::new(streams))),
+            opener,
+            gate,
+            id,
+        }
+    }
+
+    /// A second handle on the connection's streams, for the driver to see
+    /// the connection close while h3 owns this one.
+    pub fn closed_watch(&self) -> SharedStreams {
+        SharedStreams(self.streams.0.clone())
     }
 }
 
-/// Opens this end's streams, for h3.
-pub(crate) struct H3Opener(Box<dyn StreamOpener>);
+/// The connection's streams, shared between h3 (through [`H3Conn`]) and the
+/// driver (which only waits for the close). Never contended: both run in
+/// the connection's one task.
+pub(crate) struct SharedStreams(Arc<Mutex<Box<dyn MultiplexedStreams>>>);
+
+impl SharedStreams {
+    fn lock(&self) -> MutexGuard<'_, Box<dyn MultiplexedStreams>> {
+        // Nothing panics while holding it; a poisoned lock is still usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ready once the connection is closed, by either end.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.lock().poll_closed(cx).map(|_| ())
+    }
+}
+
+/// Opens this end's streams, for h3. The unidirectional ones learn whether
+/// they are the control stream (whose GOAWAY frames the gate rewrites).
+pub(crate) struct H3Opener(Box<dyn StreamOpener>, Arc<GoawayGate>);
 
 impl quic::OpenStreams<Bytes> for H3Opener {
     type BidiStream = H3Bidi;
@@ -84,8 +129,9 @@ impl quic::OpenStreams<Bytes> for H3Opener {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
+        let gate = &self.1;
         self.0.poll_open_uni(cx).map(|r| {
-            r.map(H3Send::new)
+            r.map(|s| H3Send::uni(s, gate.clone()))
                 .map_err(|e| stream_err(StreamError::Connection(e)))
         })
     }
@@ -114,7 +160,7 @@ impl quic::OpenStreams<Bytes> for H3Conn {
     }
 
     fn close(&mut self, code: h3::error::Code, reason: &[u8]) {
-        self.streams.close(u64::from(code), reason);
+        self.streams.lock().close(u64::from(code), reason);
     }
 }
 
@@ -127,6 +173,7 @@ impl quic::Connection<Bytes> for H3Conn {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::RecvStream, ConnectionErrorIncoming>> {
         self.streams
+            .lock()
             .poll_accept_uni(cx)
             .map(|r| r.map(H3Recv::new).map_err(conn_err))
     }
@@ -135,20 +182,31 @@ impl quic::Connection<Bytes> for H3Conn {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::BidiStream, ConnectionErrorIncoming>> {
-        self.streams.poll_accept_bidi(cx).map(|r| {
-            r.map(|b| {
-                let (send, recv) = b.split();
-                H3Bidi {
-                    send: H3Send::new(send),
-                    recv: H3Recv::new(recv),
-                }
-            })
-            .map_err(conn_err)
-        })
+        loop {
+            let accepted = self.streams.lock().poll_accept_bidi(cx);
+            let b = match std::task::ready!(accepted) {
+                Ok(b) => b,
+                Err(e) => return Poll::Ready(Err(conn_err(e))),
+            };
+            let (mut send, mut recv) = b.split();
+            let id = recv.id().as_u64();
+            if !self.gate.admit(id) {
+                // At or past the GOAWAY we sent: not processed, the client
+                // may retry it elsewhere.
+                tracing::debug!(target: "kestrel::http3", connection_id = %self.id, stream_id = id, goaway = ?self.gate.announced(), "request stream after GOAWAY rejected with H3_REQUEST_REJECTED");
+                recv.stop_sending(H3_REQUEST_REJECTED);
+                send.reset(H3_REQUEST_REJECTED);
+                continue;
+            }
+            return Poll::Ready(Ok(H3Bidi {
+                send: H3Send::new(send),
+                recv: H3Recv::new(recv),
+            }));
+        }
     }
 
     fn opener(&self) -> Self::OpenStreams {
-        H3Opener(self.opener.0.clone_opener())
+        H3Opener(self.opener.0.clone_opener(), self.gate.clone())
     }
 }
 
@@ -161,8 +219,50 @@ impl quic::Connection<Bytes> for H3Conn {
 /// finished as if the response were complete.
 pub(crate) struct H3Send {
     inner: BoxSendStream,
-    pending: Option<WriteBuf<Bytes>>,
+    pending: Option<Pending>,
     closed: bool,
+    role: Role,
+}
+
+/// What a sending half carries, as far as the adapter cares.
+enum Role {
+    /// A request stream's response (or a stream this end opened for h3 to
+    /// use freely).
+    Request,
+    /// A unidirectional stream this end opened, before its type was written.
+    Uni(Arc<GoawayGate>),
+    /// The control stream: its GOAWAY frames carry the gate's id.
+    Control(Arc<GoawayGate>),
+}
+
+/// Bytes h3 handed over and not yet written.
+enum Pending {
+    Buf(WriteBuf<Bytes>),
+    /// A GOAWAY frame rewritten by the gate.
+    Rewritten(Bytes),
+}
+
+impl Pending {
+    fn chunk(&self) -> &[u8] {
+        match self {
+            Pending::Buf(b) => b.chunk(),
+            Pending::Rewritten(b) => b.chunk(),
+        }
+    }
+
+    fn has_remaining(&self) -> bool {
+        match self {
+            Pending::Buf(b) => b.has_remaining(),
+            Pending::Rewritten(b) => b.has_remaining(),
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Pending::Buf(b) => b.advance(n),
+            Pending::Rewritten(b) => b.advance(n),
+        }
+    }
 }
 
 impl H3Send {
@@ -171,6 +271,16 @@ impl H3Send {
             inner,
             pending: None,
             closed: false,
+            role: Role::Request,
+        }
+    }
+
+    fn uni(inner: BoxSendStream, gate: Arc<GoawayGate>) -> H3Send {
+        H3Send {
+            inner,
+            pending: None,
+            closed: false,
+            role: Role::Uni(gate),
         }
     }
 }
@@ -208,7 +318,27 @@ impl quic::SendStream<Bytes> for H3Send {
                 "send_data before the previous data was written".into(),
             ));
         }
-        self.pending = Some(data.into());
+        let mut data: WriteBuf<Bytes> = data.into();
+        match &self.role {
+            Role::Request => {}
+            Role::Uni(gate) => {
+                // The first write names the stream's type.
+                if data.chunk().first() == Some(&CONTROL_STREAM) {
+                    self.role = Role::Control(gate.clone());
+                } else {
+                    self.role = Role::Request;
+                }
+            }
+            Role::Control(gate) => {
+                // h3 writes a control frame whole; GOAWAY's id is ours.
+                if data.chunk().first() == Some(&0x07) {
+                    let frame = data.copy_to_bytes(data.remaining());
+                    self.pending = Some(Pending::Rewritten(rewrite_control_frame(frame, gate)));
+                    return Ok(());
+                }
+            }
+        }
+        self.pending = Some(Pending::Buf(data));
         Ok(())
     }
 
