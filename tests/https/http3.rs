@@ -677,3 +677,265 @@ async fn after_the_clients_goaway_the_servers_goaway_names_the_next_stream_id() 
     }
     server.stop().await;
 }
+
+/// A QPACK prefixed integer (RFC 7541 §5.1) after `flags` in the first byte.
+fn qpack_int(out: &mut Vec<u8>, flags: u8, prefix_bits: u32, mut v: usize) {
+    let max = (1usize << prefix_bits) - 1;
+    if v < max {
+        out.push(flags | v as u8);
+        return;
+    }
+    out.push(flags | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push(0x80 | (v % 128) as u8);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+/// A request's HEADERS frame: `:method` by its static index (17 GET, 20
+/// POST), `:scheme https`, `:path`, `:authority localhost`, then `extra`
+/// fields as literals with literal names.
+fn request_headers(method_index: u8, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut block = vec![0x00, 0x00];
+    block.push(0xc0 | method_index);
+    block.push(0xc0 | 23);
+    for (index, value) in [(1usize, path), (0, "localhost")] {
+        qpack_int(&mut block, 0x50, 4, index);
+        qpack_int(&mut block, 0x00, 7, value.len());
+        block.extend_from_slice(value.as_bytes());
+    }
+    for (name, value) in extra {
+        qpack_int(&mut block, 0x20, 3, name.len());
+        block.extend_from_slice(name.as_bytes());
+        qpack_int(&mut block, 0x00, 7, value.len());
+        block.extend_from_slice(value.as_bytes());
+    }
+    frame(0x01, &block)
+}
+
+/// The next frame on a request stream: (type, payload).
+async fn next_frame(recv: &mut quinn::RecvStream) -> Option<(u64, Vec<u8>)> {
+    tokio::time::timeout(WAIT, async {
+        let ty = read_varint(recv).await?;
+        let len = read_varint(recv).await?;
+        let mut payload = vec![0; len as usize];
+        recv.read_exact(&mut payload).await.ok()?;
+        Some((ty, payload))
+    })
+    .await
+    .expect("a frame in time")
+}
+
+/// The `:status` of a response HEADERS block, when the server's stateless
+/// QPACK encoder put it first as a static-table line (indexed, or a literal
+/// value with the `:status` name).
+fn status_of(block: &[u8]) -> u16 {
+    assert_eq!(&block[..2], &[0x00, 0x00], "no dynamic table: {block:?}");
+    let line = &block[2..];
+    match line[0] {
+        // Indexed static field line: 6-bit prefix (63 continues).
+        b if b & 0xc0 == 0xc0 => {
+            let index = if b & 0x3f == 0x3f {
+                63 + line[1] as usize
+            } else {
+                (b & 0x3f) as usize
+            };
+            match index {
+                24 => 103,
+                25 => 200,
+                26 => 304,
+                27 => 404,
+                28 => 503,
+                63 => 100,
+                64 => 204,
+                other => panic!("unexpected static index {other}"),
+            }
+        }
+        // Literal with a static name reference (`:status`), 4-bit prefix.
+        b if b & 0xf0 == 0x50 => {
+            let skip = if b & 0x0f == 0x0f { 2 } else { 1 };
+            let len = (line[skip] & 0x7f) as usize;
+            std::str::from_utf8(&line[skip + 1..skip + 1 + len])
+                .unwrap()
+                .parse()
+                .unwrap()
+        }
+        other => panic!("unexpected field line {other:#x} in {block:?}"),
+    }
+}
+
+#[tokio::test]
+async fn expect_100_continue_gets_an_interim_response_before_the_body() {
+    let ca = TestCa::new();
+    let server = start(&ca, |_| {}).await;
+    let addr = tls_support::addr(&server);
+    let raw = RawH3::connect(&ca, addr).await;
+    let (mut send, mut recv) = raw.conn.open_bi().await.unwrap();
+    send.write_all(&request_headers(
+        20,
+        "/echo",
+        &[("expect", "100-continue"), ("content-length", "5")],
+    ))
+    .await
+    .unwrap();
+    // The client holds the body back: the app reads it, so 100 comes first.
+    let (ty, block) = next_frame(&mut recv).await.expect("an interim response");
+    assert_eq!(ty, 0x01, "HEADERS");
+    assert_eq!(status_of(&block), 100);
+    send.write_all(&frame(0x00, b"hello")).await.unwrap();
+    send.finish().unwrap();
+    let (ty, block) = next_frame(&mut recv).await.expect("the final response");
+    assert_eq!(ty, 0x01);
+    assert_eq!(status_of(&block), 200);
+    let (ty, data) = next_frame(&mut recv).await.expect("the body");
+    assert_eq!((ty, &data[..]), (0x00, &b"hello"[..]));
+    // Without Expect, no interim response.
+    let (mut send, mut recv) = raw.conn.open_bi().await.unwrap();
+    send.write_all(&request_headers(20, "/echo", &[("content-length", "2")]))
+        .await
+        .unwrap();
+    send.write_all(&frame(0x00, b"hi")).await.unwrap();
+    send.finish().unwrap();
+    let (_, block) = next_frame(&mut recv).await.expect("the response");
+    assert_eq!(status_of(&block), 200);
+    server.stop().await;
+}
+
+/// `/big`: 8 MiB in 16 KiB chunks; `/echo`: the request body back.
+async fn rated_app(
+    req: Request<RequestBody>,
+) -> Response<http_body_util::combinators::BoxBody<Bytes, kestrel::BoxError>> {
+    if req.uri().path() == "/big" {
+        let chunks = (0..512).map(|_| {
+            Ok::<_, kestrel::BoxError>(http_body::Frame::data(Bytes::from(vec![b'x'; 16 * 1024])))
+        });
+        return Response::new(
+            http_body_util::StreamBody::new(futures_util::stream::iter(chunks)).boxed(),
+        );
+    }
+    match req.into_body().collect().await {
+        Ok(body) => Response::new(Full::new(body.to_bytes()).map_err(|e| match e {}).boxed()),
+        Err(e) => Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(
+                Full::new(Bytes::from(e.to_string()))
+                    .map_err(|e| match e {})
+                    .boxed(),
+            )
+            .unwrap(),
+    }
+}
+
+async fn start_rated(
+    ca: &TestCa,
+    limits: impl FnOnce(&mut KestrelServerOptions),
+) -> kestrel::RunningServer {
+    use kestrel::tls::ListenOptionsHttpsExt;
+    let mut options = KestrelServerOptions::default();
+    limits(&mut options);
+    options.listen((std::net::Ipv4Addr::LOCALHOST, 0), |l| {
+        l.protocols = HttpProtocols::HTTP1_AND_HTTP2_AND_HTTP3;
+        l.use_https(HttpsOptions::new().with_certificate(ca.server_cert(&["localhost"])));
+    });
+    KestrelServer::new(options)
+        .heartbeat_interval(Duration::from_millis(100))
+        .start(rated_app)
+        .await
+        .expect("server starts")
+}
+
+fn read_error_code(e: quinn::ReadExactError) -> u64 {
+    match e {
+        quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)) => code.into_inner(),
+        other => panic!("expected a stream reset, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_request_body_below_the_minimum_rate_resets_that_stream_only() {
+    let ca = TestCa::new();
+    let server = start_rated(&ca, |o| {
+        o.limits.min_request_body_data_rate =
+            Some(kestrel::MinDataRate::new(1000.0, Duration::from_millis(1500)).unwrap())
+    })
+    .await;
+    let addr = tls_support::addr(&server);
+    let raw = RawH3::connect(&ca, addr).await;
+    let (mut send, mut recv) = raw.conn.open_bi().await.unwrap();
+    send.write_all(&request_headers(
+        20,
+        "/echo",
+        &[("content-length", "100000")],
+    ))
+    .await
+    .unwrap();
+    send.write_all(&frame(0x00, b"ten bytes!")).await.unwrap();
+    // ...and nothing more: 10 bytes in 1.5 s is far below 1000 B/s.
+    let started = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let code = read_error_code(
+        tokio::time::timeout(WAIT, recv.read_exact(&mut byte))
+            .await
+            .expect("reset in time")
+            .unwrap_err(),
+    );
+    assert_eq!(code, 0x10c, "H3_REQUEST_CANCELLED");
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(1400),
+        "not before the grace period: {after:?}"
+    );
+    // The connection serves on.
+    let (mut send, mut recv) = raw.conn.open_bi().await.unwrap();
+    send.write_all(&request_headers(20, "/echo", &[("content-length", "2")]))
+        .await
+        .unwrap();
+    send.write_all(&frame(0x00, b"ok")).await.unwrap();
+    send.finish().unwrap();
+    let (_, block) = next_frame(&mut recv).await.expect("the response");
+    assert_eq!(status_of(&block), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_response_read_below_the_minimum_rate_resets_that_stream_only() {
+    let ca = TestCa::new();
+    let server = start_rated(&ca, |o| {
+        o.limits.min_response_data_rate =
+            Some(kestrel::MinDataRate::new(10_000.0, Duration::from_millis(1500)).unwrap())
+    })
+    .await;
+    let addr = tls_support::addr(&server);
+    let raw = RawH3::connect(&ca, addr).await;
+    // The client does not read: quinn's stream window (1.25 MB) fills and
+    // the server's writes wait past their deadline.
+    let (_send, mut recv) = raw.get("/big").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let code = loop {
+        match tokio::time::timeout(WAIT, recv.read(&mut buf))
+            .await
+            .expect("data or a reset in time")
+        {
+            Ok(Some(n)) => total += n,
+            Ok(None) => panic!("the whole 8 MiB arrived ({total} bytes): no reset"),
+            Err(quinn::ReadError::Reset(code)) => break code.into_inner(),
+            Err(other) => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, 0x10c, "H3_REQUEST_CANCELLED");
+    assert!(total < 8 * 1024 * 1024, "{total}");
+    // The connection serves on.
+    let (mut send, mut recv) = raw.conn.open_bi().await.unwrap();
+    send.write_all(&request_headers(20, "/echo", &[("content-length", "2")]))
+        .await
+        .unwrap();
+    send.write_all(&frame(0x00, b"ok")).await.unwrap();
+    send.finish().unwrap();
+    let (_, block) = next_frame(&mut recv).await.expect("the response");
+    assert_eq!(status_of(&block), 200);
+    server.stop().await;
+}

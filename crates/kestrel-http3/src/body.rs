@@ -1,7 +1,8 @@
 //! The state one request stream shares between its driver and the
 //! application: the request body (a [`BodySource`] over h3's receive half,
-//! on the shared [`RequestBodyState`]), `RequestAborted`, and the app's
-//! request to reset the stream ([`StreamReset`](kestrel_core::StreamReset)).
+//! on the shared [`RequestBodyState`]), when to send `100 Continue`, the
+//! stream's minimum data rates, `RequestAborted`, and the app's request to
+//! reset the stream ([`StreamReset`](kestrel_core::StreamReset)).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -11,7 +12,8 @@ use bytes::{Buf, Bytes};
 use h3::server::RequestStream;
 use http_body::{Frame, SizeHint};
 use kestrel_core::aborted::{AbortSignal, AbortSource};
-use kestrel_core::body_state::{BodyRejection, ReadStart, RequestBodyState};
+use kestrel_core::body_state::{BodyPhase, BodyRejection, ReadStart, RequestBodyState};
+use kestrel_core::connection::TimeoutReason;
 use kestrel_core::data_rate::DataRateControl;
 use kestrel_core::features::ResetSource;
 use kestrel_core::request_limits::LimitsCell;
@@ -25,8 +27,8 @@ pub(crate) type Recv = RequestStream<H3Recv, Bytes>;
 /// One request stream's shared state.
 pub(crate) struct StreamState {
     inner: Mutex<Inner>,
-    /// Wakes the stream's driver (the app asked for a reset, or the body
-    /// went over its limit).
+    /// Wakes the stream's driver (the app asked for a reset, the body went
+    /// over its limit, `100 Continue` is owed, or a data rate timed out).
     driver: AtomicWaker,
     stream_id: u64,
     limits: LimitsCell,
@@ -44,6 +46,10 @@ struct Inner {
     finished: bool,
     completed: bool,
     reset: Option<u32>,
+    /// The app waits for a body the client holds back for `100 Continue`.
+    want_continue: bool,
+    /// A minimum data rate was not met (the connection's rate check).
+    timed_out: Option<TimeoutReason>,
 }
 
 impl StreamState {
@@ -52,6 +58,7 @@ impl StreamState {
         recv: Recv,
         limits: LimitsCell,
         declared_len: Option<u64>,
+        expect_continue: bool,
         span: tracing::Span,
     ) -> Arc<Self> {
         Arc::new(StreamState {
@@ -61,12 +68,13 @@ impl StreamState {
             abort: AbortSignal::new(),
             inner: Mutex::new(Inner {
                 recv: Some(recv),
-                // 100-continue is not sent on HTTP/3 yet.
-                body: RequestBodyState::new(true, declared_len, false, None),
+                body: RequestBodyState::new(true, declared_len, expect_continue, None),
                 data_done: false,
                 finished: false,
                 completed: false,
                 reset: None,
+                want_continue: false,
+                timed_out: None,
             }),
             driver: AtomicWaker::new(),
             stream_id,
@@ -85,6 +93,55 @@ impl StreamState {
     pub fn poll_reset(&self, cx: &mut Context<'_>) -> Option<u32> {
         self.driver.register(cx.waker());
         self.lock().reset.take()
+    }
+
+    /// Whether `100 Continue` is to be sent now (once): the app reads a body
+    /// the client holds back until then.
+    pub fn take_continue(&self) -> bool {
+        std::mem::take(&mut self.lock().want_continue)
+    }
+
+    /// A minimum data rate the connection's check found unmet, if any
+    /// (registering for the wake-up that reports one).
+    pub fn poll_timed_out(&self, cx: &mut Context<'_>) -> Option<TimeoutReason> {
+        self.driver.register(cx.waker());
+        self.lock().timed_out
+    }
+
+    /// Whether the stream is over.
+    pub fn is_completed(&self) -> bool {
+        self.lock().completed
+    }
+
+    /// This stream's data-rate tracking.
+    pub fn rates(&self) -> &DataRateControl {
+        &self.rates
+    }
+
+    /// The response starts: its minimum data rate is the request's (the app
+    /// may have changed it). Returns whether there is one.
+    pub fn start_response_rate(&self) -> bool {
+        let rate = self.limits.current().min_response_data_rate;
+        self.rates.set_write_rate(rate);
+        rate.is_some()
+    }
+
+    /// Check the rates at `now_ms` (the connection, once per heartbeat
+    /// interval). A rate not met ends the stream: the app's reads fail with
+    /// [`BodyError::Timeout`] and the driver resets the stream.
+    pub fn check_rates(&self, now_ms: u64) -> Option<TimeoutReason> {
+        let reason = self.rates.on_tick(now_ms)?;
+        let mut s = self.lock();
+        if s.completed || s.timed_out.is_some() {
+            return None;
+        }
+        if reason == TimeoutReason::ReadDataRate {
+            s.body.reject_if_open(BodyRejection::Timeout);
+        }
+        s.timed_out = Some(reason);
+        drop(s);
+        self.driver.wake();
+        Some(reason)
     }
 
     /// Whether the body went over the request's size limit.
@@ -156,6 +213,7 @@ impl BodySource for StreamState {
                 Poll::Ready(Ok(Some(mut data))) => {
                     let data = data.copy_to_bytes(data.remaining());
                     let n = data.len();
+                    s.body.read_waiting(&self.rates, false);
                     s.body.read_bytes(&self.rates, n);
                     if n == 0 {
                         continue;
@@ -169,6 +227,7 @@ impl BodySource for StreamState {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Poll::Ready(Ok(None)) => {
+                    s.body.read_waiting(&self.rates, false);
                     s.body.end_rate(&self.rates);
                     s.data_done = true;
                 }
@@ -180,7 +239,19 @@ impl BodySource for StreamState {
                     self.abort();
                     return Poll::Ready(Some(Err(err)));
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // Waiting on the client counts toward the minimum rate.
+                    s.body.read_waiting(&self.rates, true);
+                    if s.body.phase() == BodyPhase::ContinueOwed {
+                        // The app waits for a body the client holds back:
+                        // the driver sends `100 Continue` now.
+                        s.body.continue_answered();
+                        s.want_continue = true;
+                        drop(guard);
+                        self.driver.wake();
+                    }
+                    return Poll::Pending;
+                }
             }
         }
         match recv.poll_recv_trailers(cx) {

@@ -14,7 +14,9 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use kestrel_core::app::{poll_body, CatchUnwind};
-use kestrel_core::connection::{ConnectionGuard, ConnectionHandle, ConnectionId, Signal};
+use kestrel_core::connection::{
+    ConnectionGuard, ConnectionHandle, ConnectionId, Signal, TimeoutReason,
+};
 use kestrel_core::framing::{self, Framing, RequestFacts};
 use kestrel_core::heartbeat::{Clock, DateSlot};
 use kestrel_core::request_limits::LimitsCell;
@@ -130,7 +132,9 @@ impl Http3Connection {
             info: info.as_ref(),
             id,
             metrics: Mutex::new(kestrel_core::metrics::RequestMetrics::new("3")),
+            rated: Mutex::new(Vec::new()),
         };
+        let mut rate_check = RateCheck::default();
         let mut streams = FuturesUnordered::new();
         // Serving: until the client is done, the connection fails, or the
         // runtime asks to close or abort.
@@ -140,6 +144,7 @@ impl Http3Connection {
                 poll_fn(|cx| {
                     // Drive the running streams while waiting for the next one.
                     while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
+                    rate_check.poll(cx, &ctx);
                     if let Some(h) = &handle {
                         match h.poll_signal(cx) {
                             Poll::Ready(Signal::Aborted) => return Poll::Ready(Next::Abort),
@@ -217,6 +222,7 @@ impl Http3Connection {
                     }
                 }
                 while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
+                rate_check.poll(cx, &ctx);
                 if streams.is_empty() {
                     if closed.poll_closed(cx).is_ready() {
                         return Poll::Ready(());
@@ -249,6 +255,48 @@ impl Http3Connection {
 /// QUIC close (which discards undelivered stream data), unless the client
 /// closes first.
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The connection's check of its streams' minimum data rates, once per
+/// heartbeat interval while a stream has one (as HTTP/2's).
+#[derive(Default)]
+struct RateCheck {
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl RateCheck {
+    fn poll(&mut self, cx: &mut std::task::Context<'_>, ctx: &StreamCtx<'_>) {
+        let mut rated = lock(&ctx.rated);
+        rated.retain(|s| !s.is_completed());
+        if rated.is_empty() {
+            self.timer = None;
+            return;
+        }
+        let interval = ctx.clock.interval();
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
+        while timer.as_mut().poll(cx).is_ready() {
+            timer.as_mut().reset(tokio::time::Instant::now() + interval);
+            let now = ctx.clock.precise_ticks();
+            for s in rated.iter() {
+                let id = u32::try_from(kestrel_core::features::ResetSource::stream_id(&**s)).ok();
+                match s.check_rates(now) {
+                    Some(TimeoutReason::ReadDataRate) => {
+                        events::request_body_minimum_data_rate_not_satisfied(ctx.id, id)
+                    }
+                    Some(TimeoutReason::WriteDataRate) => {
+                        events::response_minimum_data_rate_not_satisfied(ctx.id, id)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// What the connection's accept loop woke up for.
 enum Next<T> {
@@ -289,6 +337,8 @@ struct StreamCtx<'a> {
     /// `http.server.request.duration` / active requests, with
     /// `network.protocol.version` "3" (zero-sized without `metrics`).
     metrics: Mutex<kestrel_core::metrics::RequestMetrics>,
+    /// Streams whose minimum data rates the connection checks.
+    rated: Mutex<Vec<Arc<StreamState>>>,
 }
 
 type Send = RequestStream<H3Send, Bytes>;
@@ -365,6 +415,8 @@ impl StreamCtx<'_> {
 enum AppEvent<R> {
     Done(R),
     AppReset(u32),
+    SendContinue,
+    TimedOut(TimeoutReason),
 }
 
 /// Serve one request stream to completion.
@@ -417,7 +469,18 @@ async fn serve_request<A: Application>(
         ctx.id,
         u32::try_from(stream_id).ok(),
     );
-    let state = StreamState::new(stream_id, recv, cell, declared_len, span);
+    // `Expect: 100-continue` (RFC 9110 §10.1.1): the interim response goes
+    // out when the app first waits for the body.
+    let expect_continue = parts
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let state = StreamState::new(stream_id, recv, cell, declared_len, expect_continue, span);
+    if values.min_request_body_data_rate.is_some() || values.min_response_data_rate.is_some() {
+        // The app may turn a rate off for its request, not on: a stream
+        // without either is never checked.
+        lock(&ctx.rated).push(state.clone());
+    }
     parts.version = Version::HTTP_3;
     parts.extensions.insert(
         RequestFeatures::new()
@@ -436,16 +499,38 @@ async fn serve_request<A: Application>(
     }
     let body = RequestBody::from_source(state.clone(), 0);
     let mut fut = CatchUnwind::new(app.call(Request::from_parts(parts, body)));
-    let event = poll_fn(|cx| {
-        if let Some(code) = state.poll_reset(cx) {
-            return Poll::Ready(AppEvent::AppReset(code));
+    let event = loop {
+        let event = poll_fn(|cx| {
+            if let Some(code) = state.poll_reset(cx) {
+                return Poll::Ready(AppEvent::AppReset(code));
+            }
+            if let Some(reason) = state.poll_timed_out(cx) {
+                return Poll::Ready(AppEvent::TimedOut(reason));
+            }
+            if state.take_continue() {
+                return Poll::Ready(AppEvent::SendContinue);
+            }
+            let _in_span = state.span().enter();
+            Pin::new(&mut fut).poll(cx).map(AppEvent::Done)
+        })
+        .await;
+        if let AppEvent::SendContinue = event {
+            let mut interim = Response::new(());
+            *interim.status_mut() = StatusCode::CONTINUE;
+            if let Err(e) = send.send_response(interim).await {
+                tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, stream_id, error = %e, "sending 100 Continue failed");
+            }
+            continue;
         }
-        let _in_span = state.span().enter();
-        Pin::new(&mut fut).poll(cx).map(AppEvent::Done)
-    })
-    .await;
+        break event;
+    };
     drop(fut);
     let status = match event {
+        AppEvent::SendContinue => StatusCode::CONTINUE,
+        AppEvent::TimedOut(reason) => {
+            abandon(ctx, &mut send, &state, stream_id, reason);
+            StatusCode::REQUEST_TIMEOUT
+        }
         AppEvent::AppReset(code) => {
             events::http3_stream_abort(
                 ctx.id,
@@ -477,7 +562,20 @@ async fn serve_request<A: Application>(
                 match result {
                     Ok(resp) => {
                         let status = resp.status();
-                        respond(ctx, &mut send, &state, resp, is_head, stream_id).await;
+                        let timed_out = {
+                            let mut responding =
+                                pin!(respond(ctx, &mut send, &state, resp, is_head, stream_id));
+                            poll_fn(|cx| {
+                                if let Some(reason) = state.poll_timed_out(cx) {
+                                    return Poll::Ready(Some(reason));
+                                }
+                                responding.as_mut().poll(cx).map(|()| None)
+                            })
+                            .await
+                        };
+                        if let Some(reason) = timed_out {
+                            abandon(ctx, &mut send, &state, stream_id, reason);
+                        }
                         status
                     }
                     Err(e) => {
@@ -580,6 +678,9 @@ async fn respond<B>(
         return;
     }
     if plan.framing != Framing::NoBody {
+        // Time spent waiting for the client's flow control counts toward the
+        // response's minimum data rate (the request's, the app may change it).
+        let timed = state.start_response_rate();
         let mut written: u64 = 0;
         loop {
             let polled = match next.take() {
@@ -611,6 +712,12 @@ async fn respond<B>(
                     let sent = if data.is_empty() {
                         Ok(())
                     } else {
+                        let _timing = timed.then(|| {
+                            state
+                                .rates()
+                                .start_write(data.len(), ctx.clock.precise_ticks());
+                            WriteTiming(state.rates())
+                        });
                         send.send_data(data).await
                     };
                     if overflow && sent.is_ok() {
@@ -651,6 +758,38 @@ async fn respond<B>(
         tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, stream_id, error = %e, "finishing the response failed");
         state.abort();
     }
+}
+
+/// Ends a write's timing however the write ends.
+struct WriteTiming<'a>(&'a kestrel_core::data_rate::DataRateControl);
+
+impl Drop for WriteTiming<'_> {
+    fn drop(&mut self) {
+        self.0.stop_write();
+    }
+}
+
+/// A minimum data rate was not met: the stream is reset and stopped with
+/// H3_REQUEST_CANCELLED (Kestrel's stream error code), the request aborted;
+/// the connection's other streams go on.
+fn abandon(
+    ctx: &StreamCtx<'_>,
+    send: &mut Send,
+    state: &StreamState,
+    stream_id: u64,
+    reason: TimeoutReason,
+) {
+    events::http3_stream_abort(
+        ctx.id,
+        stream_id,
+        u64::from(Code::H3_REQUEST_CANCELLED),
+        &format_args!("{reason:?}"),
+    );
+    send.stop_stream(Code::H3_REQUEST_CANCELLED);
+    if let Some(mut recv) = state.complete() {
+        recv.stop_sending(Code::H3_REQUEST_CANCELLED);
+    }
+    state.abort();
 }
 
 /// The response started and cannot be completed (the body failed or
