@@ -939,3 +939,94 @@ async fn a_response_read_below_the_minimum_rate_resets_that_stream_only() {
     assert_eq!(status_of(&block), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn http3_connections_and_requests_are_recorded_with_version_3_over_udp() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    // Snapshots report changes since the previous one: keep them all.
+    let mut all: Vec<(String, Vec<(String, String)>, DebugValue)> = Vec::new();
+    let snapshot = |all: &mut Vec<(String, Vec<(String, String)>, DebugValue)>| {
+        for (ck, _, _, v) in snapshotter.snapshot().into_vec() {
+            let (_, key) = ck.into_parts();
+            let labels = key
+                .labels()
+                .map(|l| (l.key().to_string(), l.value().to_string()))
+                .collect();
+            all.push((key.name().to_string(), labels, v));
+        }
+    };
+    let gauge = |all: &[(String, Vec<(String, String)>, DebugValue)], name: &str| -> f64 {
+        all.iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && l.iter()
+                        .any(|(k, v)| k == "network.protocol.version" && v == "3")
+            })
+            .map(|(_, _, v)| match v {
+                DebugValue::Gauge(g) => g.into_inner(),
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let ca = TestCa::new();
+    let server = start(&ca, |_| {}).await;
+    let addr = tls_support::addr(&server);
+    // A request whose head has not arrived is queued.
+    let raw = RawH3::connect(&ca, addr).await;
+    let (mut send, mut recv) = raw.conn.open_bi().await.unwrap();
+    let headers = get_headers("/");
+    send.write_all(&headers[..3]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    snapshot(&mut all);
+    assert_eq!(gauge(&all, "kestrel.queued_requests"), 1.0);
+    send.write_all(&headers[3..]).await.unwrap();
+    send.finish().unwrap();
+    read_all(&mut recv).await.expect("answered");
+    snapshot(&mut all);
+    assert_eq!(gauge(&all, "kestrel.queued_requests"), 0.0);
+    raw.conn.close(0x100u32.into(), b"");
+    let mut c = try_client(&ca, addr).await.expect("h3 client connects");
+    for _ in 0..3 {
+        let (head, _) = request(&mut c, Request::get(uri(addr, "/")).body(()).unwrap(), b"").await;
+        assert_eq!(head.status(), StatusCode::OK);
+    }
+    drop(c);
+    server.stop().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    snapshot(&mut all);
+    let count = |name: &str, label: (&str, &str)| -> usize {
+        all.iter()
+            .filter(|(n, l, _)| n == name && l.iter().any(|(k, v)| k == label.0 && v == label.1))
+            .map(|(_, _, v)| match v {
+                DebugValue::Histogram(h) => h.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    assert_eq!(
+        count(
+            "http.server.request.duration",
+            ("network.protocol.version", "3")
+        ),
+        4
+    );
+    assert_eq!(
+        count(
+            "kestrel.connection.duration",
+            ("network.protocol.version", "3")
+        ),
+        2
+    );
+    // QUIC runs over UDP: Kestrel tags it `udp`, not `tcp`.
+    assert_eq!(
+        count("kestrel.connection.duration", ("network.transport", "udp")),
+        2
+    );
+    assert_eq!(
+        count("kestrel.connection.duration", ("network.transport", "tcp")),
+        0
+    );
+}

@@ -10,7 +10,7 @@
 //! | `kestrel.connection.duration` | histogram, `s` | common + `network.protocol.name`, `network.protocol.version`, `error.type` |
 //! | `kestrel.rejected_connections` | counter, `{connection}` | common |
 //! | `kestrel.queued_connections` | gauge, `{connection}` | common (always 0: connections are served as they are accepted) |
-//! | `kestrel.queued_requests` | gauge, `{request}` | (HTTP/2: streams accepted but not yet started) |
+//! | `kestrel.queued_requests` | gauge, `{request}` | `network.protocol.name`, `network.protocol.version` (HTTP/3: request streams accepted whose head has not reached the app yet; HTTP/2 streams start at once, so it records none) |
 //! | `kestrel.upgraded_connections` | gauge, `{connection}` | — |
 //! | `kestrel.tls_handshake.duration` | histogram, `s` | common + `tls.protocol.version`, `error.type` |
 //! | `kestrel.active_tls_handshakes` | gauge, `{handshake}` | common |
@@ -18,7 +18,7 @@
 //! | `http.server.active_requests` | gauge, `{request}` | `http.request.method` |
 //!
 //! Common tags: `server.address`, `server.port`, `network.type` (`ipv4`/`ipv6`),
-//! `network.transport` (`tcp`/`unix`).
+//! `network.transport` (`tcp`/`unix`, `udp` for QUIC).
 
 use std::time::Duration;
 
@@ -38,8 +38,18 @@ pub struct EndpointTags {
 
 impl EndpointTags {
     /// The tags of a listener bound at `local`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub fn new(local: &Address) -> Self {
+        Self::with_transport(local, "tcp")
+    }
+
+    /// The tags of a QUIC listener bound at `local` (`network.transport`
+    /// `udp`, as Kestrel tags QUIC).
+    pub fn quic(local: &Address) -> Self {
+        Self::with_transport(local, "udp")
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn with_transport(local: &Address, ip_transport: &'static str) -> Self {
         #[cfg(feature = "metrics")]
         {
             let mut labels = Vec::with_capacity(4);
@@ -51,7 +61,7 @@ impl EndpointTags {
                         "network.type",
                         if a.is_ipv4() { "ipv4" } else { "ipv6" },
                     ));
-                    labels.push(metrics::Label::new("network.transport", "tcp"));
+                    labels.push(metrics::Label::new("network.transport", ip_transport));
                 }
                 Address::Unix(p) => {
                     labels.push(metrics::Label::new(
@@ -129,6 +139,16 @@ pub fn connection_rejected(tags: &EndpointTags) {
         let extra = [("error.type", metrics::SharedString::from(reason.as_str()))];
         metrics::histogram!("kestrel.connection.duration", tags.with(&extra)).record(0.0);
     }
+}
+
+/// The queued-request count of `protocol_version` changed by `delta` (+1
+/// when a request stream is accepted, -1 when its request reaches the app
+/// or the stream ends first).
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub fn queued_request(protocol_version: &'static str, delta: f64) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("kestrel.queued_requests", "network.protocol.name" => "http", "network.protocol.version" => protocol_version).increment(delta);
 }
 
 /// The upgraded-connection count changed by `delta` (+1 or -1).

@@ -412,6 +412,22 @@ impl StreamCtx<'_> {
     }
 }
 
+/// One request stream counted in `kestrel.queued_requests` while it lives.
+struct Queued;
+
+impl Queued {
+    fn new() -> Queued {
+        kestrel_core::metrics::queued_request("3", 1.0);
+        Queued
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        kestrel_core::metrics::queued_request("3", -1.0);
+    }
+}
+
 enum AppEvent<R> {
     Done(R),
     AppReset(u32),
@@ -425,8 +441,12 @@ async fn serve_request<A: Application>(
     ctx: &StreamCtx<'_>,
     resolver: RequestResolver<H3Conn, Bytes>,
 ) {
+    // `kestrel.queued_requests`: accepted, its head not yet with the app.
+    let queued = Queued::new();
     let timeout = ctx.config.request_headers_timeout;
-    let (req, stream) = match tokio::time::timeout(timeout, resolver.resolve_request()).await {
+    let resolved = tokio::time::timeout(timeout, resolver.resolve_request()).await;
+    drop(queued);
+    let (req, stream) = match resolved {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             // A malformed head, a field section over the limit, or a stream

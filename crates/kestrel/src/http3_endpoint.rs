@@ -31,7 +31,7 @@ pub(crate) async fn accept_loop<A: Application>(
     mut stop: watch::Receiver<bool>,
     tracked: Arc<TrackedConnections>,
 ) {
-    let tags = EndpointTags::new(quic.local_addr());
+    let tags = EndpointTags::quic(quic.local_addr());
     loop {
         let accepted = tokio::select! {
             biased;
