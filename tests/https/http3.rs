@@ -1030,3 +1030,163 @@ async fn http3_connections_and_requests_are_recorded_with_version_3_over_udp() {
         0
     );
 }
+
+/// Verifies the server's certificate as usual, after sleeping `delay` on
+/// the client's thread: a client whose handshake stalls.
+#[derive(Debug)]
+struct SlowVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    delay: Duration,
+}
+
+impl rustls::client::danger::ServerCertVerifier for SlowVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        std::thread::sleep(self.delay);
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Connect from another thread (the client blocks its own runtime while
+/// it "verifies"): whether the QUIC handshake completed.
+fn slow_handshake(ca_pem: &str, addr: SocketAddr, delay: Duration) -> Result<(), String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(SlowVerifier { inner, delay }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+            let conn = tokio::time::timeout(
+                WAIT,
+                endpoint.connect_with(config, addr, "localhost").unwrap(),
+            )
+            .await
+            .map_err(|_| "handshake timed out on the client".to_string())?
+            .map_err(|e| e.to_string())?;
+            // The server's side may have given up after the client's
+            // handshake completed: a request tells.
+            let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+            });
+            let mut stream = send
+                .send_request(
+                    Request::get(format!("https://localhost:{}/", addr.port()))
+                        .body(())
+                        .unwrap(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            stream.finish().await.map_err(|e| e.to_string())?;
+            let head = tokio::time::timeout(WAIT, stream.recv_response())
+                .await
+                .map_err(|_| "no response".to_string())?
+                .map_err(|e| e.to_string())?;
+            if head.status() == StatusCode::OK {
+                Ok(())
+            } else {
+                Err(format!("status {}", head.status()))
+            }
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoints_tls_handshake_timeout_bounds_quic_handshakes() {
+    use kestrel::tls::ListenOptionsHttpsExt;
+    let ca = TestCa::new();
+    let start_with_timeout = |timeout: Duration| {
+        let mut options = KestrelServerOptions::default();
+        options.listen((std::net::Ipv4Addr::LOCALHOST, 0), |l| {
+            l.protocols = HttpProtocols::HTTP1_AND_HTTP2_AND_HTTP3;
+            l.use_https(
+                HttpsOptions::new()
+                    .with_certificate(ca.server_cert(&["localhost"]))
+                    .with_handshake_timeout(timeout),
+            );
+        });
+        KestrelServer::new(options).start(app)
+    };
+    // A handshake that takes 1.5 s: refused under a 500 ms timeout...
+    let server = start_with_timeout(Duration::from_millis(500))
+        .await
+        .unwrap();
+    let addr = tls_support::addr(&server);
+    let pem = ca.pem.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        slow_handshake(&pem, addr, Duration::from_millis(1500))
+    })
+    .await
+    .unwrap();
+    assert!(
+        refused.is_err(),
+        "served despite the 500 ms handshake timeout"
+    );
+    server.stop().await;
+    // ...and served under Kestrel's default 10 s.
+    let server = start_with_timeout(Duration::from_secs(10)).await.unwrap();
+    let addr = tls_support::addr(&server);
+    let pem = ca.pem.clone();
+    let served = tokio::task::spawn_blocking(move || {
+        slow_handshake(&pem, addr, Duration::from_millis(1500))
+    })
+    .await
+    .unwrap();
+    assert_eq!(served, Ok(()));
+    server.stop().await;
+}

@@ -236,7 +236,7 @@ impl ListenOptions {
     }
 
     /// Record the endpoint's TLS server configuration (`kestrel-tls` records
-    /// an `Arc<rustls::ServerConfig>` when HTTPS is configured), for
+    /// its `EndpointTls` when HTTPS is configured), for
     /// transports that run TLS themselves (QUIC for HTTP/3).
     pub fn set_tls_config(&mut self, config: Arc<dyn std::any::Any + Send + Sync>) -> &mut Self {
         self.tls_config = Some(config);
@@ -245,7 +245,7 @@ impl ListenOptions {
 
     /// The endpoint's TLS server configuration, if one was recorded
     /// ([`set_tls_config`](Self::set_tls_config)); downcast it to the TLS
-    /// library's type (`rustls::ServerConfig` for `kestrel-tls`).
+    /// library's type (`kestrel_tls::EndpointTls` for `kestrel-tls`).
     pub fn tls_config(&self) -> Option<&Arc<dyn std::any::Any + Send + Sync>> {
         self.tls_config.as_ref()
     }

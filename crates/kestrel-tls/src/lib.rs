@@ -58,7 +58,7 @@ mod x509;
 pub use certificate::{Certificate, ReloadOutcome};
 pub use dev_cert::{DevCertificate, DEV_CERT_DIR_ENV};
 pub use error::TlsError;
-pub use middleware::{HttpsConnectionMiddleware, ListenOptionsHttpsExt};
+pub use middleware::{EndpointTls, HttpsConnectionMiddleware, ListenOptionsHttpsExt};
 pub use options::{ClientCertificate, ClientCertificateMode, HttpsOptions, TlsVersion};
 pub use x509::CertificateSummary;
 

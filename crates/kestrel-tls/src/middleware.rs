@@ -274,10 +274,27 @@ impl ListenOptionsHttpsExt for ListenOptions {
         let mw = HttpsConnectionMiddleware::new(&options, self.protocols)?;
         self.scheme = kestrel_core::Scheme::Https;
         // For QUIC (HTTP/3), which runs TLS itself: the same certificates
-        // and client-certificate policy; the QUIC listener sets its ALPN.
-        self.set_tls_config(mw.acceptor.config().clone());
+        // and client-certificate policy, and the handshake timeout; the QUIC
+        // listener sets its ALPN.
+        self.set_tls_config(Arc::new(EndpointTls {
+            server_config: mw.acceptor.config().clone(),
+            handshake_timeout: options.handshake_timeout,
+        }));
         Ok(self.use_middleware(mw))
     }
+}
+
+/// What an HTTPS endpoint records for transports that run TLS themselves
+/// (QUIC, for HTTP/3), through `ListenOptions::set_tls_config`: the rustls
+/// configuration `use_https` built (certificates, SNI, client-certificate
+/// policy) and [`HttpsOptions::handshake_timeout`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EndpointTls {
+    /// The endpoint's rustls server configuration.
+    pub server_config: Arc<rustls::ServerConfig>,
+    /// How long a handshake may take (Kestrel's `HandshakeTimeout`).
+    pub handshake_timeout: std::time::Duration,
 }
 
 /// A stream that first replays bytes already read from it.

@@ -242,14 +242,15 @@ fn bind_quic(
     let tls = l
         .endpoint
         .tls_config()
-        .and_then(|c| c.downcast_ref::<rustls::ServerConfig>())
-        .cloned()
+        .and_then(|c| c.downcast_ref::<kestrel_tls::EndpointTls>())
         .ok_or_else(|| StartError::Http3NeedsTls(endpoint_name(&l.endpoint, Scheme::Https)))?;
     // Kestrel's QuicTransportOptions defaults, with the idle timeout from
-    // KeepAliveTimeout.
+    // KeepAliveTimeout and the endpoint's TLS handshake timeout.
     let mut options = QuicOptions::default();
     options.idle_timeout = keep_alive_timeout;
-    let quic = QuicListener::bind(addr, tls, &options).map_err(quic_err)?;
+    options.handshake_timeout = tls.handshake_timeout;
+    let quic =
+        QuicListener::bind(addr, (*tls.server_config).clone(), &options).map_err(quic_err)?;
     tracing::info!(target: "kestrel", address = %l.address, udp = %addr, "Now listening on: {} (HTTP/3 over QUIC, UDP {addr})", l.address);
     Ok(quic)
 }
