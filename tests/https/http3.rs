@@ -947,8 +947,9 @@ async fn http3_connections_and_requests_are_recorded_with_version_3_over_udp() {
     let snapshotter = recorder.snapshotter();
     let _local = metrics::set_default_local_recorder(&recorder);
     // Snapshots report changes since the previous one: keep them all.
-    let mut all: Vec<(String, Vec<(String, String)>, DebugValue)> = Vec::new();
-    let snapshot = |all: &mut Vec<(String, Vec<(String, String)>, DebugValue)>| {
+    type Entries = Vec<(String, Vec<(String, String)>, DebugValue)>;
+    let mut all: Entries = Vec::new();
+    let snapshot = |all: &mut Entries| {
         for (ck, _, _, v) in snapshotter.snapshot().into_vec() {
             let (_, key) = ck.into_parts();
             let labels = key
@@ -958,7 +959,7 @@ async fn http3_connections_and_requests_are_recorded_with_version_3_over_udp() {
             all.push((key.name().to_string(), labels, v));
         }
     };
-    let gauge = |all: &[(String, Vec<(String, String)>, DebugValue)], name: &str| -> f64 {
+    let gauge = |all: &Entries, name: &str| -> f64 {
         all.iter()
             .filter(|(n, l, _)| {
                 n == name
