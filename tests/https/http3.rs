@@ -1191,3 +1191,79 @@ async fn the_endpoints_tls_handshake_timeout_bounds_quic_handshakes() {
     assert_eq!(served, Ok(()));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_pings_is_still_closed_after_the_keep_alive_timeout() {
+    let (recorder, snapshotter) = {
+        let r = metrics_util::debugging::DebuggingRecorder::new();
+        let s = r.snapshotter();
+        (r, s)
+    };
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let ca = TestCa::new();
+    let server = start(&ca, |o| {
+        o.limits.keep_alive_timeout = Duration::from_secs(1)
+    })
+    .await;
+    let addr = tls_support::addr(&server);
+    // QUIC PINGs every 200 ms keep QUIC's own idle timer from firing.
+    let mut config = quic_client_config(&ca);
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_millis(200)));
+    config.transport_config(Arc::new(transport));
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = endpoint
+        .connect_with(config, addr, "localhost")
+        .unwrap()
+        .await
+        .expect("handshake");
+    let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn.clone()))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    let mut stream = send
+        .send_request(Request::get(uri(addr, "/")).body(()).unwrap())
+        .await
+        .unwrap();
+    stream.finish().await.unwrap();
+    assert_eq!(
+        stream.recv_response().await.unwrap().status(),
+        StatusCode::OK
+    );
+    while stream.recv_data().await.unwrap().is_some() {}
+    drop(stream);
+    let idle = std::time::Instant::now();
+    // Kestrel's keep-alive timeout counts time without a request, not QUIC
+    // silence: the server goes away (GOAWAY, then H3_NO_ERROR).
+    match tokio::time::timeout(WAIT, conn.closed())
+        .await
+        .expect("the server closes the connection in time")
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 0x100, "H3_NO_ERROR")
+        }
+        other => panic!("expected the server's application close, got {other:?}"),
+    }
+    let after = idle.elapsed();
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(5),
+        "{after:?}"
+    );
+    server.stop().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The connection's duration says why it ended.
+    let ended_by_keep_alive = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .any(|(ck, _, _, _)| {
+            let (_, key) = ck.into_parts();
+            key.name() == "kestrel.connection.duration"
+                && key
+                    .labels()
+                    .any(|l| l.key() == "error.type" && l.value() == "keep_alive_timeout")
+        });
+    assert!(ended_by_keep_alive, "no error.type=keep_alive_timeout");
+}

@@ -47,6 +47,11 @@ pub struct Http3Config {
     pub request_headers_timeout: Duration,
     /// Add `Server: Kestrel`.
     pub add_server_header: bool,
+    /// How long a connection may stay without an open request stream
+    /// (Kestrel's `KeepAliveTimeout`, 130 s): then GOAWAY and a close with
+    /// H3_NO_ERROR. Only with a connection runtime's handle
+    /// (`Http3Connection::from_admitted`), whose heartbeat times it.
+    pub keep_alive_timeout: Duration,
 }
 
 impl Http3Config {
@@ -62,6 +67,7 @@ impl Http3Config {
             min_response_data_rate: l.min_response_data_rate,
             request_headers_timeout: l.request_headers_timeout,
             add_server_header: o.add_server_header,
+            keep_alive_timeout: l.keep_alive_timeout,
         }
     }
 

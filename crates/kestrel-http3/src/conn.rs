@@ -15,7 +15,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use kestrel_core::app::{poll_body, CatchUnwind};
 use kestrel_core::connection::{
-    ConnectionGuard, ConnectionHandle, ConnectionId, Signal, TimeoutReason,
+    ConnectionEndReason, ConnectionGuard, ConnectionHandle, ConnectionId, Signal, TimeoutReason,
 };
 use kestrel_core::framing::{self, Framing, RequestFacts};
 use kestrel_core::heartbeat::{Clock, DateSlot};
@@ -40,6 +40,43 @@ pub enum Http3Error {
     /// transport closed it (h3's error carries the `H3_*` code).
     #[error("HTTP/3 connection error: {0}")]
     Connection(#[from] h3::error::ConnectionError),
+}
+
+impl Http3Error {
+    /// Why the connection ended, as Kestrel reports it (`error.type` of
+    /// `kestrel.connection.duration`).
+    pub fn end_reason(&self) -> Option<ConnectionEndReason> {
+        match self {
+            // A protocol error of either end, or the transport went away.
+            Http3Error::Connection(e) if e.is_h3_no_error() => None,
+            Http3Error::Connection(_) => Some(ConnectionEndReason::ProtocolError),
+        }
+    }
+}
+
+/// How an HTTP/3 connection ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Http3Close {
+    /// The client closed it, or a graceful shutdown completed.
+    Done,
+    /// No request stream was open for the keep-alive timeout (the driver's
+    /// own timer, or QUIC's idle timeout, which is the same value): closed
+    /// with GOAWAY and H3_NO_ERROR.
+    KeepAliveTimeout,
+    /// The connection runtime aborted it (the shutdown timeout passed).
+    Aborted,
+}
+
+impl Http3Close {
+    /// Why the connection ended, as Kestrel reports it; `None` for a plain
+    /// close.
+    pub fn end_reason(&self) -> Option<ConnectionEndReason> {
+        match self {
+            Http3Close::KeepAliveTimeout => Some(ConnectionEndReason::KeepAliveTimeout),
+            Http3Close::Done | Http3Close::Aborted => None,
+        }
+    }
 }
 
 /// An HTTP/3 connection, ready to serve an [`Application`].
@@ -106,8 +143,9 @@ impl Http3Connection {
     }
 
     /// Serve request streams until the connection closes. A close by the
-    /// client with `H3_NO_ERROR` (or an idle timeout) is a clean end.
-    pub async fn serve<A: Application>(self, app: &A) -> Result<(), Http3Error> {
+    /// client with `H3_NO_ERROR`, a graceful shutdown or the keep-alive
+    /// timeout is a clean end.
+    pub async fn serve<A: Application>(self, app: &A) -> Result<Http3Close, Http3Error> {
         let Http3Connection {
             conn,
             config,
@@ -135,6 +173,7 @@ impl Http3Connection {
             rated: Mutex::new(Vec::new()),
         };
         let mut rate_check = RateCheck::default();
+        let mut keep_alive_armed = false;
         let mut streams = FuturesUnordered::new();
         // Serving: until the client is done, the connection fails, or the
         // runtime asks to close or abort.
@@ -146,9 +185,28 @@ impl Http3Connection {
                     while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
                     rate_check.poll(cx, &ctx);
                     if let Some(h) = &handle {
+                        // The keep-alive deadline runs while no request
+                        // stream is open (a client's QUIC PINGs keep QUIC's
+                        // idle timer alive, not this one).
+                        let idle = streams.is_empty();
+                        if idle && !keep_alive_armed {
+                            h.timeout().set(
+                                TimeoutReason::KeepAlive,
+                                config.keep_alive_timeout,
+                                clock.ticks(),
+                                clock.interval(),
+                            );
+                            keep_alive_armed = true;
+                        } else if !idle && keep_alive_armed {
+                            h.timeout().cancel();
+                            keep_alive_armed = false;
+                        }
                         match h.poll_signal(cx) {
                             Poll::Ready(Signal::Aborted) => return Poll::Ready(Next::Abort),
                             Poll::Ready(Signal::CloseRequested) => return Poll::Ready(Next::Close),
+                            Poll::Ready(Signal::TimedOut(TimeoutReason::KeepAlive)) if idle => {
+                                return Poll::Ready(Next::KeepAlive)
+                            }
                             _ => {}
                         }
                     }
@@ -163,11 +221,22 @@ impl Http3Connection {
                 other => break other,
             }
         };
+        if keep_alive_armed {
+            if let Some(h) = &handle {
+                h.timeout().cancel();
+            }
+        }
         let client_done = matches!(next, Next::Accepted(Ok(None)));
+        let mut close = Http3Close::Done;
         let result = match next {
             Next::Abort => {
                 events::http3_connection_closed(id);
-                return Ok(());
+                return Ok(Http3Close::Aborted);
+            }
+            Next::KeepAlive => {
+                events::connection_keep_alive(id);
+                close = Http3Close::KeepAliveTimeout;
+                server.shutdown(1).await
             }
             Next::Close => {
                 // Graceful shutdown: GOAWAY with the first request stream not
@@ -243,7 +312,7 @@ impl Http3Connection {
                 // Dropping h3's connection closes the QUIC connection with
                 // H3_NO_ERROR (Kestrel's close code).
                 events::http3_connection_closed(id);
-                Ok(())
+                Ok(close)
             }
             Err(e) => end(id, e),
         }
@@ -302,14 +371,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 enum Next<T> {
     Accepted(T),
     Close,
+    KeepAlive,
     Abort,
 }
 
 /// The end of a connection: a graceful close or a timeout is not an error.
-fn end(id: ConnectionId, e: h3::error::ConnectionError) -> Result<(), Http3Error> {
-    if e.is_h3_no_error() || is_timeout(&e) {
+fn end(id: ConnectionId, e: h3::error::ConnectionError) -> Result<Http3Close, Http3Error> {
+    if e.is_h3_no_error() {
         events::http3_connection_closed(id);
-        Ok(())
+        Ok(Http3Close::Done)
+    } else if is_timeout(&e) {
+        // QUIC's idle timeout is the keep-alive timeout.
+        events::http3_connection_closed(id);
+        Ok(Http3Close::KeepAliveTimeout)
     } else {
         events::http3_connection_error(id, &e);
         Err(e.into())

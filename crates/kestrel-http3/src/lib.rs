@@ -43,7 +43,7 @@ mod goaway;
 mod quic;
 
 pub use config::{Http3Config, MAX_REQUEST_HEADER_FIELD_SIZE, QPACK_MAX_TABLE_CAPACITY};
-pub use conn::{Http3Connection, Http3Error};
+pub use conn::{Http3Close, Http3Connection, Http3Error};
 
 /// The ALPN protocol id of HTTP/3 (RFC 9114 §3.1).
 pub const ALPN: &[u8] = b"h3";

@@ -86,8 +86,16 @@ async fn serve_connection<A: Application>(
         span,
     )
     .await;
-    if let Err(e) = result {
-        tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "HTTP/3 connection ended with an error");
+    // The driver's outcome decides the end reason (`error.type`).
+    let reason = match &result {
+        Ok(close) => close.end_reason(),
+        Err(e) => {
+            tracing::debug!(target: "kestrel::connections", connection_id = %id, error = %e, "HTTP/3 connection ended with an error");
+            e.end_reason()
+        }
+    };
+    if let Some(reason) = reason {
+        handle.set_end_reason(reason);
     }
     if let Some(started) = started {
         metrics::connection_stopped(&tags, started.elapsed(), Some("3"), handle.end_reason());
