@@ -32,7 +32,9 @@
 //!   H3_REQUEST_REJECTED (Kestrel's answer past twice the limit); as
 //!   trailers, with H3_REQUEST_CANCELLED. Any other frame h3 would buffer
 //!   (SETTINGS, GOAWAY, …) over [`MAX_CONTROL_FRAME`] closes the connection
-//!   with H3_EXCESSIVE_LOAD.
+//!   with H3_EXCESSIVE_LOAD. A frame cut short by its stream's end closes it
+//!   with H3_FRAME_ERROR (RFC 9114 §7.1): h3 0.0.8 takes a DATA frame cut so
+//!   for the body's end and then panics on an assertion reading trailers.
 //!
 //! [`Http3Config::request_headers_timeout`]: crate::Http3Config::request_headers_timeout
 
@@ -55,6 +57,7 @@ use crate::config::Http3Config;
 
 const H3_STREAM_CREATION_ERROR: u64 = 0x103;
 const H3_CLOSED_CRITICAL_STREAM: u64 = 0x104;
+const H3_FRAME_ERROR: u64 = 0x106;
 const H3_EXCESSIVE_LOAD: u64 = 0x107;
 const H3_REQUEST_REJECTED: u64 = 0x10b;
 const H3_REQUEST_CANCELLED: u64 = 0x10c;
@@ -619,7 +622,7 @@ impl FrameFilter {
         tracing::debug!(target: "kestrel::http3", connection_id = %self.conn, stream_id = self.inner.id().as_u64(), code = format_args!("{code:#x}"), reason, "refused");
         self.out.clear();
         self.inner.stop_sending(code);
-        if code == H3_EXCESSIVE_LOAD {
+        if code == H3_EXCESSIVE_LOAD || code == H3_FRAME_ERROR {
             if let Ok(mut closer) = self.closer.lock() {
                 closer.close(code, reason.as_bytes());
             }
@@ -653,16 +656,18 @@ impl RecvStream for FrameFilter {
                     }
                 }
                 Ok(None) => {
-                    match &self.state {
-                        // A frame header cut short: h3 sees it so
-                        // (H3_FRAME_ERROR, RFC 9114 §7.1).
-                        FrameState::Header(buf) if !buf.is_empty() => {
-                            self.out.push_back(Bytes::copy_from_slice(buf));
-                        }
-                        // An unknown frame cut short: so is a reserved
-                        // frame type with no length.
-                        FrameState::Skip(_) => self.out.push_back(Bytes::from_static(&[0x21])),
-                        _ => {}
+                    let cut = match &self.state {
+                        FrameState::Header(buf) => !buf.is_empty(),
+                        FrameState::Pass(_) | FrameState::Skip(_) => true,
+                        FrameState::Raw => false,
+                    };
+                    if cut {
+                        // RFC 9114 §7.1: a frame cut short by the stream's
+                        // end is H3_FRAME_ERROR. h3 0.0.8 takes a DATA frame
+                        // cut so for the body's end, then panics on an
+                        // assertion when the trailers are read.
+                        let v = (H3_FRAME_ERROR, "a frame cut short by the end of its stream");
+                        return Poll::Ready(Err(self.violation(v)));
                     }
                     self.end = Some(Ok(()));
                 }

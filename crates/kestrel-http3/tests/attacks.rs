@@ -889,3 +889,27 @@ async fn unknown_frames_and_streams_are_ignored() {
     raw_get_is_ok(&conn).await;
     assert!(conn.close_reason().is_none());
 }
+
+#[tokio::test]
+async fn a_data_frame_cut_short_by_the_end_of_the_stream_closes_with_h3_frame_error() {
+    let code = closes_with(Http3Config::default(), |conn| async move {
+        let control = open_control(&conn).await;
+        // A POST to /echo whose DATA frame declares 100 bytes, then the
+        // stream's end after 4 (RFC 9114 §7.1: a truncated frame is
+        // H3_FRAME_ERROR). h3 0.0.8 reports the body's end instead, and
+        // then asserts (panics) when the trailers are read.
+        let mut block = vec![0x00, 0x00, 0xc0 | 20, 0xc0 | 23, 0x51, 5];
+        block.extend_from_slice(b"/echo");
+        block.extend_from_slice(&[0x50, 9]);
+        block.extend_from_slice(b"localhost");
+        let mut bytes = frame(0x01, &block);
+        bytes.extend_from_slice(&[0x00, 100, b'a', b'b', b'c', b'd']);
+        let (mut send, recv) = conn.open_bi().await.expect("request stream");
+        send.write_all(&bytes).await.expect("request");
+        send.finish().expect("finish");
+        std::mem::forget((control, send, recv));
+        conn
+    })
+    .await;
+    assert_eq!(code, 0x106, "H3_FRAME_ERROR");
+}
