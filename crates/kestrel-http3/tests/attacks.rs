@@ -452,7 +452,7 @@ async fn a_closed_decoder_stream_closes_with_h3_closed_critical_stream() {
 // --- Stream limits ---
 
 #[tokio::test]
-async fn the_101st_concurrent_request_waits_for_credit_and_is_served_once_one_finishes() {
+async fn the_101st_concurrent_request_waits_for_credit_and_is_served_once_streams_finish() {
     let server = serve(Http3Config::default());
     let mut c = client(&server).await;
     // 100 requests whose bodies are not finished: the app waits on each.
