@@ -35,18 +35,27 @@
 //!   with H3_EXCESSIVE_LOAD. A frame cut short by its stream's end closes it
 //!   with H3_FRAME_ERROR (RFC 9114 §7.1): h3 0.0.8 takes a DATA frame cut so
 //!   for the body's end and then panics on an assertion reading trailers.
+//! * **A request stream that ends, is reset, or outlives the request-headers
+//!   timeout before its head** is refused (reset and stopped with
+//!   H3_REQUEST_INCOMPLETE, H3_REQUEST_CANCELLED, H3_REQUEST_CANCELLED) by
+//!   handing h3 an empty field section, which it refuses as malformed: the
+//!   only path on which h3 0.0.8 forgets a stream it accepted. Otherwise
+//!   each such stream stayed in h3's set of running requests for the
+//!   connection's life (memory an open-and-reset storm grows without bound)
+//!   and h3's `accept` never ended after the client's GOAWAY. The head is
+//!   handed to h3 whole, once its HEADERS frame is complete.
 //!
 //! [`Http3Config::request_headers_timeout`]: crate::Http3Config::request_headers_timeout
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use kestrel_core::connection::ConnectionId;
 use kestrel_transport::multiplexed::{
     BidiStream, BoxRecvStream, BoxSendStream, ConnectionError, MultiplexedStreams, RecvStream,
@@ -61,6 +70,7 @@ const H3_FRAME_ERROR: u64 = 0x106;
 const H3_EXCESSIVE_LOAD: u64 = 0x107;
 const H3_REQUEST_REJECTED: u64 = 0x10b;
 const H3_REQUEST_CANCELLED: u64 = 0x10c;
+const H3_REQUEST_INCOMPLETE: u64 = 0x10d;
 const QPACK_ENCODER_STREAM_ERROR: u64 = 0x201;
 const QPACK_DECODER_STREAM_ERROR: u64 = 0x202;
 
@@ -265,18 +275,23 @@ impl MultiplexedStreams for GuardedStreams {
         }
         self.inner.poll_accept_bidi(cx).map(|r| {
             r.map(|b| {
-                let rejected = Arc::new(AtomicBool::new(false));
+                let refused = Arc::new(AtomicU64::new(0));
                 let role = Role::Request {
                     max_headers_frame: self.max_headers_frame,
-                    rejected: rejected.clone(),
+                    refused: refused.clone(),
                     heads: 0,
                 };
+                let mut recv = FrameFilter::new(b.recv, self.id, role, self.closer.clone());
+                recv.head = Some(HeadWait {
+                    deadline: tokio::time::Instant::now() + self.type_timeout,
+                    sleep: None,
+                });
                 BidiStream {
                     send: Box::new(GuardedSend {
                         inner: b.send,
-                        rejected,
+                        refused,
                     }),
-                    recv: Box::new(FrameFilter::new(b.recv, self.id, role, self.closer.clone())),
+                    recv: Box::new(recv),
                 }
             })
         })
@@ -474,8 +489,9 @@ enum Role {
     /// A request stream: HEADERS frames are limited.
     Request {
         max_headers_frame: u64,
-        /// Shared with the stream's sending half: the stream is refused.
-        rejected: Arc<AtomicBool>,
+        /// Shared with the stream's sending half: once the stream is
+        /// refused, the code its reset and stop carry (0 until then).
+        refused: Arc<AtomicU64>,
         /// HEADERS frames passed so far (the first is the request's head).
         heads: u32,
     },
@@ -487,11 +503,34 @@ enum FrameState {
     Header(Vec<u8>),
     /// Passing this many payload bytes on.
     Pass(u64),
+    /// Collecting the request's head (the first HEADERS frame): h3 gets it
+    /// whole or not at all.
+    Head {
+        header: Bytes,
+        need: u64,
+        payload: BytesMut,
+    },
     /// Dropping this many payload bytes of an unknown frame.
     Skip(u64),
     /// Everything on as it comes.
     Raw,
 }
+
+/// A request stream's wait for its head.
+struct HeadWait {
+    deadline: tokio::time::Instant,
+    /// Set once the head is late to arrive.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// An empty field section in a HEADERS frame: what h3 is given for a
+/// request stream that ends, is reset or times out before its head. h3
+/// refuses it as malformed, and that is the only way h3 0.0.8 forgets a
+/// stream it accepted (it keeps every accepted stream's id until a request
+/// built from a head is dropped): without it each such stream stayed in
+/// h3's set for the connection's life, and h3's `accept` never ended after
+/// the client's GOAWAY.
+const EMPTY_HEAD: &[u8] = &[0x01, 0x02, 0x00, 0x00];
 
 /// A receiving half delimited into frames: unknown frames are dropped,
 /// oversized ones refused (module docs).
@@ -499,6 +538,8 @@ struct FrameFilter {
     inner: BoxRecvStream,
     conn: ConnectionId,
     role: Role,
+    /// A request stream whose head has not arrived yet.
+    head: Option<HeadWait>,
     closer: SharedOpener,
     state: FrameState,
     /// Bytes for h3, before reading more.
@@ -519,6 +560,7 @@ impl FrameFilter {
             conn,
             role,
             closer,
+            head: None,
             state: FrameState::Header(Vec::with_capacity(16)),
             out: VecDeque::new(),
             end: None,
@@ -539,6 +581,30 @@ impl FrameFilter {
                     *n -= k as u64;
                     if *n == 0 {
                         self.state = FrameState::Header(Vec::with_capacity(16));
+                    }
+                }
+                FrameState::Head { need, payload, .. } => {
+                    let k = (*need).min(data.len() as u64) as usize;
+                    let part = data.split_to(k);
+                    *need -= k as u64;
+                    let whole = *need == 0 && payload.is_empty();
+                    if !whole {
+                        payload.extend_from_slice(&part);
+                    }
+                    if *need == 0 {
+                        let state = std::mem::replace(
+                            &mut self.state,
+                            FrameState::Header(Vec::with_capacity(16)),
+                        );
+                        if let FrameState::Head {
+                            header, payload, ..
+                        } = state
+                        {
+                            self.out.push_back(header);
+                            self.out
+                                .push_back(if whole { part } else { payload.freeze() });
+                        }
+                        self.head = None;
                     }
                 }
                 FrameState::Skip(n) => {
@@ -583,13 +649,13 @@ impl FrameFilter {
         if ty == FRAME_HEADERS {
             if let Role::Request {
                 max_headers_frame,
-                rejected,
+                refused,
                 heads,
             } = &mut self.role
             {
                 if len > *max_headers_frame {
                     if *heads == 0 {
-                        rejected.store(true, Ordering::Relaxed);
+                        refused.store(H3_REQUEST_REJECTED, Ordering::Relaxed);
                         return Err((
                             H3_REQUEST_REJECTED,
                             "the request's HEADERS frame is over twice the header size limit",
@@ -600,7 +666,16 @@ impl FrameFilter {
                         "a trailing HEADERS frame over twice the header size limit",
                     ));
                 }
+                let first = *heads == 0;
                 *heads = heads.saturating_add(1);
+                if first && len > 0 {
+                    return Ok(FrameState::Head {
+                        header,
+                        need: len,
+                        payload: BytesMut::new(),
+                    });
+                }
+                self.head = None;
                 self.out.push_back(header);
                 return Ok(next(len, true));
             }
@@ -634,6 +709,33 @@ impl FrameFilter {
         self.end = Some(Err(e.clone()));
         e
     }
+
+    /// The request stream ended, was reset or timed out before its head:
+    /// h3 gets [`EMPTY_HEAD`] and the stream's end, and refuses the stream
+    /// (its reset and stop carry `code`).
+    fn refuse(&mut self, code: u64, reason: &'static str) {
+        tracing::debug!(target: "kestrel::http3", connection_id = %self.conn, stream_id = self.inner.id().as_u64(), code = format_args!("{code:#x}"), reason, "request stream refused before its head");
+        if let Role::Request { refused, .. } = &self.role {
+            refused.store(code, Ordering::Relaxed);
+        }
+        self.head = None;
+        self.state = FrameState::Raw;
+        self.out.clear();
+        self.out.push_back(Bytes::from_static(EMPTY_HEAD));
+        self.end = Some(Ok(()));
+    }
+
+    /// The head's deadline, polled while the stream has nothing to read.
+    fn poll_head_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(head) = self.head.as_mut() else {
+            return Poll::Pending;
+        };
+        let deadline = head.deadline;
+        let sleep = head
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        sleep.as_mut().poll(cx)
+    }
 }
 
 impl RecvStream for FrameFilter {
@@ -649,7 +751,18 @@ impl RecvStream for FrameFilter {
             if let Some(end) = &self.end {
                 return Poll::Ready(end.clone().map(|()| None));
             }
-            match std::task::ready!(self.inner.poll_data(cx)) {
+            let polled = match self.inner.poll_data(cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    if self.poll_head_deadline(cx).is_ready() {
+                        // The request-headers timeout.
+                        self.refuse(H3_REQUEST_CANCELLED, "RequestHeadersTimeout");
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            };
+            match polled {
                 Ok(Some(data)) => {
                     if let Err(v) = self.feed(data) {
                         return Poll::Ready(Err(self.violation(v)));
@@ -658,7 +771,7 @@ impl RecvStream for FrameFilter {
                 Ok(None) => {
                     let cut = match &self.state {
                         FrameState::Header(buf) => !buf.is_empty(),
-                        FrameState::Pass(_) | FrameState::Skip(_) => true,
+                        FrameState::Pass(_) | FrameState::Skip(_) | FrameState::Head { .. } => true,
                         FrameState::Raw => false,
                     };
                     if cut {
@@ -669,7 +782,18 @@ impl RecvStream for FrameFilter {
                         let v = (H3_FRAME_ERROR, "a frame cut short by the end of its stream");
                         return Poll::Ready(Err(self.violation(v)));
                     }
+                    if self.head.is_some() {
+                        // RFC 9114 §4.1.1: no complete request.
+                        self.refuse(H3_REQUEST_INCOMPLETE, "the stream ended before its head");
+                        continue;
+                    }
                     self.end = Some(Ok(()));
+                }
+                Err(StreamError::Reset { .. }) if self.head.is_some() => {
+                    self.refuse(
+                        H3_REQUEST_CANCELLED,
+                        "the client reset the stream before its head",
+                    );
                 }
                 Err(e) => self.end = Some(Err(e)),
             }
@@ -677,15 +801,22 @@ impl RecvStream for FrameFilter {
     }
 
     fn stop_sending(&mut self, code: u64) {
+        let code = match &self.role {
+            Role::Request { refused, .. } => match refused.load(Ordering::Relaxed) {
+                0 => code,
+                refused => refused,
+            },
+            Role::Control => code,
+        };
         self.inner.stop_sending(code);
     }
 }
 
-/// A request stream's sending half: reset with H3_REQUEST_REJECTED once
-/// its receiving half refused the request's head.
+/// A request stream's sending half: once its receiving half refused the
+/// stream, reset with the refusal's code.
 struct GuardedSend {
     inner: BoxSendStream,
-    rejected: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
 }
 
 impl SendStream for GuardedSend {
@@ -702,10 +833,9 @@ impl SendStream for GuardedSend {
     }
 
     fn reset(&mut self, code: u64) {
-        if self.rejected.load(Ordering::Relaxed) {
-            self.inner.reset(H3_REQUEST_REJECTED);
-        } else {
-            self.inner.reset(code);
+        match self.refused.load(Ordering::Relaxed) {
+            0 => self.inner.reset(code),
+            refused => self.inner.reset(refused),
         }
     }
 }
