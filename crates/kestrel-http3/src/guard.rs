@@ -37,7 +37,8 @@
 //!   for the body's end and then panics on an assertion reading trailers.
 //! * **A request stream that ends, is reset, or outlives the request-headers
 //!   timeout before its head** is refused (reset and stopped with
-//!   H3_REQUEST_INCOMPLETE, H3_REQUEST_CANCELLED, H3_REQUEST_CANCELLED) by
+//!   H3_REQUEST_INCOMPLETE, H3_REQUEST_CANCELLED, and H3_REQUEST_REJECTED as
+//!   Kestrel does for its request-headers timeout) by
 //!   handing h3 an empty field section, which it refuses as malformed: the
 //!   only path on which h3 0.0.8 forgets a stream it accepted. Otherwise
 //!   each such stream stayed in h3's set of running requests for the
@@ -283,7 +284,8 @@ impl MultiplexedStreams for GuardedStreams {
                 };
                 let mut recv = FrameFilter::new(b.recv, self.id, role, self.closer.clone());
                 recv.head = Some(HeadWait {
-                    deadline: tokio::time::Instant::now() + self.type_timeout,
+                    // None: a timeout too long to reckon, no deadline.
+                    deadline: tokio::time::Instant::now().checked_add(self.type_timeout),
                     sleep: None,
                 });
                 BidiStream {
@@ -518,7 +520,7 @@ enum FrameState {
 
 /// A request stream's wait for its head.
 struct HeadWait {
-    deadline: tokio::time::Instant,
+    deadline: Option<tokio::time::Instant>,
     /// Set once the head is late to arrive.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -730,7 +732,9 @@ impl FrameFilter {
         let Some(head) = self.head.as_mut() else {
             return Poll::Pending;
         };
-        let deadline = head.deadline;
+        let Some(deadline) = head.deadline else {
+            return Poll::Pending;
+        };
         let sleep = head
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -756,7 +760,7 @@ impl RecvStream for FrameFilter {
                 Poll::Pending => {
                     if self.poll_head_deadline(cx).is_ready() {
                         // The request-headers timeout.
-                        self.refuse(H3_REQUEST_CANCELLED, "RequestHeadersTimeout");
+                        self.refuse(H3_REQUEST_REJECTED, "RequestHeadersTimeout");
                         continue;
                     }
                     return Poll::Pending;

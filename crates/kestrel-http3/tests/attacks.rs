@@ -923,8 +923,10 @@ async fn a_data_frame_cut_short_by_the_end_of_the_stream_closes_with_h3_frame_er
 }
 
 #[tokio::test]
-async fn streams_that_end_or_are_reset_before_their_head_are_refused_and_forgotten() {
-    let server = serve(Http3Config::default());
+async fn streams_that_end_are_reset_or_time_out_before_their_head_are_refused_and_forgotten() {
+    let mut config = Http3Config::default();
+    config.request_headers_timeout = Duration::from_millis(400);
+    let server = serve(config);
     let mut c = client(&server).await;
     let conn = raw_connection(&server).await;
     let mut control = open_control(&conn).await;
@@ -960,9 +962,26 @@ async fn streams_that_end_or_are_reset_before_their_head_are_refused_and_forgott
         ),
         "{err:?}"
     );
+    // Half a head, then nothing: refused after the request-headers timeout
+    // with H3_REQUEST_REJECTED (Kestrel's code for it).
+    let (mut send, mut recv) = conn.open_bi().await.expect("request stream");
+    send.write_all(&[0x01, 0x40, 0x64, 1, 2, 3])
+        .await
+        .expect("half a head");
+    let err = tokio::time::timeout(WAIT, recv.read_to_end(1024))
+        .await
+        .expect("in time")
+        .expect_err("the stream must be reset");
+    assert!(
+        matches!(
+            err,
+            quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)) if code.into_inner() == H3_REQUEST_REJECTED
+        ),
+        "{err:?}"
+    );
     raw_get_is_ok(&conn).await;
     assert_served(&mut c).await;
-    // Neither is waited for: after the client's GOAWAY the server closes.
+    // None of them is waited for: after the client's GOAWAY the server closes.
     control
         .write_all(&frame(0x07, &[0x00]))
         .await
