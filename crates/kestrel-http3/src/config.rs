@@ -43,7 +43,9 @@ pub struct Http3Config {
     /// Time a request stream has to deliver its whole head (HEADERS frame)
     /// from the moment it is accepted (Kestrel's `RequestHeadersTimeout`,
     /// per stream; h3 has no timeout of its own). Past it the stream is
-    /// abandoned: reset and stopped with H3_REQUEST_CANCELLED.
+    /// refused: reset and stopped with H3_REQUEST_REJECTED, as Kestrel does.
+    /// A unidirectional stream has as long to send its type, or is stopped
+    /// with H3_STREAM_CREATION_ERROR.
     pub request_headers_timeout: Duration,
     /// Add `Server: Kestrel`.
     pub add_server_header: bool,

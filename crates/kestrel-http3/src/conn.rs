@@ -30,6 +30,7 @@ use kestrel_transport::multiplexed::MultiplexedConnection;
 use crate::body::StreamState;
 use crate::config::Http3Config;
 use crate::goaway::GoawayGate;
+use crate::guard::GuardedStreams;
 use crate::quic::{H3Conn, H3Send};
 
 /// Why an HTTP/3 connection ended with an error.
@@ -157,7 +158,8 @@ impl Http3Connection {
         let handle: Option<Arc<ConnectionHandle>> = guard.as_ref().map(|g| g.handle().clone());
         let _guard = guard;
         let gate = Arc::new(GoawayGate::new());
-        let h3_conn = H3Conn::new(conn.streams, gate.clone(), id);
+        let streams = Box::new(GuardedStreams::new(conn.streams, &config, id));
+        let h3_conn = H3Conn::new(streams, gate.clone(), id);
         let closed = h3_conn.closed_watch();
         let mut server = match config.builder().build::<_, Bytes>(h3_conn).await {
             Ok(server) => server,

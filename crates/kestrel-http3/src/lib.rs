@@ -40,6 +40,7 @@ mod body;
 mod config;
 mod conn;
 mod goaway;
+mod guard;
 mod quic;
 
 pub use config::{Http3Config, MAX_REQUEST_HEADER_FIELD_SIZE, QPACK_MAX_TABLE_CAPACITY};
