@@ -64,6 +64,7 @@ use kestrel_transport::multiplexed::{
 };
 
 use crate::config::Http3Config;
+use crate::varint;
 
 const H3_STREAM_CREATION_ERROR: u64 = 0x103;
 const H3_CLOSED_CRITICAL_STREAM: u64 = 0x104;
@@ -353,7 +354,7 @@ impl Untyped {
                 Poll::Ready(Ok(Some(mut data))) => {
                     while data.has_remaining() {
                         self.raw.push(data.get_u8());
-                        if let Some(ty) = varint(&self.raw) {
+                        if let Some(ty) = varint::decode(&self.raw) {
                             return Poll::Ready(TypeOutcome::Typed {
                                 ty,
                                 raw: Bytes::copy_from_slice(&self.raw),
@@ -374,20 +375,6 @@ impl Untyped {
             }
         }
     }
-}
-
-/// A QUIC variable-length integer (RFC 9000 §16), once all its bytes are in.
-fn varint(bytes: &[u8]) -> Option<u64> {
-    let first = *bytes.first()?;
-    let len = 1usize << (first >> 6);
-    if bytes.len() < len {
-        return None;
-    }
-    let mut v = u64::from(first & 0x3f);
-    for b in &bytes[1..len] {
-        v = (v << 8) | u64::from(*b);
-    }
-    Some(v)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -619,14 +606,16 @@ impl FrameFilter {
                 }
                 FrameState::Header(buf) => {
                     buf.push(data.get_u8());
-                    let Some(ty) = varint(buf) else { continue };
-                    let ty_len = 1usize << (buf[0] >> 6);
+                    let Some(ty) = varint::decode(buf) else {
+                        continue;
+                    };
+                    let ty_len = varint::encoded_len(buf[0]);
                     if ty == FRAME_WEBTRANSPORT_STREAM {
                         self.out.push_back(Bytes::copy_from_slice(buf));
                         self.state = FrameState::Raw;
                         continue;
                     }
-                    let Some(len) = varint(&buf[ty_len..]) else {
+                    let Some(len) = varint::decode(&buf[ty_len..]) else {
                         continue;
                     };
                     let header = Bytes::copy_from_slice(buf);
@@ -841,24 +830,5 @@ impl SendStream for GuardedSend {
             0 => self.inner.reset(code),
             refused => self.inner.reset(refused),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn varints_of_every_length() {
-        assert_eq!(varint(&[]), None);
-        assert_eq!(varint(&[0x25]), Some(0x25));
-        assert_eq!(varint(&[0x7b]), None);
-        assert_eq!(varint(&[0x7b, 0xbd]), Some(15293));
-        assert_eq!(varint(&[0x9d, 0x7f, 0x3e]), None);
-        assert_eq!(varint(&[0x9d, 0x7f, 0x3e, 0x7d]), Some(494_878_333));
-        assert_eq!(
-            varint(&[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c]),
-            Some(151_288_809_941_952_652)
-        );
     }
 }

@@ -42,6 +42,7 @@ mod conn;
 mod goaway;
 mod guard;
 mod quic;
+mod varint;
 
 pub use config::{Http3Config, MAX_REQUEST_HEADER_FIELD_SIZE, QPACK_MAX_TABLE_CAPACITY};
 pub use conn::{Http3Close, Http3Connection, Http3Error};
