@@ -684,17 +684,56 @@ async fn serve_request<A: Application>(
             }
         }
     };
-    if let Some(mut recv) = state.complete() {
-        // The response is complete and the client is still sending: ask it
-        // to stop (RFC 9114 §4.1.1).
-        recv.stop_sending(Code::H3_NO_ERROR);
-    }
+    let unread = state.complete();
     if let Ok(mut m) = ctx.metrics.lock() {
         m.stopped(
             &method,
             status,
             ctx.clock.now().saturating_duration_since(start),
         );
+    }
+    if let Some(recv) = unread {
+        drain(ctx, recv, stream_id).await;
+    }
+}
+
+/// How long a complete response's stream waits for the rest of a request
+/// body the app did not read, and how much of it it reads (as HTTP/2's
+/// drain, Kestrel's): a late FIN, or a short remainder, then needs no
+/// STOP_SENDING.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const DRAIN_MAX_BYTES: usize = 64 * 1024;
+
+/// The response is complete and the request body was not read to its end:
+/// read and discard what the client still sends, up to [`DRAIN_MAX_BYTES`]
+/// within [`DRAIN_TIMEOUT`]; past either, ask it to stop with H3_NO_ERROR
+/// (RFC 9114 §4.1.1: "the server ... MAY abort reading the request stream").
+async fn drain(ctx: &StreamCtx<'_>, mut recv: crate::body::Recv, stream_id: u64) {
+    let ended = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let mut read = 0usize;
+        loop {
+            match recv.recv_data().await {
+                Ok(Some(data)) => {
+                    read += bytes::Buf::remaining(&data);
+                    if read > DRAIN_MAX_BYTES {
+                        return false;
+                    }
+                }
+                // The end (trailers may follow: read them too), or the
+                // client reset it: nothing to stop.
+                Ok(None) => {
+                    let _ = recv.recv_trailers().await;
+                    return true;
+                }
+                Err(_) => return true,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if !ended {
+        tracing::debug!(target: "kestrel::http3", connection_id = %ctx.id, stream_id, "the request body was not read to its end: STOP_SENDING H3_NO_ERROR");
+        recv.stop_sending(Code::H3_NO_ERROR);
     }
 }
 

@@ -22,6 +22,9 @@ const H3_REQUEST_CANCELLED: u64 = 0x10c;
 /// A request stream refused after a GOAWAY (RFC 9114 §5.2, §8.1).
 const H3_REQUEST_REJECTED: u64 = 0x10b;
 
+/// The HEADERS frame's type (RFC 9114 §7.2.2).
+const HEADERS_FRAME: u8 = 0x01;
+
 /// The control stream's type (RFC 9114 §6.2.1).
 const CONTROL_STREAM: u8 = 0x00;
 
@@ -216,12 +219,27 @@ impl quic::Connection<Bytes> for H3Conn {
 /// Dropped before it was finished or reset (h3 dropped a request stream it
 /// gave up on, e.g. one whose head never completed), it is reset with
 /// H3_REQUEST_CANCELLED, Kestrel's default stream error code, rather than
-/// finished as if the response were complete.
+/// finished as if the response were complete — unless all it carries is one
+/// whole response head: that is h3's own answer to a request it refuses
+/// (431 for a field section over `SETTINGS_MAX_FIELD_SECTION_SIZE`), which
+/// h3 writes and then drops unfinished; the stream is finished so that the
+/// client reads it (a reset would discard it). The driver never leaves a
+/// head alone so: it finishes, or resets a response that cannot complete.
 pub(crate) struct H3Send {
     inner: BoxSendStream,
     pending: Option<Pending>,
     closed: bool,
     role: Role,
+    /// What this end wrote: nothing, exactly one whole HEADERS frame, or more.
+    written: Written,
+}
+
+/// What a request stream's sending half carried so far.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Nothing,
+    OneHead,
+    More,
 }
 
 /// What a sending half carries, as far as the adapter cares.
@@ -272,6 +290,7 @@ impl H3Send {
             pending: None,
             closed: false,
             role: Role::Request,
+            written: Written::Nothing,
         }
     }
 
@@ -281,15 +300,18 @@ impl H3Send {
             pending: None,
             closed: false,
             role: Role::Uni(gate),
+            written: Written::More,
         }
     }
 }
 
 impl Drop for H3Send {
     fn drop(&mut self) {
-        if !self.closed {
+        let head_written = self.written == Written::OneHead && self.pending.is_none();
+        if !self.closed && !head_written {
             self.inner.reset(H3_REQUEST_CANCELLED);
         }
+        // Otherwise the transport finishes it as it drops.
     }
 }
 
@@ -320,7 +342,14 @@ impl quic::SendStream<Bytes> for H3Send {
         }
         let mut data: WriteBuf<Bytes> = data.into();
         match &self.role {
-            Role::Request => {}
+            Role::Request => {
+                self.written = match self.written {
+                    Written::Nothing if data.chunk().first() == Some(&HEADERS_FRAME) => {
+                        Written::OneHead
+                    }
+                    _ => Written::More,
+                };
+            }
             Role::Uni(gate) => {
                 // The first write names the stream's type.
                 if data.chunk().first() == Some(&CONTROL_STREAM) {
@@ -367,6 +396,7 @@ impl quic::SendStreamUnframed<Bytes> for H3Send {
         buf: &mut D,
     ) -> Poll<Result<usize, StreamErrorIncoming>> {
         std::task::ready!(self.poll_ready(cx))?;
+        self.written = Written::More;
         match self.inner.poll_write(cx, buf.chunk()) {
             Poll::Ready(Ok(n)) => {
                 buf.advance(n);
