@@ -10,6 +10,7 @@ mod certificates;
 mod client_certs;
 mod dev_cert;
 mod http3;
+mod http3_aioquic;
 mod reload;
 mod safety;
 mod sni_alpn;
