@@ -7,6 +7,7 @@
 //! subscriber.
 
 mod certificates;
+mod chromium;
 mod client_certs;
 mod dev_cert;
 mod http3;
