@@ -12,6 +12,7 @@ mod client_certs;
 mod dev_cert;
 mod http3;
 mod http3_aioquic;
+mod http3_ngtcp2;
 mod reload;
 mod safety;
 mod sni_alpn;
