@@ -25,6 +25,11 @@
 //! (created on first use). `kestrel-demo dev-certs --export cert.pem` writes
 //! it for a client to trust (like `dotnet dev-certs https --export-path`),
 //! e.g. `curl --cacert cert.pem https://localhost:5001/`.
+//!
+//! HTTP/3 (the default `http3` feature): `--Kestrel:Endpoints:H3:Url=https://localhost:5001
+//! --Kestrel:Endpoints:H3:Protocols=Http1AndHttp2AndHttp3` also serves QUIC
+//! on UDP 5001 (127.0.0.1 and ::1), advertised by `Alt-Svc` on HTTP/1.1 and
+//! HTTP/2 responses; the README shows HTTP/3 clients for it.
 
 use std::process::ExitCode;
 

@@ -198,7 +198,16 @@ async fn nginx_proxies_to_a_unix_socket_endpoint() {
         std::thread::sleep(Duration::from_millis(50));
     }
     if root {
-        let users = child_users(nginx.0.id());
+        // A worker is forked as root and switches to www-data right after:
+        // wait for the switch rather than sample the instant after fork.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut users = child_users(nginx.0.id());
+        while (users.is_empty() || users.iter().any(|u| u != "www-data"))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+            users = child_users(nginx.0.id());
+        }
         assert!(
             !users.is_empty() && users.iter().all(|u| u == "www-data"),
             "nginx's workers run as www-data: {users:?}"

@@ -7,9 +7,12 @@
 //! subscriber.
 
 mod certificates;
+mod chromium;
 mod client_certs;
 mod dev_cert;
 mod http3;
+mod http3_aioquic;
+mod http3_ngtcp2;
 mod reload;
 mod safety;
 mod sni_alpn;

@@ -155,6 +155,9 @@ fn still_valid(cert: &Certificate) -> bool {
     }
 }
 
+/// id-ce-basicConstraints (2.5.29.19).
+const BASIC_CONSTRAINTS_OID: &[u64] = &[2, 5, 29, 19];
+
 /// A new key pair and self-signed certificate, as PEM.
 fn generate() -> Result<(String, String), TlsError> {
     let err = |e: rcgen::Error| TlsError::dev(Path::new(FILE_NAME), e);
@@ -179,7 +182,16 @@ fn generate() -> Result<(String, String), TlsError> {
     };
     params.not_before = ymd(today - 1);
     params.not_after = ymd(today + VALID_DAYS);
-    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    // Basic Constraints, critical, not a CA (as Kestrel's dev certificate),
+    // written by hand: rcgen 0.13's `IsCa::ExplicitNoCa` encodes the cA
+    // field's DEFAULT FALSE explicitly, which is not DER, and strict X.509
+    // parsers (Python's `cryptography`, so aioquic) reject the certificate.
+    // DER omits the default: the extension's value is an empty SEQUENCE.
+    params.is_ca = rcgen::IsCa::NoCa;
+    let mut basic_constraints =
+        rcgen::CustomExtension::from_oid_content(BASIC_CONSTRAINTS_OID, vec![0x30, 0x00]);
+    basic_constraints.set_criticality(true);
+    params.custom_extensions.push(basic_constraints);
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::DigitalSignature,
         rcgen::KeyUsagePurpose::KeyEncipherment,

@@ -63,6 +63,22 @@ fn the_certificate_covers_localhost_and_both_loopback_addresses() {
 }
 
 #[test]
+fn basic_constraints_are_critical_not_a_ca_and_der_encoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevCertificate::load_or_create_in(dir.path()).unwrap();
+    let der: Vec<u8> = dev.certificate().chain_der().next().unwrap().to_vec();
+    let contains = |needle: &[u8]| der.windows(needle.len()).any(|w| w == needle);
+    // Extension { id-ce-basicConstraints, critical TRUE, OCTET STRING {
+    // SEQUENCE {} } }: DER omits cA's DEFAULT FALSE. An explicit
+    // `BOOLEAN FALSE` inside (30 03 01 01 00) is not DER, and strict parsers
+    // (Python's cryptography, hence aioquic) refuse the whole certificate.
+    assert!(contains(&[
+        0x06, 0x03, 0x55, 0x1d, 0x13, 0x01, 0x01, 0xff, 0x04, 0x02, 0x30, 0x00
+    ]));
+    assert!(!contains(&[0x04, 0x05, 0x30, 0x03, 0x01, 0x01, 0x00]));
+}
+
+#[test]
 fn an_expired_or_broken_file_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("localhost.pem");

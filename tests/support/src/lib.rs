@@ -146,7 +146,7 @@ pub fn status_of(response: &str) -> u16 {
 
 /// Whether `python3` can import every module of `modules`. When it cannot:
 /// under CI (`CI=true`) that is a failure; on a developer box the test is
-/// skipped, loudly (`pip install "httpx[http2]" h2` makes it run).
+/// skipped, loudly (`.ci/run` shows the `pip install` that makes it run).
 pub fn have_python_modules(modules: &[&str]) -> bool {
     let probe = format!("import {}", modules.join(", "));
     let found = Command::new("python3")
@@ -161,7 +161,7 @@ pub fn have_python_modules(modules: &[&str]) -> bool {
         }
         eprintln!(
             "\n!!! SKIPPING: python3 cannot import {modules:?}; this interop test did not run \
-             (pip install \"httpx[http2]\" h2) !!!\n"
+             (.ci/run shows the pip install) !!!\n"
         );
     }
     found
