@@ -458,3 +458,38 @@ fn a_new_process_that_fails_to_start_leaves_the_old_one_serving() {
     assert!(demo.wait_exit(Duration::from_secs(20)).is_some());
     assert!(!sock.exists());
 }
+
+#[test]
+fn with_an_http3_endpoint_a_restart_is_refused_and_the_old_process_serves_on() {
+    // docs/http3.md: the UDP socket is not handed over (the old process's
+    // QUIC connections would be answered by the new one), so the new
+    // process cannot bind the port and the old one serves on.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let mut cmd = demo_process::command(
+        dir.path(),
+        &[
+            "--Kestrel:Endpoints:H3:Url",
+            &url,
+            "--Kestrel:Endpoints:H3:Protocols",
+            "Http1AndHttp2AndHttp3",
+            "--hostBuilder:reloadConfigOnChange=false",
+        ],
+    );
+    cmd.env("KESTREL_DEV_CERT_DIR", dir.path().join("dev-cert"));
+    let mut demo = demo_process::spawn(cmd);
+    demo.wait_for("Application started");
+    signal(demo.child.id(), "-USR2");
+    let line = demo.wait_for("zero-downtime restart failed");
+    assert!(line.contains("exited before it was ready"), "{line}");
+    assert!(
+        demo.child.try_wait().unwrap().is_none(),
+        "the old process serves on"
+    );
+    // Still listening on TCP (TLS handshakes are the HTTPS tests' business:
+    // a connection is enough here).
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("still listening");
+    demo.sigterm();
+    assert!(demo.wait_exit(Duration::from_secs(20)).is_some());
+}
