@@ -59,7 +59,35 @@ pub(crate) struct BoundListener {
     /// The QUIC listener on the same address and port, when the endpoint
     /// serves HTTP/3.
     #[cfg(feature = "http3")]
-    pub quic: Option<kestrel_transport::quic::QuicListener>,
+    pub quic: Option<QuicSide>,
+}
+
+/// An HTTP/3 endpoint's UDP side.
+#[cfg(feature = "http3")]
+pub(crate) enum QuicSide {
+    /// Bound and serving.
+    Bound(kestrel_transport::quic::QuicListener),
+    /// In the process that took over in a zero-downtime restart: the UDP
+    /// port is still the previous process's, whose QUIC connections drain
+    /// on it (a UDP socket cannot be shared as a TCP listener is: their
+    /// datagrams would reach this process). It is bound once the previous
+    /// process lets it go; meanwhile clients use HTTP/1.1 and HTTP/2.
+    Waiting {
+        addr: std::net::SocketAddr,
+        tls: kestrel_tls::EndpointTls,
+        options: kestrel_transport::quic::QuicOptions,
+    },
+}
+
+#[cfg(feature = "http3")]
+impl QuicSide {
+    /// The UDP address (bound, or to be bound).
+    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            QuicSide::Bound(q) => q.socket_addr(),
+            QuicSide::Waiting { addr, .. } => Some(*addr),
+        }
+    }
 }
 
 /// Decide the endpoints, as Kestrel does: code-configured `listen` endpoints
@@ -224,7 +252,7 @@ pub(crate) fn bind_endpoint(
 fn bind_quic(
     l: &BoundListener,
     keep_alive_timeout: std::time::Duration,
-) -> Result<kestrel_transport::quic::QuicListener, StartError> {
+) -> Result<QuicSide, StartError> {
     use kestrel_transport::quic::{QuicBindError, QuicListener, QuicOptions};
     let quic_err = |source: QuicBindError| StartError::Quic {
         address: l.address.to_string(),
@@ -249,10 +277,22 @@ fn bind_quic(
     let mut options = QuicOptions::default();
     options.idle_timeout = keep_alive_timeout;
     options.handshake_timeout = tls.handshake_timeout;
-    let quic =
-        QuicListener::bind(addr, (*tls.server_config).clone(), &options).map_err(quic_err)?;
+    let quic = match QuicListener::bind(addr, (*tls.server_config).clone(), &options) {
+        Ok(quic) => quic,
+        Err(QuicBindError::Bind { source, .. })
+            if source.kind() == std::io::ErrorKind::AddrInUse && crate::handover::is_handover() =>
+        {
+            tracing::info!(target: "kestrel", address = %l.address, udp = %addr, "HTTP/3 on {} waits for the previous process to release UDP {addr} (zero-downtime restart); HTTP/1.1 and HTTP/2 are served meanwhile", l.address);
+            return Ok(QuicSide::Waiting {
+                addr,
+                tls: tls.clone(),
+                options,
+            });
+        }
+        Err(e) => return Err(quic_err(e)),
+    };
     tracing::info!(target: "kestrel", address = %l.address, udp = %addr, "Now listening on: {} (HTTP/3 over QUIC, UDP {addr})", l.address);
-    Ok(quic)
+    Ok(QuicSide::Bound(quic))
 }
 
 /// Bind one endpoint's transport into one or more listeners.

@@ -19,18 +19,36 @@ use kestrel_transport::multiplexed::MultiplexedListener;
 use kestrel_transport::quic::QuicListener;
 use tokio::sync::watch;
 
+use crate::bind::QuicSide;
 use crate::endpoints::TrackedConnections;
 use crate::server::ServerShared;
 
 /// Accept QUIC connections until `stop`; dropping the listener then stops
 /// the endpoint's UDP side (connections already accepted run on).
 pub(crate) async fn accept_loop<A: Application>(
-    mut quic: QuicListener,
+    quic: QuicSide,
     address: BoundAddress,
     shared: Arc<ServerShared<A>>,
     mut stop: watch::Receiver<bool>,
     tracked: Arc<TrackedConnections>,
 ) {
+    let mut quic = match quic {
+        QuicSide::Bound(quic) => quic,
+        QuicSide::Waiting { addr, tls, options } => {
+            let bound = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => None,
+                q = bind_when_free(addr, &tls, &options) => Some(q),
+            };
+            match bound {
+                Some(quic) => {
+                    tracing::info!(target: "kestrel", address = %address, udp = %addr, "Now listening on: {address} (HTTP/3 over QUIC, UDP {addr}; released by the previous process)");
+                    quic
+                }
+                None => return,
+            }
+        }
+    };
     let tags = EndpointTags::quic(quic.local_addr());
     loop {
         let accepted = tokio::select! {
@@ -61,6 +79,28 @@ pub(crate) async fn accept_loop<A: Application>(
         }
     }
     tracing::debug!(target: "kestrel", endpoint = %address, "stopped accepting HTTP/3 connections");
+}
+
+/// How often a process that took over in a zero-downtime restart tries to
+/// bind the UDP port the previous process still drains on.
+const REBIND_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Bind `addr` once it is free (the previous process exited or dropped its
+/// QUIC endpoint after draining).
+async fn bind_when_free(
+    addr: std::net::SocketAddr,
+    tls: &kestrel_tls::EndpointTls,
+    options: &kestrel_transport::quic::QuicOptions,
+) -> QuicListener {
+    loop {
+        tokio::time::sleep(REBIND_INTERVAL).await;
+        match QuicListener::bind(addr, (*tls.server_config).clone(), options) {
+            Ok(quic) => return quic,
+            Err(e) => {
+                tracing::trace!(target: "kestrel", udp = %addr, error = %e, "the UDP port is not free yet")
+            }
+        }
+    }
 }
 
 /// One HTTP/3 connection's task: events, metrics, the driver.
