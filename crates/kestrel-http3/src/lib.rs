@@ -26,10 +26,20 @@
 //!   unlimited); the QPACK dynamic table's capacity is 0; header count and
 //!   field size are checked on the decoded head (431). See [`Http3Config`].
 //!
-//! **Partial.** This is the first slice of HTTP/3 (see `docs/http3.md`):
-//! graceful shutdown (GOAWAY), the minimum data rates, `100-continue` and
-//! the connection limits are not done yet, and the facade does not serve
-//! HTTP/3 yet.
+//! * **What h3 0.0.8 leaves undone is done here**, between the transport
+//!   and h3: the GOAWAY id and the streams refused after it (RFC 9114 §5.2,
+//!   `goaway`), and the peer's streams checked before h3 reads them
+//!   (`guard`: unidirectional stream types within the request-headers
+//!   timeout, the QPACK encoder/decoder streams against a table of capacity
+//!   0, frames h3 would buffer whole, streams that end before their head).
+//! * **Connection life**: graceful shutdown (GOAWAY, in-flight streams
+//!   finish), the keep-alive timeout while no stream is open, minimum request
+//!   and response data rates per stream, `100 Continue`.
+//!
+//! Modules by job: `conn` (the connection's accept loop and shutdown),
+//! `stream` (one request stream), `respond` (its response), `body` (the
+//! request body and the stream's shared state), `quic` (the `h3::quic`
+//! adapter), `guard`, `goaway`, `varint`, `config`. See `docs/http3.md`.
 //!
 //! This crate depends on `kestrel-core`, `kestrel-transport` (its
 //! `multiplexed` feature) and `h3` only: it must not know quinn, TLS,
@@ -42,6 +52,8 @@ mod conn;
 mod goaway;
 mod guard;
 mod quic;
+mod respond;
+mod stream;
 mod varint;
 
 pub use config::{Http3Config, MAX_REQUEST_HEADER_FIELD_SIZE, QPACK_MAX_TABLE_CAPACITY};
