@@ -1267,3 +1267,86 @@ async fn a_client_that_pings_is_still_closed_after_the_keep_alive_timeout() {
         });
     assert!(ended_by_keep_alive, "no error.type=keep_alive_timeout");
 }
+
+/// Every event's target and fields, for the log-event test.
+#[derive(Clone, Default)]
+struct Events(Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Collect(Vec<(String, String)>);
+        impl tracing::field::Visit for Collect {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push((
+                    f.name().to_string(),
+                    format!("{v:?}").trim_matches('"').to_string(),
+                ));
+            }
+        }
+        let mut c = Collect(Vec::new());
+        event.record(&mut c);
+        self.0
+            .lock()
+            .unwrap()
+            .push((event.metadata().target().to_string(), c.0));
+    }
+}
+
+impl Events {
+    /// The fields of the first event with Kestrel's `id`, and its target.
+    fn find(&self, id: &str) -> Option<(String, Vec<(String, String)>)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, f)| f.iter().any(|(k, v)| k == "event_id" && v == id))
+            .cloned()
+    }
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn http3_log_events_carry_kestrels_ids() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let events = Events::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    let ca = TestCa::new();
+    let server = start_rated(&ca, |o| {
+        o.limits.min_response_data_rate =
+            Some(kestrel::MinDataRate::new(10_000.0, Duration::from_millis(1500)).unwrap())
+    })
+    .await;
+    let addr = tls_support::addr(&server);
+    let raw = RawH3::connect(&ca, addr).await;
+    // A response the client does not read: event 28, then the stream's
+    // abort (45) with H3_REQUEST_CANCELLED.
+    let (_send, mut recv) = raw.get("/big").await;
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while let Ok(Ok(Some(_))) = tokio::time::timeout(WAIT, recv.read(&mut buf)).await {}
+    raw.conn.close(0x100u32.into(), b"");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.stop().await;
+
+    let (target, slow) = events.find("28").expect("event 28");
+    assert_eq!(target, "kestrel::bad_requests");
+    assert_eq!(
+        field(&slow, "event_name"),
+        Some("ResponseMinimumDataRateNotSatisfied")
+    );
+    assert_eq!(field(&slow, "stream_id"), Some("0"));
+    let (target, abort) = events.find("45").expect("event 45");
+    assert_eq!(target, "kestrel::http3");
+    assert_eq!(field(&abort, "event_name"), Some("Http3StreamAbort"));
+    assert_eq!(field(&abort, "error_code"), Some("268"), "{abort:?}");
+    let (target, closed) = events.find("44").expect("event 44");
+    assert_eq!(target, "kestrel::http3");
+    assert_eq!(field(&closed, "event_name"), Some("Http3ConnectionClosed"));
+}

@@ -68,6 +68,18 @@ pub(crate) async fn respond<B>(
     } else {
         match poll_fn(|cx| Poll::Ready(poll_body(body.as_mut(), cx))).await {
             Poll::Ready(Some(Err(e))) => {
+                if state.is_too_large() {
+                    // A body streaming the request's broke its size limit
+                    // before anything was sent: 413, as when the app reads it.
+                    ctx.bad_request(
+                        stream_id,
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "RequestBodyTooLarge",
+                    );
+                    ctx.send_simple(send, StatusCode::PAYLOAD_TOO_LARGE, stream_id)
+                        .await;
+                    return;
+                }
                 events::application_error(ctx.id, u32::try_from(stream_id).ok(), &e);
                 ctx.send_simple(send, StatusCode::INTERNAL_SERVER_ERROR, stream_id)
                     .await;

@@ -72,6 +72,12 @@ async fn app(
                 StreamBody::new(futures_util::stream::iter(frames)).boxed(),
             ))
         }
+        // The response streams the request body back as it arrives.
+        "/stream-echo" => Ok(Response::new(req.into_body().map_err(Into::into).boxed())),
+        "/not-modified" => Ok(Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .header("etag", "\"v1\"")
+            .body(full("dropped"))?),
         "/no-content" => Ok(Response::builder()
             .status(StatusCode::NO_CONTENT)
             .body(full("dropped"))?),
@@ -661,4 +667,55 @@ async fn a_field_section_referring_to_the_dynamic_table_closes_that_connection_o
         .await
         .expect("answer");
     assert_eq!(a.head.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_after_the_response_started_resets_the_stream() {
+    let mut config = Http3Config::default();
+    config.max_request_body_size = Some(1000);
+    let server = serve(config);
+    let mut c = client(&server).await;
+    let code = tokio::time::timeout(WAIT, async {
+        let req = Request::post("https://localhost/stream-echo")
+            .body(())
+            .expect("request");
+        let mut stream = c.send.send_request(req).await.expect("sent");
+        stream
+            .send_data(Bytes::from(vec![b'x'; 500]))
+            .await
+            .expect("first part");
+        // The response has started (its head is here) when the body goes
+        // over the limit: too late for 413, the stream is reset.
+        let head = stream.recv_response().await.expect("the head");
+        assert_eq!(head.status(), StatusCode::OK);
+        let _ = stream.send_data(Bytes::from(vec![b'x'; 4500])).await;
+        loop {
+            match stream.recv_data().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended cleanly"),
+                Err(h3::error::StreamError::RemoteTerminate { code, .. }) => return code,
+                Err(other) => panic!("expected a reset, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("in time");
+    assert_eq!(code, h3::error::Code::H3_INTERNAL_ERROR);
+    // The connection serves on.
+    let a = request(&mut c, get("/hello"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_304_has_no_body() {
+    let server = serve(Http3Config::default());
+    let mut c = client(&server).await;
+    let a = request(&mut c, get("/not-modified"), b"", None)
+        .await
+        .expect("answer");
+    assert_eq!(a.head.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(a.head.headers()["etag"], "\"v1\"");
+    assert!(a.body.is_empty(), "{:?}", a.body);
 }
