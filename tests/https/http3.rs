@@ -1268,9 +1268,12 @@ async fn a_client_that_pings_is_still_closed_after_the_keep_alive_timeout() {
     assert!(ended_by_keep_alive, "no error.type=keep_alive_timeout");
 }
 
+/// An event's target and fields.
+type Seen = (String, Vec<(String, String)>);
+
 /// Every event's target and fields, for the log-event test.
 #[derive(Clone, Default)]
-struct Events(Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>);
+struct Events(Arc<std::sync::Mutex<Vec<Seen>>>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
@@ -1294,7 +1297,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
 
 impl Events {
     /// The fields of the first event with Kestrel's `id`, and its target.
-    fn find(&self, id: &str) -> Option<(String, Vec<(String, String)>)> {
+    fn find(&self, id: &str) -> Option<Seen> {
         self.0
             .lock()
             .unwrap()
