@@ -176,7 +176,7 @@ impl Http3Connection {
                 poll_fn(|cx| {
                     // Drive the running streams while waiting for the next one.
                     while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
-                    rate_check.poll(cx, &ctx);
+                    rate_check.poll(cx, &ctx, streams.len());
                     if let Some(h) = &handle {
                         // The keep-alive deadline runs while no request
                         // stream is open (a client's QUIC PINGs keep QUIC's
@@ -284,7 +284,7 @@ impl Http3Connection {
                     }
                 }
                 while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
-                rate_check.poll(cx, &ctx);
+                rate_check.poll(cx, &ctx, streams.len());
                 if streams.is_empty() {
                     if closed.poll_closed(cx).is_ready() {
                         return Poll::Ready(());
@@ -326,9 +326,15 @@ struct RateCheck {
 }
 
 impl RateCheck {
-    fn poll(&mut self, cx: &mut std::task::Context<'_>, ctx: &StreamCtx<'_>) {
+    /// `open`: the streams running now. Finished streams are let go at each
+    /// check, and between checks once they outnumber the open ones (so a
+    /// busy connection does not keep every stream of an interval); not on
+    /// every wake-up, which would lock every stream each time.
+    fn poll(&mut self, cx: &mut std::task::Context<'_>, ctx: &StreamCtx<'_>, open: usize) {
         let mut rated = lock(&ctx.rated);
-        rated.retain(|s| !s.is_completed());
+        if rated.len() > 2 * open + 32 {
+            rated.retain(|s| !s.is_completed());
+        }
         if rated.is_empty() {
             self.timer = None;
             return;
@@ -339,6 +345,7 @@ impl RateCheck {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
         while timer.as_mut().poll(cx).is_ready() {
             timer.as_mut().reset(tokio::time::Instant::now() + interval);
+            rated.retain(|s| !s.is_completed());
             let now = ctx.clock.precise_ticks();
             for s in rated.iter() {
                 let id = u32::try_from(kestrel_core::features::ResetSource::stream_id(&**s)).ok();
