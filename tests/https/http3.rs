@@ -1335,7 +1335,14 @@ async fn http3_log_events_carry_kestrels_ids() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     while let Ok(Ok(Some(_))) = tokio::time::timeout(WAIT, recv.read(&mut buf)).await {}
     raw.conn.close(0x100u32.into(), b"");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The server sees the close (event 44) in its own time.
+    tokio::time::timeout(WAIT, async {
+        while events.find("44").is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("event 44 in time");
     server.stop().await;
 
     let (target, slow) = events.find("28").expect("event 28");
