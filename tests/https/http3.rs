@@ -20,6 +20,21 @@ use tls_support::{client_config, https_get, TestCa};
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The query strings of the `/slow` requests that reached the app (a test
+/// tags its own, to know when it is in the app).
+static ARRIVED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Wait until the `/slow?<tag>` request is in the app.
+async fn arrived(tag: &str) {
+    tokio::time::timeout(WAIT, async {
+        while !ARRIVED.lock().unwrap().iter().any(|t| t == tag) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the request reached the app in time")
+}
+
 /// GET answers with the protocol version; `/echo` sends the body back.
 async fn app(req: Request<RequestBody>) -> Response<Full<Bytes>> {
     let version = format!("{:?}", req.version());
@@ -31,6 +46,9 @@ async fn app(req: Request<RequestBody>) -> Response<Full<Bytes>> {
             .unwrap();
     }
     if req.uri().path() == "/slow" {
+        if let Some(tag) = req.uri().query() {
+            ARRIVED.lock().unwrap().push(tag.to_string());
+        }
         tokio::time::sleep(Duration::from_millis(400)).await;
         return Response::new(Full::new(Bytes::from_static(b"finished")));
     }
@@ -377,12 +395,16 @@ async fn a_graceful_stop_lets_an_in_flight_http3_request_finish() {
     let mut c = try_client(&ca, addr).await.expect("h3 client connects");
     let mut stream = c
         .send
-        .send_request(Request::get(uri(addr, "/slow")).body(()).unwrap())
+        .send_request(
+            Request::get(uri(addr, "/slow?in-flight-test"))
+                .body(())
+                .unwrap(),
+        )
         .await
         .expect("request sent");
     stream.finish().await.expect("finished");
     // The request is in the app when the stop begins.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    arrived("in-flight-test").await;
     let started = std::time::Instant::now();
     let stop = tokio::spawn(server.stop());
     let head = tokio::time::timeout(WAIT, stream.recv_response())
@@ -619,8 +641,8 @@ async fn a_graceful_stop_announces_the_first_unprocessed_stream_and_rejects_the_
     let (_s0, mut r0) = raw.get("/").await;
     let first = read_all(&mut r0).await.expect("stream 0 answered");
     assert!(first.windows(11).any(|w| w == b"hello over "), "{first:?}");
-    let (_s4, mut r4) = raw.get("/slow").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_s4, mut r4) = raw.get("/slow?goaway-test").await;
+    arrived("goaway-test").await;
     let stop = tokio::spawn(server.stop());
     // RFC 9114 §5.2: the id of the first request stream NOT processed:
     // 0 and 4 were, so 8 (h3 0.0.8 alone would serve 8 too).
@@ -980,9 +1002,15 @@ async fn http3_connections_and_requests_are_recorded_with_version_3_over_udp() {
     let (mut send, mut recv) = raw.conn.open_bi().await.unwrap();
     let headers = get_headers("/");
     send.write_all(&headers[..3]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    snapshot(&mut all);
-    assert_eq!(gauge(&all, "kestrel.queued_requests"), 1.0);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        snapshot(&mut all);
+        if gauge(&all, "kestrel.queued_requests") == 1.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     send.write_all(&headers[3..]).await.unwrap();
     send.finish().unwrap();
     read_all(&mut recv).await.expect("answered");
@@ -1320,6 +1348,7 @@ async fn http3_log_events_carry_kestrels_ids() {
     let events = Events::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    tracing::callsite::rebuild_interest_cache();
     let ca = TestCa::new();
     let server = start_rated(&ca, |o| {
         o.limits.min_response_data_rate =
@@ -1334,6 +1363,10 @@ async fn http3_log_events_carry_kestrels_ids() {
     let mut buf = vec![0u8; 64 * 1024];
     tokio::time::sleep(Duration::from_secs(3)).await;
     while let Ok(Ok(Some(_))) = tokio::time::timeout(WAIT, recv.read(&mut buf)).await {}
+    // Other tests' threads (no subscriber) may have registered the closing
+    // event's callsite at the same time as this test's subscriber: tracing
+    // can then cache it as uninteresting for every thread. Recompute.
+    tracing::callsite::rebuild_interest_cache();
     raw.conn.close(0x100u32.into(), b"");
     // The server sees the close (event 44) in its own time.
     tokio::time::timeout(WAIT, async {
@@ -1342,7 +1375,7 @@ async fn http3_log_events_carry_kestrels_ids() {
         }
     })
     .await
-    .expect("event 44 in time");
+    .unwrap_or_else(|_| panic!("no event 44 in {:#?}", events.0.lock().unwrap()));
     server.stop().await;
 
     let (target, slow) = events.find("28").expect("event 28");
