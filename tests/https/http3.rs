@@ -1393,3 +1393,30 @@ async fn http3_log_events_carry_kestrels_ids() {
     assert_eq!(target, "kestrel::http3");
     assert_eq!(field(&closed, "event_name"), Some("Http3ConnectionClosed"));
 }
+
+#[tokio::test]
+async fn quic_options_reach_the_quic_transport() {
+    use kestrel::tls::ListenOptionsHttpsExt;
+    let ca = TestCa::new();
+    let mut options = KestrelServerOptions::default();
+    options.listen((std::net::Ipv4Addr::LOCALHOST, 0), |l| {
+        l.protocols = HttpProtocols::HTTP1_AND_HTTP2_AND_HTTP3;
+        l.use_https(HttpsOptions::new().with_certificate(ca.server_cert(&["localhost"])));
+    });
+    let mut quic = kestrel::transport::quic::QuicOptions::default();
+    quic.max_bidirectional_streams = 2;
+    let server = KestrelServer::new(options)
+        .quic_options(quic)
+        .start(app)
+        .await
+        .expect("server starts");
+    let addr = tls_support::addr(&server);
+    let raw = RawH3::connect(&ca, addr).await;
+    // Two request streams may be open at once (Kestrel's default is 100):
+    // the third waits for credit.
+    let _a = raw.conn.open_bi().await.unwrap();
+    let _b = raw.conn.open_bi().await.unwrap();
+    let third = tokio::time::timeout(Duration::from_millis(300), raw.conn.open_bi()).await;
+    assert!(third.is_err(), "a third stream opened at once");
+    server.stop().await;
+}

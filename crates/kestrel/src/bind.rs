@@ -174,6 +174,15 @@ fn family_unavailable(e: &io::Error) -> bool {
 /// An inherited listener and its display address.
 type Inherited = (Box<dyn Listener>, BoundAddress);
 
+/// The QUIC transport options of HTTP/3 endpoints (nothing without the
+/// `http3` feature).
+#[cfg(feature = "http3")]
+pub(crate) type QuicSettings = kestrel_transport::quic::QuicOptions;
+/// The QUIC transport options of HTTP/3 endpoints (nothing without the
+/// `http3` feature).
+#[cfg(not(feature = "http3"))]
+pub(crate) type QuicSettings = ();
+
 /// The listener inherited from the previous process for `addr` (a
 /// zero-downtime restart), with its display address.
 fn inherited_tcp(
@@ -220,6 +229,7 @@ fn endpoint_name(options: &ListenOptions, scheme: Scheme) -> String {
 pub(crate) fn bind_endpoint(
     plan: EndpointPlan,
     tcp: &TcpOptions,
+    quic: &QuicSettings,
     keep_alive_timeout: std::time::Duration,
 ) -> Result<Vec<BoundListener>, StartError> {
     let wants_h3 = plan.options.protocols.contains(HttpProtocols::HTTP3);
@@ -238,11 +248,11 @@ pub(crate) fn bind_endpoint(
     #[cfg(feature = "http3")]
     if wants_h3 {
         for l in &mut listeners {
-            l.quic = Some(bind_quic(l, keep_alive_timeout)?);
+            l.quic = Some(bind_quic(l, quic, keep_alive_timeout)?);
         }
     }
     #[cfg(not(feature = "http3"))]
-    let _ = keep_alive_timeout;
+    let _ = (quic, keep_alive_timeout);
     Ok(listeners)
 }
 
@@ -251,9 +261,10 @@ pub(crate) fn bind_endpoint(
 #[cfg(feature = "http3")]
 fn bind_quic(
     l: &BoundListener,
+    quic: &QuicSettings,
     keep_alive_timeout: std::time::Duration,
 ) -> Result<QuicSide, StartError> {
-    use kestrel_transport::quic::{QuicBindError, QuicListener, QuicOptions};
+    use kestrel_transport::quic::{QuicBindError, QuicListener};
     let quic_err = |source: QuicBindError| StartError::Quic {
         address: l.address.to_string(),
         source,
@@ -274,7 +285,7 @@ fn bind_quic(
         .ok_or_else(|| StartError::Http3NeedsTls(endpoint_name(&l.endpoint, Scheme::Https)))?;
     // Kestrel's QuicTransportOptions defaults, with the idle timeout from
     // KeepAliveTimeout and the endpoint's TLS handshake timeout.
-    let mut options = QuicOptions::default();
+    let mut options = quic.clone();
     options.idle_timeout = keep_alive_timeout;
     options.handshake_timeout = tls.handshake_timeout;
     let quic = match QuicListener::bind(addr, (*tls.server_config).clone(), &options) {

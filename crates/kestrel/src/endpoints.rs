@@ -282,7 +282,7 @@ impl crate::RunningServer {
                 options: o,
             };
             let keep_alive = self.limits.limits().keep_alive_timeout;
-            bind_endpoint(plan, &self.tcp, keep_alive).map(|l| (name, l))
+            bind_endpoint(plan, &self.tcp, &self.quic, keep_alive).map(|l| (name, l))
         };
         let mut bound = Vec::new();
         for o in now {

@@ -56,6 +56,7 @@ pub struct KestrelServer {
     urls: Vec<String>,
     prefer_urls: bool,
     tcp: TcpOptions,
+    quic: crate::bind::QuicSettings,
     heartbeat_interval: Option<Duration>,
     https: HttpsDefaults,
 }
@@ -104,6 +105,18 @@ impl KestrelServer {
         self
     }
 
+    /// QUIC transport options of HTTP/3 endpoints (Kestrel's
+    /// `QuicTransportOptions`: stream counts, buffer sizes, backlog; the
+    /// defaults are Kestrel's). The QUIC idle timeout is always the
+    /// server's `keep_alive_timeout`, and the handshake timeout each
+    /// endpoint's `HttpsOptions::handshake_timeout`: those two fields are
+    /// not read from here.
+    #[cfg(feature = "http3")]
+    pub fn quic_options(mut self, quic: kestrel_transport::quic::QuicOptions) -> Self {
+        self.quic = quic;
+        self
+    }
+
     /// HTTPS settings for every `https://` URL endpoint (Kestrel's
     /// `ConfigureHttpsDefaults`). Without a certificate in them (or without
     /// this call), those endpoints serve the development certificate
@@ -134,7 +147,12 @@ impl KestrelServer {
             let name = plan.options.config_name.clone();
             bound.push((
                 name,
-                bind_endpoint(plan, &self.tcp, self.options.limits.keep_alive_timeout)?,
+                bind_endpoint(
+                    plan,
+                    &self.tcp,
+                    &self.quic,
+                    self.options.limits.keep_alive_timeout,
+                )?,
             ));
         }
         let mut addresses: Vec<BoundAddress> = Vec::new();
@@ -179,6 +197,7 @@ impl KestrelServer {
                 spawn,
             },
             tcp: self.tcp,
+            quic: self.quic,
             shutdown_timeout: self.options.shutdown_timeout,
         })
     }
@@ -468,6 +487,7 @@ pub struct RunningServer {
     pub(crate) limits: Arc<LiveLimits>,
     pub(crate) endpoints: Endpoints,
     pub(crate) tcp: TcpOptions,
+    pub(crate) quic: crate::bind::QuicSettings,
     shutdown_timeout: Duration,
 }
 
