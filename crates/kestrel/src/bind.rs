@@ -452,6 +452,7 @@ mod tests {
         let err = match bind_endpoint(
             plan,
             &TcpOptions::default(),
+            &QuicSettings::default(),
             std::time::Duration::from_secs(130),
         ) {
             Err(e) => e,
