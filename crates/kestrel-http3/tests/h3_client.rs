@@ -3,22 +3,18 @@
 //! listener, on loopback UDP with a self-signed rcgen certificate.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full, StreamBody};
-use kestrel_core::connection::ConnectionId;
-use kestrel_core::heartbeat::Clock;
 use kestrel_core::{RequestBody, RequestFeatures};
-use kestrel_http3::{Http3Config, Http3Connection};
-use kestrel_transport::multiplexed::MultiplexedListenerExt;
-use kestrel_transport::quic::{server_tls_config, QuicListener, QuicOptions};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use kestrel_http3::Http3Config;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{client, raw_connection, Client, Server, WAIT};
 
 type AppBody =
     http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -117,93 +113,8 @@ async fn app(
     }
 }
 
-struct Server {
-    addr: SocketAddr,
-    cert: CertificateDer<'static>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 fn serve(config: Http3Config) -> Server {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-    let cert = params.self_signed(&key).expect("self-signed").der().clone();
-    let tls = server_tls_config(
-        vec![cert.clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    )
-    .expect("tls");
-    let mut listener = QuicListener::bind(
-        "127.0.0.1:0".parse().expect("addr"),
-        tls,
-        &QuicOptions::default(),
-    )
-    .expect("bind");
-    let addr = listener.socket_addr().expect("addr");
-    let config = Arc::new(config);
-    let clock = Clock::new(Duration::from_secs(1));
-    let task = tokio::spawn(async move {
-        let mut next_id = 1;
-        while let Ok(conn) = listener.accept().await {
-            let h3 =
-                Http3Connection::new(conn, config.clone(), clock.clone(), ConnectionId(next_id));
-            next_id += 1;
-            tokio::spawn(async move {
-                let _ = h3.serve(&app).await;
-            });
-        }
-    });
-    Server { addr, cert, task }
-}
-
-type Sender = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
-
-struct Client {
-    send: Sender,
-    _driver: tokio::task::JoinHandle<()>,
-    _endpoint: quinn::Endpoint,
-}
-
-async fn client(server: &Server) -> Client {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(server.cert.clone()).expect("root");
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .expect("tls13")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let config = quinn::ClientConfig::new(Arc::new(
-        quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic client"),
-    ));
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
-    let conn = tokio::time::timeout(
-        WAIT,
-        endpoint
-            .connect_with(config, server.addr, "localhost")
-            .expect("connect"),
-    )
-    .await
-    .expect("in time")
-    .expect("handshake");
-    let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
-        .await
-        .expect("h3 client");
-    let driver = tokio::spawn(async move {
-        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-    });
-    Client {
-        send,
-        _driver: driver,
-        _endpoint: endpoint,
-    }
+    common::serve_with(config, app)
 }
 
 struct Answer {
@@ -601,33 +512,6 @@ async fn after_the_clients_goaway_the_server_closes_with_h3_no_error() {
         }
         other => panic!("expected the server's application close, got {other:?}"),
     }
-}
-
-/// A QUIC connection with ALPN `h3` to the server, without an h3 client.
-async fn raw_connection(server: &Server) -> quinn::Connection {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(server.cert.clone()).expect("root");
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .expect("tls13")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let config = quinn::ClientConfig::new(Arc::new(
-        quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic client"),
-    ));
-    let mut endpoint =
-        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
-    endpoint.set_default_client_config(config);
-    tokio::time::timeout(
-        WAIT,
-        endpoint.connect(server.addr, "localhost").expect("connect"),
-    )
-    .await
-    .expect("in time")
-    .expect("handshake")
 }
 
 #[tokio::test]
