@@ -617,6 +617,19 @@ impl RawH3 {
     }
 }
 
+/// The server closes `conn` with H3_NO_ERROR (in time).
+async fn assert_closed_with_h3_no_error(conn: &quinn::Connection) {
+    match tokio::time::timeout(WAIT, conn.closed())
+        .await
+        .expect("the server closes the connection in time")
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 0x100, "H3_NO_ERROR")
+        }
+        other => panic!("expected the server's application close, got {other:?}"),
+    }
+}
+
 /// The whole response stream's bytes (frames undecoded).
 async fn read_all(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, quinn::ReadToEndError> {
     tokio::time::timeout(WAIT, recv.read_to_end(1 << 20))
@@ -657,15 +670,7 @@ async fn a_graceful_stop_announces_the_first_unprocessed_stream_and_rejects_the_
     assert!(slow.windows(8).any(|w| w == b"finished"), "{slow:?}");
     // Then the connection closes with H3_NO_ERROR, and no later GOAWAY
     // names a higher id.
-    match tokio::time::timeout(WAIT, raw.conn.closed())
-        .await
-        .expect("closed in time")
-    {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(close.error_code.into_inner(), 0x100, "H3_NO_ERROR")
-        }
-        other => panic!("expected the server's application close, got {other:?}"),
-    }
+    assert_closed_with_h3_no_error(&raw.conn).await;
     while let Ok((ty, payload)) = raw.server_control.try_recv() {
         if ty == 0x07 {
             let mut rest = &payload[..];
@@ -688,15 +693,7 @@ async fn after_the_clients_goaway_the_servers_goaway_names_the_next_stream_id() 
     // Stream 0 was processed: the server's last GOAWAY says 4, not 0
     // (h3 0.0.8 alone names the last stream it served).
     assert_eq!(raw.goaway().await, 4);
-    match tokio::time::timeout(WAIT, raw.conn.closed())
-        .await
-        .expect("closed in time")
-    {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(close.error_code.into_inner(), 0x100, "H3_NO_ERROR")
-        }
-        other => panic!("expected the server's application close, got {other:?}"),
-    }
+    assert_closed_with_h3_no_error(&raw.conn).await;
     server.stop().await;
 }
 
@@ -1265,15 +1262,7 @@ async fn a_client_that_pings_is_still_closed_after_the_keep_alive_timeout() {
     let idle = std::time::Instant::now();
     // Kestrel's keep-alive timeout counts time without a request, not QUIC
     // silence: the server goes away (GOAWAY, then H3_NO_ERROR).
-    match tokio::time::timeout(WAIT, conn.closed())
-        .await
-        .expect("the server closes the connection in time")
-    {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(close.error_code.into_inner(), 0x100, "H3_NO_ERROR")
-        }
-        other => panic!("expected the server's application close, got {other:?}"),
-    }
+    assert_closed_with_h3_no_error(&conn).await;
     let after = idle.elapsed();
     assert!(
         after >= Duration::from_millis(900) && after < Duration::from_secs(5),
