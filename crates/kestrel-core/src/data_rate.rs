@@ -80,6 +80,15 @@ impl DataRateControl {
         }
     }
 
+    /// A response starts: its minimum data rate is the one in `limits` now
+    /// (the request's, which the app may have changed). Returns whether
+    /// there is one (whether writes need timing).
+    pub fn begin_response(&self, limits: &crate::request_limits::LimitsCell) -> bool {
+        let rate = limits.current().min_response_data_rate;
+        self.set_write_rate(rate);
+        rate.is_some()
+    }
+
     /// Set the response rate in force (`None`: no minimum).
     pub fn set_write_rate(&self, rate: Option<MinDataRate>) {
         let (milli, grace) = encode_rate(rate);

@@ -121,9 +121,7 @@ impl StreamState {
     /// The response starts: its minimum data rate is the request's (the app
     /// may have changed it). Returns whether there is one.
     pub fn start_response_rate(&self) -> bool {
-        let rate = self.limits.current().min_response_data_rate;
-        self.rates.set_write_rate(rate);
-        rate.is_some()
+        self.rates.begin_response(&self.limits)
     }
 
     /// Check the rates at `now_ms` (the connection, once per heartbeat
