@@ -3,6 +3,11 @@
 //! ALPN) with every limit at its default and answers `/` with `Hello, World!`
 //! (text/plain), `/json` with a 4 KiB JSON-ish document, and `POST /echo` with
 //! the request body — the same bytes as the hyper reference server.
+//!
+//! Built with the `http3` feature (as `cargo xtask bench` builds it), the
+//! `--tls` endpoint is `Http1AndHttp2AndHttp3`: HTTP/3 over QUIC on the same
+//! port (UDP). Its `Alt-Svc` header is turned off, so that HTTP/1.1 and
+//! HTTP/2 responses stay byte for byte those of the hyper reference.
 
 use std::net::SocketAddr;
 
@@ -68,6 +73,11 @@ async fn main() {
             };
             let mut options = KestrelServerOptions::default();
             options.listen(SocketAddr::from(([127, 0, 0, 1], port)), |l| {
+                #[cfg(feature = "http3")]
+                {
+                    l.protocols = kestrel::HttpProtocols::HTTP1_AND_HTTP2_AND_HTTP3;
+                    l.disable_alt_svc_header = true;
+                }
                 l.use_https(HttpsOptions::new().with_certificate(cert));
             });
             KestrelServer::new(options)
