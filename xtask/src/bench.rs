@@ -19,6 +19,20 @@ struct Server {
     name: &'static str,
     bin: &'static str,
     args: &'static [&'static str],
+    /// Serves the TCP cases (HTTP/1.1, HTTP/2).
+    tcp: bool,
+    /// Serves the HTTP/3 case (QUIC on the `--tls` port).
+    h3: bool,
+}
+
+impl Server {
+    fn serves(&self, case: &Case) -> bool {
+        match case.load {
+            Load::H3load => self.h3,
+            Load::Idle => self.tcp && self.name != "hyper-pf",
+            _ => self.tcp,
+        }
+    }
 }
 
 /// `hello-kestrel` built with the `metrics` feature (a Prometheus recorder
@@ -27,6 +41,9 @@ const KESTREL_METRICS: Server = Server {
     name: "kestrel+metrics",
     bin: "../bench-metrics/release/hello-kestrel",
     args: &[],
+    tcp: true,
+    // Built without the `http3` feature.
+    h3: false,
 };
 
 const SERVERS: &[Server] = &[
@@ -34,16 +51,30 @@ const SERVERS: &[Server] = &[
         name: "kestrel",
         bin: "hello-kestrel",
         args: &[],
+        tcp: true,
+        h3: true,
     },
     Server {
         name: "hyper",
         bin: "hello-hyper",
         args: &[],
+        tcp: true,
+        h3: false,
     },
     Server {
         name: "hyper-pf",
         bin: "hello-hyper",
         args: &["--pipeline-flush"],
+        tcp: true,
+        h3: false,
+    },
+    // The bare h3 + h3-quinn reference (benches/h3-ref): HTTP/3 only.
+    Server {
+        name: "h3",
+        bin: "hello-h3",
+        args: &[],
+        tcp: false,
+        h3: true,
     },
 ];
 
@@ -54,6 +85,9 @@ enum Load {
         script: Option<&'static str>,
     },
     H2load,
+    /// `h3load` (benches/h3-ref): HTTP/3 over QUIC, 16 connections × 32
+    /// streams, `GET /`.
+    H3load,
     Idle,
 }
 
@@ -114,6 +148,11 @@ const CASES: &[Case] = &[
     Case {
         name: "h2-tls",
         load: Load::H2load,
+        tls: true,
+    },
+    Case {
+        name: "h3",
+        load: Load::H3load,
         tls: true,
     },
     Case {
@@ -202,6 +241,27 @@ fn wait_listening(addr: SocketAddr) -> bool {
     false
 }
 
+/// Whether a UDP socket is bound on 127.0.0.1:`port` (from `/proc/net/udp`).
+fn udp_bound(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| {
+        t.lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+    })
+}
+
+fn wait_udp_bound(port: u16) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if udp_bound(port) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 fn start_server(
     dir: &Path,
     s: &Server,
@@ -260,6 +320,35 @@ fn parse_wrk(out: &str) -> Option<(f64, f64, f64, f64)> {
     Some((rps?, total?, p50, p99))
 }
 
+/// Parse h3load's output: (requests/s, succeeded requests, p50 ms, p99 ms).
+fn parse_h3load(out: &str) -> Option<(f64, f64, f64, f64)> {
+    let (mut rps, mut ok, mut p50, mut p99) = (None, None, 0.0, 0.0);
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("finished in") {
+            rps = rest
+                .split(',')
+                .nth(1)
+                .and_then(|s| s.trim().strip_suffix(" req/s"))
+                .and_then(|s| s.parse().ok());
+        } else if let Some(rest) = t.strip_prefix("requests:") {
+            ok = rest.split_whitespace().next().and_then(|n| n.parse().ok());
+        } else if let Some(rest) = t.strip_prefix("latency:") {
+            // "p50 1.23 ms, p99 4.56 ms"
+            for part in rest.split(',') {
+                let f: Vec<&str> = part.split_whitespace().collect();
+                let v = f.get(1).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                match f.first() {
+                    Some(&"p50") => p50 = v,
+                    Some(&"p99") => p99 = v,
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some((rps?, ok?, p50, p99))
+}
+
 /// Parse h2load's output: (requests/s, succeeded requests).
 fn parse_h2load(out: &str) -> Option<(f64, f64)> {
     let mut rps = None;
@@ -284,7 +373,18 @@ fn parse_h2load(out: &str) -> Option<(f64, f64)> {
     Some((rps?, ok?))
 }
 
-fn run_load(case: &Case, port: u16, pid: u32, opts: &Opts, scripts: &Path, tck: f64) -> Sample {
+/// Where the load generators find their files.
+struct LoadEnv<'a> {
+    /// The Lua scripts and the certificate.
+    scripts: &'a Path,
+    /// The release binaries (`h3load`).
+    bin_dir: &'a Path,
+    /// The certificate the HTTPS servers present (the HTTP/3 client trusts it).
+    cert: &'a Path,
+}
+
+fn run_load(case: &Case, port: u16, pid: u32, opts: &Opts, env: &LoadEnv<'_>, tck: f64) -> Sample {
+    let scripts = env.scripts;
     let scheme = if case.tls { "https" } else { "http" };
     let url = |path: &str| format!("{scheme}://127.0.0.1:{port}{path}");
     let before = cpu_ticks(pid).unwrap_or((0, 0));
@@ -327,6 +427,24 @@ fn run_load(case: &Case, port: u16, pid: u32, opts: &Opts, scripts: &Path, tck: 
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default();
             let p = parse_h2load(&out).map(|(r, n)| (r, n, 0.0, 0.0));
+            (out, p)
+        }
+        Load::H3load => {
+            let out = Command::new("taskset")
+                .args(["-c", "1"])
+                .arg(env.bin_dir.join("h3load"))
+                .args(["-c", "16", "-m", "32", "-d", &opts.duration.to_string()])
+                .arg("--ca")
+                .arg(env.cert)
+                .arg(url("/"))
+                .output()
+                .map(|o| {
+                    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+                    s.push_str(&String::from_utf8_lossy(&o.stderr));
+                    s
+                })
+                .unwrap_or_default();
+            let p = parse_h3load(&out);
             (out, p)
         }
         Load::Idle => unreachable!("idle memory is measured separately"),
@@ -492,8 +610,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     Ok(o)
 }
 
-/// Build hello-kestrel (without the demo's default features) and
-/// hello-hyper in release mode; false (with a message) if the build failed.
+/// Build hello-kestrel (without the demo's default features, with
+/// `http3`), hello-hyper, and the HTTP/3 tools hello-h3 and h3load in
+/// release mode; false (with a message) if the build failed.
 pub fn build_servers(root: &Path) -> bool {
     eprintln!("xtask: building the benchmark servers in release mode");
     let built = Command::new(env!("CARGO"))
@@ -508,11 +627,20 @@ pub fn build_servers(root: &Path) -> bool {
             "--no-default-features",
             "--bin",
             "hello-kestrel",
+            // HTTP/3 on the `--tls` port (the `h3` case).
+            "--features",
+            "kestrel-demo/http3",
             "-p",
             "hyper-ref",
-            // `--bin` selects binaries across the packages: name both.
+            // `--bin` selects binaries across the packages: name them all.
             "--bin",
             "hello-hyper",
+            "-p",
+            "h3-ref",
+            "--bin",
+            "hello-h3",
+            "--bin",
+            "h3load",
         ])
         .status();
     if !built.is_ok_and(|s| s.success()) {
@@ -589,6 +717,11 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
         }
     };
     let tck = clk_tck();
+    let load_env = LoadEnv {
+        scripts: &out_dir,
+        bin_dir: &bin_dir,
+        cert: &cert.0,
+    };
     let cases: Vec<&Case> = CASES
         .iter()
         .filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| o == c.name))
@@ -602,7 +735,7 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
                 continue;
             }
             for (si, server) in servers.iter().enumerate() {
-                if case.load == Load::Idle && server.name == "hyper-pf" {
+                if !server.serves(case) {
                     continue;
                 }
                 port += 1;
@@ -615,7 +748,12 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
                     }
                 };
                 let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-                let sample = if !wait_listening(addr) {
+                let up = if case.load == Load::H3load {
+                    wait_udp_bound(port)
+                } else {
+                    wait_listening(addr)
+                };
+                let sample = if !up {
                     Sample {
                         note: "server did not start".into(),
                         ..Default::default()
@@ -624,7 +762,7 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
                     let pid = child.id();
                     match case.load {
                         Load::Idle => run_idle(port, pid, opts.idle_conns),
-                        _ => run_load(case, port, pid, &opts, &out_dir, tck),
+                        _ => run_load(case, port, pid, &opts, &load_env, tck),
                     }
                 };
                 let _ = child.kill();
@@ -646,7 +784,32 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
             }
         }
     }
-    report(&cases, &servers, &samples, &opts, &out_dir)
+    let udp = if cases.iter().any(|c| c.load == Load::H3load) {
+        udp_offload(&bin_dir)
+    } else {
+        String::new()
+    };
+    report(&cases, &servers, &samples, &opts, &out_dir, &udp)
+}
+
+/// What GSO/GRO quinn-udp enables on this kernel (`h3load --udp-offload`),
+/// one line.
+fn udp_offload(bin_dir: &Path) -> String {
+    Command::new(bin_dir.join("h3load"))
+        .arg("--udp-offload")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_else(|e| format!("h3load --udp-offload failed: {e}"))
+}
+
+/// The index of the case named `name`, if it ran.
+fn case_index(cases: &[&Case], name: &str) -> Option<usize> {
+    cases.iter().position(|c| c.name == name)
 }
 
 fn report(
@@ -655,6 +818,7 @@ fn report(
     samples: &[Vec<Vec<Sample>>],
     opts: &Opts,
     out_dir: &Path,
+    udp: &str,
 ) -> std::process::ExitCode {
     let med =
         |v: &Vec<Sample>, f: fn(&Sample) -> f64| median(v.iter().filter(|s| s.ok).map(f).collect());
@@ -713,8 +877,23 @@ fn report(
         }
         json_cases.push(json!({ "case": case.name, "servers": servers_json }));
     }
+    // HTTP/3 against our own HTTP/2 over TLS (the second target).
+    let mut h3_vs_h2 = serde_json::Value::Null;
+    if let (Some(h3), Some(h2)) = (case_index(cases, "h3"), case_index(cases, "h2-tls")) {
+        let (a, b) = (&samples[h3][0], &samples[h2][0]);
+        let rps = med(a, |s| s.rps) / med(b, |s| s.rps);
+        let cpu = med(a, |s| s.cpu_us_per_req) / med(b, |s| s.cpu_us_per_req);
+        let _ = writeln!(
+            md,
+            "\nKestrel HTTP/3 ÷ Kestrel HTTP/2 over TLS: req/s {rps:.2}×, CPU per request {cpu:.2}×"
+        );
+        h3_vs_h2 = json!({ "rps_ratio": rps, "cpu_ratio": cpu });
+    }
+    if !udp.is_empty() {
+        let _ = writeln!(md, "\nUDP offload (quinn-udp on this kernel): {udp}");
+    }
     println!("{md}");
-    let doc = json!({ "duration_s": opts.duration, "reps": opts.reps, "cases": json_cases });
+    let doc = json!({ "duration_s": opts.duration, "reps": opts.reps, "cases": json_cases, "h3_vs_h2_tls": h3_vs_h2, "udp_offload": udp });
     let _ = std::fs::write(out_dir.join("results.md"), &md);
     let _ = std::fs::write(
         out_dir.join("results.json"),
@@ -737,6 +916,8 @@ mod tests {
         assert_eq!(parse_wrk(wrk), Some((95776.56, 480126.0, 0.52, 3.5)));
         let h2 = "finished in 5.00s, 120000.50 req/s, 10MB/s\nrequests: 600000 total, 600000 started, 600000 done, 599999 succeeded, 1 failed, 0 errored, 0 timeout\n";
         assert_eq!(parse_h2load(h2), Some((120000.5, 599999.0)));
+        let h3 = "h3load: 16 connections x 32 streams, 5 s, https://127.0.0.1:1/\nrequests: 250000 succeeded, 2 failed\nfinished in 5.01s, 49900.20 req/s\nlatency: p50 1.25 ms, p99 4.50 ms\n";
+        assert_eq!(parse_h3load(h3), Some((49900.2, 250000.0, 1.25, 4.5)));
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
     }
