@@ -12,12 +12,14 @@
 //! latency: p50 1.23 ms, p99 4.56 ms
 //! ```
 //!
-//! `-v` prints the first response's head and body to stderr first.
+//! `-n TOTAL` sends TOTAL requests and stops (instead of a duration; for
+//! `cargo xtask callgrind --case h3`). `-v` prints the first response's head and body to stderr first.
 //! `h3load --udp-offload` prints what GSO/GRO quinn-udp finds on this
 //! kernel for a loopback UDP socket, and exits.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +34,8 @@ struct Opts {
     ca: String,
     uri: Uri,
     verbose: bool,
+    /// `-n`: the total number of requests, instead of a duration.
+    total: Option<u64>,
 }
 
 fn usage() -> ExitCode {
@@ -46,6 +50,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     let mut ca = None;
     let mut uri = None;
     let mut verbose = false;
+    let mut total = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |n: &str| it.next().cloned().ok_or(format!("{n} needs a value"));
@@ -55,6 +60,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "-d" | "-D" => duration = val("-d")?.parse().map_err(|e| format!("-d: {e}"))?,
             "--ca" => ca = Some(val("--ca")?),
             "-v" => verbose = true,
+            "-n" => total = Some(val("-n")?.parse().map_err(|e| format!("-n: {e}"))?),
             u if u.starts_with("https://") => {
                 uri = Some(u.parse::<Uri>().map_err(|e| format!("{u}: {e}"))?)
             }
@@ -68,6 +74,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         ca: ca.ok_or("--ca CERT.pem is required")?,
         uri: uri.ok_or("a https:// URL is required")?,
         verbose,
+        total,
     })
 }
 
@@ -118,9 +125,22 @@ async fn show_one(send: &mut Sender, uri: &Uri) {
     }
 }
 
-async fn stream_loop(mut send: Sender, uri: Uri, deadline: Instant) -> Tally {
+/// Take one request from the `-n` budget (always granted without one).
+fn take(budget: Option<&AtomicU64>) -> bool {
+    budget.is_none_or(|b| {
+        b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    })
+}
+
+async fn stream_loop(
+    mut send: Sender,
+    uri: Uri,
+    deadline: Instant,
+    budget: Option<Arc<AtomicU64>>,
+) -> Tally {
     let mut t = Tally::default();
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && take(budget.as_deref()) {
         let start = Instant::now();
         match one_request(&mut send, &uri).await {
             Ok(true) => {
@@ -197,7 +217,14 @@ async fn run(o: Opts) -> Result<(), String> {
         }
     }
     let start = Instant::now();
-    let deadline = start + o.duration;
+    // With `-n`, the duration is only a safety net.
+    let deadline = start
+        + if o.total.is_some() {
+            Duration::from_secs(600)
+        } else {
+            o.duration
+        };
+    let budget = o.total.map(|n| Arc::new(AtomicU64::new(n)));
     let mut loops = Vec::with_capacity(o.conns * o.streams);
     for send in &senders {
         for _ in 0..o.streams {
@@ -205,6 +232,7 @@ async fn run(o: Opts) -> Result<(), String> {
                 send.clone(),
                 o.uri.clone(),
                 deadline,
+                budget.clone(),
             )));
         }
     }
