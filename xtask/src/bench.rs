@@ -251,9 +251,10 @@ fn udp_bound(port: u16) -> bool {
     })
 }
 
-fn wait_udp_bound(port: u16) -> bool {
+/// Wait (up to `secs`) until a UDP socket is bound on 127.0.0.1:`port`.
+pub(crate) fn wait_udp_bound(port: u16, secs: u64) -> bool {
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
+    while t.elapsed() < Duration::from_secs(secs) {
         if udp_bound(port) {
             return true;
         }
@@ -474,7 +475,7 @@ fn run_load(case: &Case, port: u16, pid: u32, opts: &Opts, env: &LoadEnv<'_>, tc
 
 /// A self-signed certificate for `localhost`/127.0.0.1, written as PEM
 /// files under `dir`: (certificate, key).
-fn write_certificate(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+pub(crate) fn write_certificate(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     let cert = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
     let (cert_path, key_path) = (dir.join("bench-cert.pem"), dir.join("bench-key.pem"));
@@ -749,7 +750,7 @@ pub fn bench(root: &Path, args: &[String]) -> std::process::ExitCode {
                 };
                 let addr: SocketAddr = ([127, 0, 0, 1], port).into();
                 let up = if case.load == Load::H3load {
-                    wait_udp_bound(port)
+                    wait_udp_bound(port, 10)
                 } else {
                     wait_listening(addr)
                 };

@@ -2,6 +2,8 @@
 //! (or, with `--case h2c`, per HTTP/2 request: h2load, one connection, 16
 //! streams at a time), counted by `valgrind --tool=callgrind`, for
 //! hello-kestrel beside hello-hyper (with and without `pipeline_flush`).
+//! With `--case h3`: per HTTP/3 request (h3load, one QUIC connection, 16
+//! streams at a time), hello-kestrel beside the bare h3 server hello-h3.
 //!
 //! Instruction counts do not depend on what else the machine is doing, so
 //! they are the figure to check each step of hot-path work against (timings
@@ -34,6 +36,9 @@ enum Case {
     Pipelined,
     /// h2c `GET /` with h2load: one connection, 16 concurrent streams.
     H2c,
+    /// HTTP/3 `GET /` with h3load: one QUIC connection, 16 concurrent
+    /// streams (the servers run with `--tls`).
+    H3,
 }
 
 struct Opts {
@@ -81,7 +86,8 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 o.case = match it.next().map(String::as_str) {
                     Some("pipelined") => Case::Pipelined,
                     Some("h2c") => Case::H2c,
-                    _ => return Err("--case takes pipelined or h2c".into()),
+                    Some("h3") => Case::H3,
+                    _ => return Err("--case takes pipelined, h2c or h3".into()),
                 };
             }
             other => return Err(format!("unknown option {other}")),
@@ -147,6 +153,30 @@ fn drive_h2c(addr: SocketAddr, n: usize) -> std::io::Result<()> {
     }
 }
 
+/// Send `n` HTTP/3 requests with h3load (one QUIC connection, 16 streams
+/// at a time) and check that every one succeeded.
+fn drive_h3(port: u16, n: usize, h3load: &Path, ca: &Path) -> std::io::Result<()> {
+    let out = Command::new(h3load)
+        .args(["-c", "1", "-m", &DEPTH.to_string(), "-n", &n.to_string()])
+        .arg("--ca")
+        .arg(ca)
+        .arg(format!("https://127.0.0.1:{port}/"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!("requests: {n} succeeded, 0 failed");
+    if out.status.success() && text.contains(&want) {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "h3load did not complete {n} requests: {}{}",
+            text.lines()
+                .find(|l| l.starts_with("requests:"))
+                .unwrap_or("no summary"),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -174,10 +204,25 @@ fn total(out: &Path) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-fn run_once(t: &Target, case: Case, dir: &Path, port: u16, n: usize) -> Result<u64, String> {
+/// The HTTP/3 case's files: the h3load binary and the certificate (and key)
+/// the servers present.
+struct H3Files {
+    h3load: PathBuf,
+    cert: (PathBuf, PathBuf),
+}
+
+fn run_once(
+    t: &Target,
+    case: Case,
+    dir: &Path,
+    port: u16,
+    n: usize,
+    h3: Option<&H3Files>,
+) -> Result<u64, String> {
     let tag = match case {
         Case::Pipelined => "",
         Case::H2c => "h2c-",
+        Case::H3 => "h3-",
     };
     let out = dir.join(format!("{tag}{}-{n}.callgrind", t.name));
     let _ = std::fs::remove_file(&out);
@@ -186,16 +231,29 @@ fn run_once(t: &Target, case: Case, dir: &Path, port: u16, n: usize) -> Result<u
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(&t.bin)
         .args(&t.args)
+        .args(h3.into_iter().flat_map(|f| {
+            [
+                std::ffi::OsStr::new("--tls"),
+                f.cert.0.as_os_str(),
+                f.cert.1.as_os_str(),
+            ]
+        }))
         .arg(port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot run valgrind: {e}"))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let driven = if wait_listening(addr) {
-        match case {
-            Case::Pipelined => drive(addr, n),
-            Case::H2c => drive_h2c(addr, n),
+    let up = match case {
+        Case::H3 => crate::bench::wait_udp_bound(port, 120),
+        _ => wait_listening(addr),
+    };
+    let driven = if up {
+        match (case, h3) {
+            (Case::Pipelined, _) => drive(addr, n),
+            (Case::H2c, _) => drive_h2c(addr, n),
+            (Case::H3, Some(f)) => drive_h3(port, n, &f.h3load, &f.cert.0),
+            (Case::H3, None) => Err(std::io::Error::other("no h3load")),
         }
         .map_err(|e| format!("{}: {e}", t.name))
     } else {
@@ -216,7 +274,7 @@ pub fn callgrind(root: &Path, args: &[String]) -> ExitCode {
     let opts = match parse(args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("xtask callgrind: {e}\nusage: cargo xtask callgrind [--case pipelined|h2c] [--requests N] [--only kestrel,hyper,hyper-pf] [--kestrel-bin PATH] [--no-build]");
+            eprintln!("xtask callgrind: {e}\nusage: cargo xtask callgrind [--case pipelined|h2c|h3] [--requests N] [--only kestrel,hyper,hyper-pf,h3] [--kestrel-bin PATH] [--no-build]");
             return ExitCode::from(2);
         }
     };
@@ -251,12 +309,31 @@ pub fn callgrind(root: &Path, args: &[String]) -> ExitCode {
             bin: release.join("hello-hyper"),
             args: vec!["--pipeline-flush".into()],
         },
+        Target {
+            name: "h3",
+            bin: release.join("hello-h3"),
+            args: vec![],
+        },
     ];
     let dir = root.join("target/bench/callgrind");
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("xtask callgrind: {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
+    let h3 = if opts.case == Case::H3 {
+        match crate::bench::write_certificate(&dir) {
+            Ok(cert) => Some(H3Files {
+                h3load: release.join("h3load"),
+                cert,
+            }),
+            Err(e) => {
+                eprintln!("xtask callgrind: cannot write the test certificate: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let small = opts.requests / 6;
     let large = opts.requests;
     let mut rows = Vec::new();
@@ -269,13 +346,19 @@ pub fn callgrind(root: &Path, args: &[String]) -> ExitCode {
             continue;
         }
         // `pipeline_flush` is an HTTP/1 option: hyper-pf is hyper on h2c.
-        if opts.case == Case::H2c && t.name == "hyper-pf" {
+        // hyper has no HTTP/3; hello-h3 has nothing else.
+        let serves = match opts.case {
+            Case::Pipelined => t.name != "h3",
+            Case::H2c => t.name == "kestrel" || t.name == "hyper",
+            Case::H3 => t.name == "kestrel" || t.name == "h3",
+        };
+        if !serves {
             continue;
         }
         let port = 18_900 + i as u16;
         eprintln!("xtask callgrind: {} ({small} and {large} requests)", t.name);
-        let counts = run_once(t, opts.case, &dir, port, small)
-            .and_then(|a| Ok((a, run_once(t, opts.case, &dir, port, large)?)));
+        let counts = run_once(t, opts.case, &dir, port, small, h3.as_ref())
+            .and_then(|a| Ok((a, run_once(t, opts.case, &dir, port, large, h3.as_ref())?)));
         match counts {
             Ok((a, b)) => {
                 let per = b.saturating_sub(a) as f64 / (large - small) as f64;
@@ -290,6 +373,7 @@ pub fn callgrind(root: &Path, args: &[String]) -> ExitCode {
     match opts.case {
         Case::Pipelined => println!("| server | instructions per pipelined request |"),
         Case::H2c => println!("| server | instructions per h2c request (16 streams at a time) |"),
+        Case::H3 => println!("| server | instructions per HTTP/3 request (16 streams at a time) |"),
     }
     println!("|---|---|");
     let kestrel = rows.iter().find(|r| r.0 == "kestrel").map(|r| r.1);
