@@ -5,8 +5,9 @@
 //!   them), so CI catches fuzz targets that no longer compile;
 //! * `bench [--duration S] [--reps N] [--idle-conns N] [--only case,…]`: the
 //!   side-by-side benchmark against hyper (see `benches/README.md`);
-//! * `callgrind [--requests N] [--only kestrel,hyper,hyper-pf]`: instructions
-//!   per pipelined HTTP/1.1 request under callgrind, beside hyper;
+//! * `callgrind [--case pipelined|h2c|h3] [--requests N] [--only …]`:
+//!   instructions per request under callgrind (pipelined HTTP/1.1, h2c, or
+//!   HTTP/3 beside the bare h3 server), beside hyper;
 //! * `fuzz <target> [seconds]`: run one target with cargo-fuzz (needs
 //!   `cargo install cargo-fuzz`; uses `RUSTC_BOOTSTRAP=1` on a stable toolchain);
 //! * `fuzz-all [--seconds N] [--only a,b]`: run every fuzz target in turn on
