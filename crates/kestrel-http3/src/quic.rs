@@ -253,10 +253,19 @@ enum Role {
     Control(Arc<GoawayGate>),
 }
 
+/// A frame h3 hands over as several chunks (its `WriteBuf`: the frame
+/// header, then the payload) whose whole size is at most this is copied
+/// into one buffer and written with one `poll_write`: each write takes the
+/// QUIC connection's lock and wakes its driver, and a small response is
+/// otherwise four writes (HEADERS header and block, DATA header and
+/// payload) instead of two.
+const COALESCE_MAX: usize = 1024;
+
 /// Bytes h3 handed over and not yet written.
 enum Pending {
     Buf(WriteBuf<Bytes>),
-    /// A GOAWAY frame rewritten by the gate.
+    /// Bytes the adapter holds itself: a GOAWAY frame rewritten by the gate,
+    /// or what a coalesced write left unwritten.
     Rewritten(Bytes),
 }
 
@@ -273,6 +282,16 @@ impl Pending {
             Pending::Buf(b) => b.has_remaining(),
             Pending::Rewritten(b) => b.has_remaining(),
         }
+    }
+
+    /// The size of what is left when it is more than one chunk and fits
+    /// [`COALESCE_MAX`].
+    fn coalescible(&self) -> Option<usize> {
+        let Pending::Buf(b) = self else {
+            return None;
+        };
+        let total = b.remaining();
+        (total <= COALESCE_MAX && b.chunk().len() < total).then_some(total)
     }
 
     fn advance(&mut self, n: usize) {
@@ -321,6 +340,28 @@ impl quic::SendStream<Bytes> for H3Send {
             if !buf.has_remaining() {
                 self.pending = None;
                 break;
+            }
+            if let (Some(total), Pending::Buf(b)) = (buf.coalescible(), &mut *buf) {
+                let mut frame = [0u8; COALESCE_MAX];
+                b.copy_to_slice(&mut frame[..total]);
+                // What is not written now is kept (rare: a full send buffer).
+                let keep = |from: usize| {
+                    Some(Pending::Rewritten(Bytes::copy_from_slice(
+                        &frame[from..total],
+                    )))
+                };
+                match self.inner.poll_write(cx, &frame[..total]) {
+                    Poll::Ready(Ok(n)) => self.pending = if n < total { keep(n) } else { None },
+                    Poll::Ready(Err(e)) => {
+                        self.pending = None;
+                        return Poll::Ready(Err(stream_err(e)));
+                    }
+                    Poll::Pending => {
+                        self.pending = keep(0);
+                        return Poll::Pending;
+                    }
+                }
+                continue;
             }
             match self.inner.poll_write(cx, buf.chunk()) {
                 Poll::Ready(Ok(n)) => buf.advance(n),
