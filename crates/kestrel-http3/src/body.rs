@@ -24,6 +24,16 @@ use crate::quic::H3Recv;
 /// The receiving half of a request stream.
 pub(crate) type Recv = RequestStream<H3Recv, Bytes>;
 
+/// What the driver must do before polling the app again.
+pub(crate) enum DriverEvent {
+    /// The app asked for the stream to be reset with this code.
+    Reset(u32),
+    /// A minimum data rate was not met.
+    TimedOut(TimeoutReason),
+    /// Send `100 Continue`.
+    SendContinue,
+}
+
 /// One request stream's shared state.
 pub(crate) struct StreamState {
     inner: Mutex<Inner>,
@@ -35,6 +45,9 @@ pub(crate) struct StreamState {
     rates: DataRateControl,
     abort: AbortSignal,
     span: tracing::Span,
+    /// `Inner::timed_out` is set: read without the lock on every poll of
+    /// the response.
+    any_timeout: std::sync::atomic::AtomicBool,
 }
 
 struct Inner {
@@ -63,6 +76,7 @@ impl StreamState {
     ) -> Arc<Self> {
         Arc::new(StreamState {
             span,
+            any_timeout: std::sync::atomic::AtomicBool::new(false),
             limits,
             rates: DataRateControl::default(),
             abort: AbortSignal::new(),
@@ -88,23 +102,29 @@ impl StreamState {
         }
     }
 
-    /// Called by the driver on each poll: register for wake-ups and take a
-    /// reset the application asked for.
-    pub fn poll_reset(&self, cx: &mut Context<'_>) -> Option<u32> {
+    /// Called by the driver on each poll of the app: register for wake-ups
+    /// and take what the driver must do first, under one lock: a reset the
+    /// application asked for, a data rate not met, or `100 Continue` to send
+    /// (the app reads a body the client holds back until then).
+    pub fn poll_driver(&self, cx: &mut Context<'_>) -> Option<DriverEvent> {
         self.driver.register(cx.waker());
-        self.lock().reset.take()
-    }
-
-    /// Whether `100 Continue` is to be sent now (once): the app reads a body
-    /// the client holds back until then.
-    pub fn take_continue(&self) -> bool {
-        std::mem::take(&mut self.lock().want_continue)
+        let mut s = self.lock();
+        if let Some(code) = s.reset.take() {
+            return Some(DriverEvent::Reset(code));
+        }
+        if let Some(reason) = s.timed_out {
+            return Some(DriverEvent::TimedOut(reason));
+        }
+        std::mem::take(&mut s.want_continue).then_some(DriverEvent::SendContinue)
     }
 
     /// A minimum data rate the connection's check found unmet, if any
     /// (registering for the wake-up that reports one).
     pub fn poll_timed_out(&self, cx: &mut Context<'_>) -> Option<TimeoutReason> {
         self.driver.register(cx.waker());
+        if !self.any_timeout.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
         self.lock().timed_out
     }
 
@@ -137,6 +157,8 @@ impl StreamState {
             s.body.reject_if_open(BodyRejection::Timeout);
         }
         s.timed_out = Some(reason);
+        self.any_timeout
+            .store(true, std::sync::atomic::Ordering::Release);
         drop(s);
         self.driver.wake();
         Some(reason)

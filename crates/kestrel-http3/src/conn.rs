@@ -167,6 +167,9 @@ impl Http3Connection {
         };
         let mut rate_check = RateCheck::default();
         let mut keep_alive_armed = false;
+        // Each stream's future is boxed once: the request lifecycle's state
+        // machine is several KiB, and `FuturesUnordered::push` moved it
+        // three times on its way into its task.
         let mut streams = FuturesUnordered::new();
         // Serving: until the client is done, the connection fails, or the
         // runtime asks to close or abort.
@@ -209,7 +212,7 @@ impl Http3Connection {
             };
             match next {
                 Next::Accepted(Ok(Some(resolver))) => {
-                    streams.push(serve_request(app, &ctx, resolver))
+                    streams.push(Box::pin(serve_request(app, &ctx, resolver)))
                 }
                 other => break other,
             }
@@ -277,7 +280,7 @@ impl Http3Connection {
                 while !accept_done {
                     match accepted.as_mut().poll_next_unpin(cx) {
                         Poll::Ready(Some(resolver)) => {
-                            streams.push(serve_request(app, &ctx, resolver))
+                            streams.push(Box::pin(serve_request(app, &ctx, resolver)))
                         }
                         Poll::Ready(None) => accept_done = true,
                         Poll::Pending => break,

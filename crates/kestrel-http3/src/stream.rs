@@ -22,7 +22,7 @@ use kestrel_core::{
     StreamReset,
 };
 
-use crate::body::StreamState;
+use crate::body::{DriverEvent, StreamState};
 use crate::config::Http3Config;
 use crate::quic::{H3Conn, H3Send};
 use crate::respond::{abandon, respond};
@@ -221,14 +221,13 @@ pub(crate) async fn serve_request<A: Application>(
     let mut fut = CatchUnwind::new(app.call(Request::from_parts(parts, body)));
     let event = loop {
         let event = poll_fn(|cx| {
-            if let Some(code) = state.poll_reset(cx) {
-                return Poll::Ready(AppEvent::AppReset(code));
-            }
-            if let Some(reason) = state.poll_timed_out(cx) {
-                return Poll::Ready(AppEvent::TimedOut(reason));
-            }
-            if state.take_continue() {
-                return Poll::Ready(AppEvent::SendContinue);
+            match state.poll_driver(cx) {
+                Some(DriverEvent::Reset(code)) => return Poll::Ready(AppEvent::AppReset(code)),
+                Some(DriverEvent::TimedOut(reason)) => {
+                    return Poll::Ready(AppEvent::TimedOut(reason))
+                }
+                Some(DriverEvent::SendContinue) => return Poll::Ready(AppEvent::SendContinue),
+                None => {}
             }
             let _in_span = state.span().enter();
             Pin::new(&mut fut).poll(cx).map(AppEvent::Done)

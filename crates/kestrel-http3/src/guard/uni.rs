@@ -4,7 +4,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use atomic_waker::AtomicWaker;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -86,17 +90,47 @@ pub(super) struct QpackStream {
     pub(super) continuation: Option<u8>,
     /// The connection ended under it: nothing more to check.
     pub(super) gone: bool,
+    /// Whether the stream woke the connection since it was last read: the
+    /// connection's task polls for new unidirectional streams on every
+    /// wake-up, and reading a QUIC stream each time costs a lock of the
+    /// QUIC connection.
+    pub(super) wake: Arc<WakeFlag>,
+    pub(super) waker: Waker,
+}
+
+/// Set by the stream's own waker, which then wakes the connection's task.
+#[derive(Default)]
+pub(super) struct WakeFlag {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
 }
 
 pub(super) type Violation = (u64, &'static str);
 
 impl QpackStream {
     pub(super) fn new(kind: QpackKind, stream: BoxRecvStream) -> QpackStream {
+        let wake = Arc::new(WakeFlag {
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
         QpackStream {
             kind,
             stream,
             continuation: None,
             gone: false,
+            waker: Waker::from(wake.clone()),
+            wake,
         }
     }
 
@@ -145,8 +179,14 @@ impl QpackStream {
         if self.gone {
             return Poll::Ready(Ok(()));
         }
+        self.wake.task.register(cx.waker());
+        if !self.wake.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let waker = self.waker.clone();
+        let mut own = Context::from_waker(&waker);
         loop {
-            match self.stream.poll_data(cx) {
+            match self.stream.poll_data(&mut own) {
                 Poll::Ready(Ok(Some(data))) => self.check(&data)?,
                 Poll::Ready(Ok(None)) | Poll::Ready(Err(StreamError::Reset { .. })) => {
                     return Poll::Ready(Err((
