@@ -48,6 +48,8 @@ pub(crate) struct StreamState {
     /// `Inner::timed_out` is set: read without the lock on every poll of
     /// the response.
     any_timeout: std::sync::atomic::AtomicBool,
+    /// `Inner::completed`, for the connection's rate check without the lock.
+    done: std::sync::atomic::AtomicBool,
 }
 
 struct Inner {
@@ -77,6 +79,7 @@ impl StreamState {
         Arc::new(StreamState {
             span,
             any_timeout: std::sync::atomic::AtomicBool::new(false),
+            done: std::sync::atomic::AtomicBool::new(false),
             limits,
             rates: DataRateControl::default(),
             abort: AbortSignal::new(),
@@ -130,7 +133,7 @@ impl StreamState {
 
     /// Whether the stream is over.
     pub fn is_completed(&self) -> bool {
-        self.lock().completed
+        self.done.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// This stream's data-rate tracking.
@@ -176,6 +179,7 @@ impl StreamState {
         let recv = {
             let mut s = self.lock();
             s.completed = true;
+            self.done.store(true, std::sync::atomic::Ordering::Release);
             let finished = s.finished;
             s.recv.take().filter(|_| !finished)
         };
