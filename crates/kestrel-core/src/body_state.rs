@@ -91,6 +91,22 @@ pub enum ReadStart {
     Fail(BodyError),
 }
 
+/// How a multiplexed stream's body poll starts
+/// ([`RequestBodyState::start_stream_read`]).
+#[derive(Debug)]
+pub enum StreamReadStart {
+    /// Read body bytes from the stream (`100 Continue`, if owed, is sent
+    /// when the read waits).
+    Read,
+    /// The body is complete: the poll returns `None`.
+    End,
+    /// The body failed before: the poll returns this error.
+    Fail(BodyError),
+    /// The body was rejected just now (a declared length over the limit):
+    /// the poll returns this error and the driver is woken to answer 413.
+    Rejected(BodyError),
+}
+
 /// One request body's state: its [`BodyPhase`], the counters, and whether
 /// its minimum data rate is being tracked.
 #[derive(Debug, Clone)]
@@ -229,6 +245,29 @@ impl<M: MalformedBody> RequestBodyState<M> {
         } else {
             self.phase = BodyPhase::Reading;
             ReadStart::Read
+        }
+    }
+
+    /// The start of an HTTP/2 or HTTP/3 stream body's poll: after the
+    /// request `completed`, reads fail with
+    /// [`BodyError::RequestCompleted`]; otherwise [`start_read`](Self::start_read)
+    /// with the request's limits, telling a rejection made now (the driver
+    /// must answer it) from an earlier one.
+    pub fn start_stream_read(
+        &mut self,
+        completed: bool,
+        limits: &LimitsCell,
+        rates: &DataRateControl,
+    ) -> StreamReadStart {
+        if completed {
+            return StreamReadStart::Fail(BodyError::RequestCompleted);
+        }
+        let rejected_before = self.rejection().is_some();
+        match self.start_read(Some(limits), rates) {
+            ReadStart::Read | ReadStart::SendContinue => StreamReadStart::Read,
+            ReadStart::End => StreamReadStart::End,
+            ReadStart::Fail(e) if rejected_before => StreamReadStart::Fail(e),
+            ReadStart::Fail(e) => StreamReadStart::Rejected(e),
         }
     }
 

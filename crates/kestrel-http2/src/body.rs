@@ -12,7 +12,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use http_body::{Frame, SizeHint};
 use kestrel_core::aborted::{AbortSignal, AbortSource};
-use kestrel_core::body_state::{BodyPhase, BodyRejection, ReadStart, RequestBodyState};
+use kestrel_core::body_state::{BodyPhase, BodyRejection, RequestBodyState, StreamReadStart};
 use kestrel_core::connection::TimeoutReason;
 use kestrel_core::data_rate::DataRateControl;
 use kestrel_core::features::ResetSource;
@@ -240,19 +240,17 @@ impl BodySource for StreamState {
             // Below the minimum data rate: that stays the answer.
             return Poll::Ready(Some(Err(BodyError::Timeout)));
         }
-        if s.completed {
-            return Poll::Ready(Some(Err(BodyError::RequestCompleted)));
-        }
-        let rejected_before = s.body.rejection().is_some();
-        match s.body.start_read(Some(&self.limits), &self.rates) {
-            ReadStart::Read | ReadStart::SendContinue => {}
-            ReadStart::End => return Poll::Ready(None),
-            ReadStart::Fail(e) => {
-                if !rejected_before {
-                    // The declared length is over the limit: the driver answers 413.
-                    drop(guard);
-                    self.driver.wake();
-                }
+        match s
+            .body
+            .start_stream_read(s.completed, &self.limits, &self.rates)
+        {
+            StreamReadStart::Read => {}
+            StreamReadStart::End => return Poll::Ready(None),
+            StreamReadStart::Fail(e) => return Poll::Ready(Some(Err(e))),
+            StreamReadStart::Rejected(e) => {
+                // The declared length is over the limit: the driver answers 413.
+                drop(guard);
+                self.driver.wake();
                 return Poll::Ready(Some(Err(e)));
             }
         }
